@@ -1,0 +1,1 @@
+"""Local tooling shared by `make demo`, the tests and the benchmarks."""
