@@ -4,15 +4,24 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# checkov, actionlint, shellcheck, pulumi-policy: their pins clash with the program's (requirements/scan.txt)
+SCAN_VENV  ?= .venv-scan
+SCAN_STAMP := $(SCAN_VENV)/.installed
+MAIN_REQS  := $(filter-out requirements/scan.txt,$(wildcard requirements/*.txt))
 
 .PHONY: install demo test bench lint lock clean
 
-install: $(STAMP)
+install: $(STAMP) $(SCAN_STAMP)
 
-$(STAMP): requirements/*.txt
+$(STAMP): $(MAIN_REQS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
 	touch $(STAMP)
+
+$(SCAN_STAMP): requirements/scan.txt policy/requirements.txt
+	test -x $(SCAN_VENV)/bin/python || $(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/scan.txt
+	touch $(SCAN_STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
@@ -20,8 +29,8 @@ bench: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m demo
 
-test: $(STAMP)
-	$(PY) -m pytest
+test: $(STAMP) $(SCAN_STAMP)
+	SCAN_VENV=$(SCAN_VENV) $(PY) -m pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -31,8 +40,8 @@ lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet $$(grep -hvE '^(#|-)' requirements/trainer.txt requirements/infra.txt) $$(grep -vE '^(#|-)' requirements/dev.txt)
 	{ echo "# Transitive pins, from 'pip freeze' of a clean install of dev.txt. Regenerate with 'make lock'."; \
-	  .venv-lock/bin/pip freeze | grep -viE "^($$(grep -hvE '^(#|-)' requirements/*.txt | grep -v constraints | sed -E 's/(\[.*\])?==.*//' | paste -sd'|'))==" ; } > requirements/constraints.txt
+	  .venv-lock/bin/pip freeze | grep -viE "^($$(grep -hvE '^(#|-)' $(MAIN_REQS) | grep -v constraints | sed -E 's/(\[.*\])?==.*//' | paste -sd'|'))==" ; } > requirements/constraints.txt
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SCAN_VENV) .pytest_cache .ruff_cache

@@ -36,9 +36,10 @@ def env_arg(parser: argparse.ArgumentParser, flag: str, var: str, help: str, req
 
 
 def check_env_args(args: argparse.Namespace) -> None:
-    for key, (var, required) in list(vars(args).items()):
+    for key, value in list(vars(args).items()):
         if not key.startswith("_env_"):
             continue
+        var, required = value
         flag = key[len("_env_"):]
         if required and not getattr(args, flag):
             raise UserError(f"{var} is not set", "empty", f"set {var} or pass --{flag.replace('_', '-')}")

@@ -1,0 +1,244 @@
+"""sync-model, the TF Serving sidecar, as a real process against the real S3 server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from demo.s3server import S3Server
+from tests.conftest import ROOT, trainer_env
+from trainer.publish import publish_dir
+from trainer.store import open_store
+
+
+def make_version(path: Path, seed: int, files: int = 3) -> Path:
+    path.mkdir(parents=True)
+    (path / "saved_model.pb").write_bytes(bytes([seed]) * 2000)
+    (path / "variables").mkdir()
+    for i in range(files - 1):
+        (path / "variables" / f"variables.data-{i:05d}-of-{files - 1:05d}").write_bytes(os.urandom(4000))
+    return path
+
+
+def publish(store, version: int, tmp_path: Path, files: int = 3) -> Path:
+    src = make_version(tmp_path / f"src-{version}-{time.monotonic_ns()}", version, files)
+    publish_dir(src, store.child(str(version)))
+    return src
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def visible(dest: Path) -> list[str]:
+    """What TF Serving would consider: every entry of dest, hidden ones included (so leftovers show)."""
+    return sorted(p.name for p in dest.iterdir()) if dest.exists() else []
+
+
+@pytest.fixture
+def models(bucket):
+    return open_store(f"s3://{bucket}/models/mnist", "MODEL_URL")
+
+
+def test_sync_once_keeps_newest(models, run_trainer, tmp_path):
+    sources = {v: publish(models, v, tmp_path) for v in (1, 2, 3)}
+    dest = tmp_path / "serving"
+    env = {"MODEL_URL": models.url}
+    proc = run_trainer("sync-model", "--dest", str(dest), "--keep", "2", env=env, check=True)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["versions"] == [2, 3] and result["added"] == [3, 2] and result["remote"] == [1, 2, 3]
+    assert visible(dest) == ["2", "3"]
+    assert tree(dest / "3") == tree(sources[3])
+
+    publish(models, 4, tmp_path)
+    proc = run_trainer("sync-model", "--dest", str(dest), "--keep", "2", env=env, check=True)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["added"] == [4] and result["removed"] == [2]
+    assert visible(dest) == ["3", "4"]
+
+
+def test_no_complete_version_is_an_error(models, run_trainer, tmp_path):
+    # Only an incomplete upload: files, no _COMPLETE.
+    src = make_version(tmp_path / "v1", 1)
+    for p in src.rglob("*"):
+        if p.is_file():
+            models.child("1").put_file(p.relative_to(src).as_posix(), p)
+    dest = tmp_path / "serving"
+    proc = run_trainer("sync-model", "--dest", str(dest), env={"MODEL_URL": models.url})
+    assert proc.returncode == 2
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: no complete model version") and models.url in line
+    assert visible(dest) == []
+
+
+@pytest.mark.parametrize("url", ["http://minio:9000/models", "models/mnist", "s3://UPPER/models"])
+def test_bad_model_url(run_trainer, tmp_path, url):
+    proc = run_trainer("sync-model", "--dest", str(tmp_path / "d"), env={"MODEL_URL": url})
+    assert proc.returncode == 2
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "MODEL_URL" in line and url in line and "s3://" in line
+
+
+def test_does_not_import_tensorflow(models, s3_server, tmp_path):
+    publish(models, 1, tmp_path)
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from trainer.cli import main
+        rc = main(["sync-model", "--dest", {str(tmp_path / "serving")!r}, "--model-url", {models.url!r}])
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tensorboard"))
+        print("RESULT", rc, heavy)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=trainer_env(s3_server),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "RESULT 0 []"
+    assert visible(tmp_path / "serving") == ["1"]
+
+
+KILL_MID_PUBLISH = textwrap.dedent(
+    """
+    import os, signal, sys
+    from trainer.store import S3Store, open_store
+    from trainer.publish import publish_dir
+    real = S3Store.put_file
+    done = []
+    def put_file(self, key, path):
+        real(self, key, path)
+        done.append(key)
+        if len(done) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    S3Store.put_file = put_file
+    publish_dir(sys.argv[1], open_store(sys.argv[2]))
+    """
+)
+
+KILL_MID_FETCH = textwrap.dedent(
+    """
+    import os, signal, sys
+    from trainer.store import S3Store
+    from trainer.cli import main
+    real = S3Store.get_file
+    done = []
+    def get_file(self, key, path):
+        out = real(self, key, path)
+        done.append(key)
+        if len(done) == int(os.environ["KILL_AFTER"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return out
+    S3Store.get_file = get_file
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def test_never_exposes_a_partial_version(models, s3_server, run_trainer, tmp_path):
+    env = {"MODEL_URL": models.url}
+    dest = tmp_path / "serving"
+    first = publish(models, 1, tmp_path)
+
+    # An exporter dies after uploading 2 of 6 files of version 2: sync still shows version 1 only.
+    src = make_version(tmp_path / "v2", 2, files=6)
+    killed = subprocess.run([sys.executable, "-c", KILL_MID_PUBLISH, str(src), models.child("2").url],
+                            cwd=ROOT, env=trainer_env(s3_server), capture_output=True, timeout=60)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert models.child("2").list() and not models.child("2").exists("_COMPLETE")
+    run_trainer("sync-model", "--dest", str(dest), env=env, check=True)
+    assert visible(dest) == ["1"] and tree(dest / "1") == tree(first)
+
+    # Version 3 is complete, but the sidecar itself dies mid-download: no partial "3" appears ...
+    third = publish(models, 3, tmp_path, files=6)
+    killed = subprocess.run([sys.executable, "-c", KILL_MID_FETCH, "sync-model", "--dest", str(dest)],
+                            cwd=ROOT, env=trainer_env(s3_server, KILL_AFTER="3", **env), capture_output=True,
+                            timeout=60)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert [n for n in visible(dest) if not n.startswith(".")] == ["1"]
+    assert tree(dest / "1") == tree(first)
+    # ... and the next run clears the leftover temp folder and completes it.
+    result = json.loads(run_trainer("sync-model", "--dest", str(dest), "--keep", "1", env=env,
+                                    check=True).stdout.strip().splitlines()[-1])
+    assert result["added"] == [3] and result["removed"] == [1]
+    assert visible(dest) == ["3"] and tree(dest / "3") == tree(third)
+
+
+def test_corrupt_version_is_not_exposed(models, run_trainer, tmp_path):
+    publish(models, 1, tmp_path)
+    publish(models, 2, tmp_path)
+    models.child("2").put_bytes("saved_model.pb", b"truncated")
+    dest = tmp_path / "serving"
+    proc = run_trainer("sync-model", "--dest", str(dest), env={"MODEL_URL": models.url})
+    assert proc.returncode == 2 and "checksum" in proc.stderr and "2/saved_model.pb" in proc.stderr
+    assert visible(dest) == ["1"]  # version 2 was refused; the intact version 1 still came down
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_watch_follows_new_versions_and_survives_an_outage(tmp_path, monkeypatch):
+    """A private S3 server, so the test can stop it: the watcher logs the outage and carries on."""
+    server = S3Server().start()
+    port = server.port
+    try:
+        env = {**trainer_env(server), "S3_MAX_ATTEMPTS": "1", "S3_CONNECT_TIMEOUT": "1"}
+        for key in ("S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"):
+            monkeypatch.setenv(key, env[key])
+
+        def fresh_bucket():
+            import boto3
+
+            client = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1")
+            client.create_bucket(Bucket="models")
+            return open_store("s3://models/mnist")
+
+        models = fresh_bucket()
+        dest = tmp_path / "serving"
+        log_path = tmp_path / "sync.log"
+        with open(log_path, "w") as log:
+            watcher = subprocess.Popen(
+                [sys.executable, "-m", "trainer", "sync-model", "--dest", str(dest), "--watch",
+                 "--interval", "0.3", "--keep", "1", "--model-url", models.url],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for(lambda: "no complete version" in log_path.read_text(), what="the waiting line")
+            publish(models, 1, tmp_path)
+            wait_for(lambda: visible(dest) == ["1"], what="version 1")
+            models.child("2").put_bytes("saved_model.pb", b"half an upload")  # no _COMPLETE
+            publish(models, 3, tmp_path)
+            wait_for(lambda: visible(dest) == ["3"], what="version 3 replacing 1")
+
+            server.stop()  # outage
+            wait_for(lambda: "cannot reach the S3 endpoint" in log_path.read_text(), what="the outage line")
+            assert watcher.poll() is None and visible(dest) == ["3"]  # still serving what it had
+            server = S3Server(port=port).start()  # back (empty: moto keeps data in memory)
+            models = fresh_bucket()
+            publish(models, 4, tmp_path)
+            wait_for(lambda: visible(dest) == ["4"], what="version 4 after the outage")
+        finally:
+            watcher.send_signal(signal.SIGTERM)
+            rc = watcher.wait(timeout=20)
+        text = log_path.read_text()
+        assert rc == 0, text
+        lines = [line.split(" sync-model ", 1)[1] for line in text.splitlines() if " sync-model " in line]
+        assert "added version 1" in lines and "added version 3" in lines and "removed version 1" in lines
+        assert "added version 4" in lines and "removed version 3" in lines
+        assert not any("version 2" in line for line in lines)
+        assert any(line.startswith("error: cannot reach the S3 endpoint") for line in lines)
+        assert lines[-1] == "stopped"
+    finally:
+        server.stop()

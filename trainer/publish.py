@@ -1,0 +1,152 @@
+"""Atomic directory publish on a store that has no rename (S3), and reading back only complete directories.
+
+A directory (a model version, a checkpoint) is published by uploading every file, then writing `_COMPLETE`
+last: JSON with each file's relative path, size and sha256. A directory without `_COMPLETE` does not exist
+for readers. Readers download into a hidden temporary sibling, check sizes and hashes, then rename into place,
+so a local copy is either whole or absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from trainer.errors import UserError
+from trainer.store import NotFound, Store, StoreError
+
+COMPLETE = "_COMPLETE"
+FORMAT = 1
+_VERSION = re.compile(r"^(0|[1-9][0-9]*)$")
+_THREADS = 8
+
+
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _local_files(local_dir: Path) -> list[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(local_dir):
+        dirnames.sort()
+        for name in sorted(filenames):
+            rel = (Path(dirpath) / name).relative_to(local_dir).as_posix()
+            if rel != COMPLETE:
+                out.append(rel)
+    return out
+
+
+def _map(fn, items) -> list:
+    """Runs fn over items on a few threads (S3 requests wait on the network, not the CPU)."""
+    items = list(items)
+    if len(items) <= 1:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(min(_THREADS, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+def publish_dir(local_dir, store: Store) -> dict:
+    """Uploads every file of `local_dir` below `store`, then `_COMPLETE`; returns the `_COMPLETE` manifest.
+
+    Publishing over an existing complete directory first removes its `_COMPLETE`, so readers never mix files
+    of two publishes.
+    """
+    local_dir = Path(local_dir)
+    if not local_dir.is_dir():
+        raise UserError("nothing to publish: not a folder", local_dir, "pass the folder that holds the files")
+    names = _local_files(local_dir)
+    if not names:
+        raise UserError("nothing to publish: the folder is empty", local_dir, "write the files first")
+    files = [
+        {"path": n, "size": (local_dir / n).stat().st_size, "sha256": sha256_file(local_dir / n)}
+        for n in names
+    ]
+    if store.exists(COMPLETE):
+        store.delete([COMPLETE])
+    _map(lambda n: store.put_file(n, local_dir / n), names)
+    manifest = {"format": FORMAT, "files": files, "bytes": sum(f["size"] for f in files)}
+    store.put_bytes(COMPLETE, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    return manifest
+
+
+def read_complete(store: Store) -> dict:
+    """The `_COMPLETE` manifest of a published directory; NotFound when it is not (yet) complete."""
+    try:
+        raw = store.get_bytes(COMPLETE)
+    except NotFound as e:
+        raise NotFound(
+            "not a complete published folder (no _COMPLETE)",
+            store.url,
+            "publish it again, or pick a complete version",
+        ) from e
+    try:
+        manifest = json.loads(raw)
+        files = manifest["files"]
+        for f in files:
+            _ = (str(f["path"]), int(f["size"]), str(f["sha256"]))
+    except (ValueError, KeyError, TypeError) as e:
+        raise StoreError("unreadable _COMPLETE manifest", store.url_of(COMPLETE), "publish it again") from e
+    return manifest
+
+
+def complete_versions(store: Store) -> list[int]:
+    """Integer-named children of `store` that have `_COMPLETE`, ascending."""
+    versions = set()
+    for key in store.list():
+        head, _, rest = key.partition("/")
+        if rest == COMPLETE and _VERSION.match(head):
+            versions.add(int(head))
+    return sorted(versions)
+
+
+def next_version(store: Store) -> int:
+    """1 + the highest integer-named child, complete or not (an interrupted upload's number is not reused)."""
+    seen = [int(head) for head in {k.partition("/")[0] for k in store.list()} if _VERSION.match(head)]
+    return max(seen, default=0) + 1
+
+
+def fetch_dir(store: Store, dest) -> Path:
+    """Downloads the complete directory at `store` to `dest`: into a hidden temp sibling, every file checked
+    against `_COMPLETE` (size and sha256), then renamed into place. Never leaves a partial `dest`."""
+    dest = Path(dest)
+    manifest = read_complete(store)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
+
+    def get(entry: dict) -> None:
+        rel = entry["path"]
+        target = tmp / rel
+        if tmp.resolve() not in target.resolve().parents:
+            raise StoreError("unsafe path in _COMPLETE", store.url_of(rel), "publish the folder again")
+        store.get_file(rel, target)
+        size = target.stat().st_size
+        if size != int(entry["size"]) or sha256_file(target) != entry["sha256"]:
+            raise StoreError(
+                "file does not match its checksum in _COMPLETE",
+                store.url_of(rel),
+                "the published folder is corrupt: publish it again",
+            )
+
+    try:
+        tmp.mkdir()
+        _map(get, manifest["files"])
+        if dest.exists():
+            old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest

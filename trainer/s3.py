@@ -1,0 +1,280 @@
+"""boto3, in one place: the client, retries, multipart transfers, and botocore failures turned into messages.
+
+The only module that imports boto3. `S3_ENDPOINT` (a full URL) selects an S3-compatible server and path-style
+addressing; unset means AWS. Credentials come from boto3's default chain (env keys, IRSA on EKS, ...).
+
+Tunables (environment, all optional):
+  S3_MAX_ATTEMPTS      attempts per request, botocore "standard" retry mode: jittered exponential backoff
+                       from 50 ms, capped at 20 s. The default 12 waits about 33 s in all (median; 18 s at
+                       the 5th percentile) before giving up, so a S3 outage of 10-15 s mid-training is ridden
+                       out, and an unreachable endpoint is still reported within about a minute. Tests use
+                       1-2 to fail fast.
+  S3_CONNECT_TIMEOUT   seconds to open a connection (default 5)
+  S3_READ_TIMEOUT      seconds to wait for data on an open connection (default 60)
+  S3_MAX_CONCURRENCY   threads per multipart transfer (default 8)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import botocore.exceptions as bx
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+from trainer.errors import UserError
+from trainer.store import NotFound, StoreError
+
+MULTIPART_BYTES = 8 * 1024 * 1024
+RANGED_BYTES = 64 * 1024 * 1024
+
+_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "TokenRefreshRequired",
+    "InvalidClientTokenId", "AuthorizationHeaderMalformed", "InvalidSecurity",
+}
+_DENIED_CODES = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled"}
+_MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
+
+_lock = threading.Lock()
+_clients: dict[tuple, object] = {}
+
+
+def _env_number(name: str, default: float, cast=float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = cast(raw)
+    except ValueError:
+        value = None
+    if value is None or value <= 0:
+        raise UserError(f"{name} must be a positive number", raw, f"set {name}={default} or unset it")
+    return value
+
+
+def endpoint() -> str | None:
+    """`S3_ENDPOINT` as a full URL, or None for AWS."""
+    url = (os.environ.get("S3_ENDPOINT") or "").strip()
+    if not url:
+        return None
+    if not (url.startswith("http://") or url.startswith("https://")) or len(url.split("://", 1)[1]) == 0:
+        raise UserError(
+            "S3_ENDPOINT must be a full URL with scheme",
+            url,
+            "set it like http://minio.minio:9000, or unset it for AWS",
+        )
+    return url.rstrip("/")
+
+
+def where() -> str:
+    return endpoint() or "AWS S3"
+
+
+def settings() -> dict:
+    return {
+        "endpoint": endpoint(),
+        "region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
+        "max_attempts": int(_env_number("S3_MAX_ATTEMPTS", 12, int)),
+        "connect_timeout": _env_number("S3_CONNECT_TIMEOUT", 5.0),
+        "read_timeout": _env_number("S3_READ_TIMEOUT", 60.0),
+        "max_concurrency": int(_env_number("S3_MAX_CONCURRENCY", 8, int)),
+    }
+
+
+def client():
+    """A boto3 S3 client for the current settings; one per process and settings (clients are thread-safe)."""
+    s = settings()
+    cache_key = (os.getpid(), tuple(sorted(s.items())),
+                 os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY"))
+    with _lock:
+        found = _clients.get(cache_key)
+        if found is None:
+            config = Config(
+                retries={"mode": "standard", "total_max_attempts": s["max_attempts"]},
+                connect_timeout=s["connect_timeout"],
+                read_timeout=s["read_timeout"],
+                max_pool_connections=max(32, 4 * s["max_concurrency"]),
+                # S3-compatible servers (MinIO, moto, Ceph) are reached by path, not by bucket subdomain.
+                s3={"addressing_style": "path"} if s["endpoint"] else {},
+            )
+            # A session per client: boto3's default session is not thread-safe to create clients from.
+            found = boto3.session.Session().client(
+                "s3", endpoint_url=s["endpoint"], region_name=s["region"], config=config
+            )
+            _clients[cache_key] = found
+        return found
+
+
+def transfer_config() -> TransferConfig:
+    return TransferConfig(
+        multipart_threshold=MULTIPART_BYTES,
+        multipart_chunksize=MULTIPART_BYTES,
+        max_concurrency=settings()["max_concurrency"],
+        use_threads=True,
+    )
+
+
+def _url(bucket: str, key: str = "") -> str:
+    return f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+
+
+def translate(err: Exception, bucket: str, key: str = "") -> Exception:
+    """The StoreError that explains a botocore failure, or `err` itself when it is not one we know."""
+    url = _url(bucket, key)
+    if isinstance(err, bx.ClientError):
+        error = err.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in _CREDENTIAL_CODES:
+            return StoreError(
+                f"S3 rejected the credentials ({code}) at {where()}",
+                url,
+                "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the pod's IAM role) for this endpoint",
+            )
+        if code == "NoSuchBucket" or (code in ("404", "NotFound") and not key):
+            return StoreError(
+                f"S3 bucket {bucket!r} does not exist at {where()}",
+                url,
+                "create the bucket or fix the bucket name in the URL",
+            )
+        if code in _MISSING_KEY_CODES:
+            return NotFound("S3 object not found", url, "check the URL, or write it first")
+        if code in _DENIED_CODES or status == 403:
+            return StoreError(
+                f"S3 denied access ({code or status}) at {where()}",
+                url,
+                "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and that they may read and write this bucket",
+            )
+        return StoreError(f"S3 request failed ({code or status}: {error.get('Message', '')})", url,
+                          f"check the URL and the S3 server at {where()}")
+    if isinstance(err, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ConnectionError,
+                        bx.ReadTimeoutError, bx.ConnectionClosedError, bx.HTTPClientError)):
+        return StoreError(
+            f"cannot reach the S3 endpoint {where()}",
+            url,
+            "check S3_ENDPOINT (a full URL such as http://minio.minio:9000) and that the server is up "
+            f"({type(err).__name__})",
+        )
+    if isinstance(err, (bx.NoCredentialsError, bx.PartialCredentialsError, bx.CredentialRetrievalError)):
+        return StoreError(
+            "no usable AWS credentials",
+            url,
+            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give the pod an IAM role (IRSA)",
+        )
+    if isinstance(err, bx.BotoCoreError):
+        return StoreError(f"S3 request failed at {where()}: {err}", url, "check S3_ENDPOINT and credentials")
+    return err
+
+
+def _call(bucket: str, key: str, fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except (bx.BotoCoreError, bx.ClientError) as e:
+        raise translate(e, bucket, key) from e
+    except Exception as e:  # s3transfer wraps failures of its worker threads
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, (bx.BotoCoreError, bx.ClientError)):
+            raise translate(cause, bucket, key) from e
+        raise
+
+
+def put_bytes(bucket: str, key: str, data: bytes) -> None:
+    _call(bucket, key, client().put_object, Bucket=bucket, Key=key, Body=data)
+
+
+def get_bytes(bucket: str, key: str) -> bytes:
+    def get():
+        return client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    return _call(bucket, key, get)
+
+
+def put_file(bucket: str, key: str, path: Path) -> None:
+    _call(bucket, key, client().upload_file, str(path), bucket, key, Config=transfer_config())
+
+
+def get_file(bucket: str, key: str, path: Path) -> str | None:
+    """Downloads to `path`; returns the sha256 of what was written (None for a large file fetched in ranges).
+
+    One streaming GET, hashed on the fly, beats s3transfer's HEAD + GET + writer thread for shard-sized files
+    (callers run several in parallel). Files above RANGED_BYTES go through s3transfer's parallel ranged GETs.
+    Botocore retries a failed request, but not a body that breaks off mid-stream: that is retried here.
+    """
+    attempts = settings()["max_attempts"]
+    for attempt in range(1, attempts + 1):
+        try:
+            return _call(bucket, key, _stream_to_file, bucket, key, path)
+        except StoreError as e:
+            broken = isinstance(e.__cause__, _BROKEN_STREAM)
+            if not broken or attempt == attempts:
+                raise
+            time.sleep(random.random() * min(0.05 * 2 ** (attempt - 1), 20))  # as botocore's "standard"
+    raise AssertionError("unreachable")
+
+
+_BROKEN_STREAM = (
+    bx.ResponseStreamingError, bx.ReadTimeoutError, bx.ConnectionClosedError, bx.IncompleteReadError
+)
+
+
+def _stream_to_file(bucket: str, key: str, path: Path) -> str | None:
+    response = client().get_object(Bucket=bucket, Key=key)
+    body = response["Body"]
+    if response["ContentLength"] > RANGED_BYTES:
+        body.close()
+        client().download_file(bucket, key, str(path), Config=transfer_config())
+        return None
+    digest = hashlib.sha256()
+    with open(path, "wb") as out:
+        for chunk in body.iter_chunks(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
+
+
+def exists(bucket: str, key: str) -> bool:
+    try:
+        _call(bucket, key, client().head_object, Bucket=bucket, Key=key)
+        return True
+    except NotFound:
+        return False
+
+
+def list_sizes(bucket: str, base: str, prefix: str = "") -> dict[str, int]:
+    """Keys below `base` (which ends with '/' or is empty) that start with `prefix`: relative key -> size."""
+    out: dict[str, int] = {}
+
+    def walk():
+        pages = client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base + prefix)
+        for page in pages:
+            for obj in page.get("Contents", []):
+                rel = obj["Key"][len(base):]
+                if rel and not rel.endswith("/"):  # skip "folder" marker objects
+                    out[rel] = obj["Size"]
+
+    _call(bucket, "", walk)
+    return dict(sorted(out.items()))
+
+
+def delete(bucket: str, keys: list[str]) -> None:
+    for i in range(0, len(keys), 1000):
+        batch = [{"Key": k} for k in keys[i:i + 1000]]
+        result = _call(bucket, "", client().delete_objects, Bucket=bucket,
+                       Delete={"Objects": batch, "Quiet": True})
+        errors = result.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise StoreError(f"S3 could not delete {len(errors)} object(s) ({first.get('Code')})",
+                             _url(bucket, first.get("Key", "")), "check that the credentials may delete here")
+
+
+def check_bucket(bucket: str) -> None:
+    """Endpoint reachable, credentials accepted, bucket present: one small LIST (unlike HEAD, its error has a
+    body, so a wrong key reads as InvalidAccessKeyId rather than a bare 403)."""
+    _call(bucket, "", client().list_objects_v2, Bucket=bucket, MaxKeys=1)
