@@ -1,0 +1,138 @@
+"""What the workflows promise, read from their YAML: per-stack previews commented on the PR, OIDC instead of
+keys, a credential-free diff that forks get too, tests before `pulumi up`, prod behind an approval."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from tests.ci.tools import ROOT
+
+WORKFLOWS = ROOT / ".github/workflows"
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((WORKFLOWS / name).read_text())
+
+
+def triggers(workflow: dict) -> dict:
+    return workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
+
+
+def step_using(job: dict, action: str) -> dict:
+    [step] = [s for s in job["steps"] if s.get("uses", "").startswith(action + "@")]
+    return step
+
+
+def scripts(job: dict) -> str:
+    return "\n".join(step.get("run", "") for step in job["steps"])
+
+
+@pytest.fixture(scope="module")
+def preview():
+    return load("preview.yml")
+
+
+@pytest.fixture(scope="module")
+def deploy():
+    return load("deploy.yml")
+
+
+@pytest.mark.parametrize("name", ["preview.yml", "deploy.yml"])
+def test_every_action_is_pinned_to_an_exact_version(name):
+    uses = re.findall(r"uses:\s*(\S+)", (WORKFLOWS / name).read_text())
+    assert uses and [u for u in uses if not PINNED.match(u)] == []
+
+
+@pytest.mark.parametrize("name", ["preview.yml", "deploy.yml"])
+def test_no_long_lived_cloud_keys(name):
+    text = (WORKFLOWS / name).read_text()
+    assert not re.search(r"aws-access-key-id|aws-secret-access-key|AWS_SECRET_ACCESS_KEY", text)
+
+
+def test_preview_runs_pulumi_preview_per_stack_with_one_edited_comment(preview):
+    assert "pull_request" in triggers(preview)
+    job = preview["jobs"]["preview"]
+    assert job["strategy"]["matrix"]["stack"] == ["dev", "prod"]
+    pulumi = step_using(job, "pulumi/actions")
+    inputs = pulumi["with"]
+    assert inputs["command"] == "preview"
+    assert "matrix.stack" in inputs["stack-name"]
+    assert inputs["diff"] is True and inputs["comment-on-pr"] is True and inputs["edit-pr-comment"] is True
+    assert inputs["policyPacks"] == "policy"
+    assert pulumi["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
+
+
+def test_preview_authenticates_with_oidc(preview):
+    job = preview["jobs"]["preview"]
+    assert job["permissions"]["id-token"] == "write"
+    assert job["permissions"]["pull-requests"] == "write"
+    aws = step_using(job, "aws-actions/configure-aws-credentials")["with"]
+    assert "role-to-assume" in aws and "vars." in aws["role-to-assume"]
+    steps = [s.get("uses", "").split("@")[0] for s in job["steps"]]
+    assert steps.index("aws-actions/configure-aws-credentials") < steps.index("pulumi/actions")
+    # Forks get no secrets or OIDC token: the job is skipped for them, not left to fail.
+    assert "head.repo.full_name == github.repository" in job["if"]
+
+
+def test_manifest_diff_needs_no_credentials_and_runs_for_forks(preview):
+    job = preview["jobs"]["manifests"]
+    assert "if" not in job  # forks included
+    assert job["permissions"] == {"contents": "read"}
+    text = yaml.safe_dump(job)
+    assert "secrets." not in text and "id-token" not in text
+    run = scripts(job)
+    assert "-m infra.render --stack" in run and "for side in base head" in run
+    assert "diff -ruN out/base out/head" in run and "GITHUB_STEP_SUMMARY" in run
+    refs = [s["with"].get("ref") for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@")]
+    assert refs == [None, "${{ github.event.pull_request.base.sha }}"]  # head (merge commit), base
+    assert step_using(job, "actions/upload-artifact")["with"]["name"] == "manifest-diff"
+    assert "-m policy.check" in run and "-m policy.scan" in run
+
+
+def test_manifest_comment_job_runs_no_pr_code(preview):
+    job = preview["jobs"]["manifests-comment"]
+    assert job["needs"] == "manifests" and job["permissions"] == {"pull-requests": "write"}
+    assert [s.get("uses", "").split("@")[0] for s in job["steps"]] == [
+        "actions/download-artifact", "actions/github-script"]
+    assert "<!-- manifest-diff -->" in step_using(job, "actions/github-script")["with"]["script"]
+
+
+def test_deploy_tests_then_dev_then_prod_behind_approval(deploy):
+    assert triggers(deploy)["push"]["branches"] == ["main"]
+    jobs = deploy["jobs"]
+    assert "make test" in scripts(jobs["test"])
+    assert jobs["dev"]["needs"] == "test" and jobs["prod"]["needs"] == "dev"
+    assert jobs["prod"]["environment"] == "prod"
+    for stack in ("dev", "prod"):
+        job = jobs[stack]
+        inputs = step_using(job, "pulumi/actions")["with"]
+        assert inputs["command"] == "up" and stack in inputs["stack-name"]
+        assert inputs["policyPacks"] == "policy"
+        assert job["permissions"]["id-token"] == "write"
+        assert "role-to-assume" in step_using(job, "aws-actions/configure-aws-credentials")["with"]
+    assert deploy["concurrency"]["cancel-in-progress"] is False
+
+
+def test_policy_pack_config_file_names_real_policies():
+    import json
+
+    from policy import rules
+
+    config = json.loads((ROOT / "policy/config.json").read_text())
+    for name, settings in config.items():
+        assert set(settings) <= set(rules.BY_NAME[name].config), name
+        # Only upstream components may be exempt, never the namespace our own workloads run in.
+        assert "kubeflow-e2e" not in settings.get("excludeNamespaces", []), name
+
+
+def test_every_secret_and_variable_is_documented():
+    used = set()
+    for path in WORKFLOWS.glob("*.yml"):
+        used |= set(re.findall(r"\b(?:secrets|vars)\.([A-Z][A-Z0-9_]*)", path.read_text()))
+    # docs/ci.md is the README's CI section; once merged, either place counts.
+    docs = "".join(p.read_text() for p in (ROOT / "docs/ci.md", ROOT / "README.md") if p.exists())
+    assert used and sorted(name for name in used if f"`{name}`" not in docs) == []
