@@ -1,0 +1,5 @@
+"""Pulumi entry point: load and validate the config, build the components, export the outputs."""
+
+from infra.program import main
+
+main()

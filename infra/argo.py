@@ -1,0 +1,84 @@
+"""Argo Workflows from the official `argo-workflows` Helm chart (pinned), watching only our namespace.
+The server stays ClusterIP with client-token auth, and the default artifact repository is our bucket."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.config import StackConfig
+from infra.podspec import CREDENTIALS_SECRET, S3Access, container_security
+
+REPO = "https://argoproj.github.io/argo-helm"
+SERVER_PORT = 2746
+
+
+def artifact_repository(cfg: StackConfig, access: S3Access) -> dict:
+    s3: dict = {
+        "bucket": cfg.storage.bucket,
+        "region": access.region,
+        "keyFormat": "argo/{{workflow.name}}/{{pod.name}}",
+    }
+    if access.endpoint:
+        url = urlparse(access.endpoint)
+        s3["endpoint"] = url.netloc  # Argo wants host:port, TLS from `insecure`
+        s3["insecure"] = url.scheme == "http"
+    else:
+        s3["endpoint"] = f"s3.{access.region}.amazonaws.com"
+    if access.secret_name:
+        s3["accessKeySecret"] = {"name": CREDENTIALS_SECRET, "key": "AWS_ACCESS_KEY_ID"}
+        s3["secretKeySecret"] = {"name": CREDENTIALS_SECRET, "key": "AWS_SECRET_ACCESS_KEY"}
+    else:
+        s3["useSDKCreds"] = True  # IRSA: the workflow pods' ServiceAccount carries the role
+    return {"archiveLogs": True, "s3": s3}
+
+
+def chart_values(cfg: StackConfig, access: S3Access) -> dict:
+    small = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
+    return {
+        # Minified CRDs as plain templates: the "full" CRDs come from a Helm hook Job that downloads them,
+        # and pulumi's Chart v4 does not run hooks.
+        "crds": {"install": True, "full": False, "keep": False},
+        "singleNamespace": False,
+        "controller": {
+            "workflowNamespaces": [cfg.namespace],
+            "resources": {
+                "requests": {"cpu": "100m", "memory": "128Mi"},
+                "limits": {"cpu": "1", "memory": "512Mi"},
+            },
+        },
+        # We create the pipeline ServiceAccount and its Role ourselves (namespace component).
+        "workflow": {"serviceAccount": {"create": False}, "rbac": {"create": False}},
+        "executor": {"resources": small, "securityContext": container_security()},
+        "server": {
+            "serviceType": "ClusterIP",
+            "authModes": ["client"],
+            "resources": {
+                "requests": {"cpu": "50m", "memory": "64Mi"},
+                "limits": {"cpu": "500m", "memory": "256Mi"},
+            },
+        },
+        "useStaticCredentials": bool(access.secret_name),
+        "artifactRepository": artifact_repository(cfg, access),
+    }
+
+
+class Argo(pulumi.ComponentResource):
+    def __init__(self, name: str, cfg: StackConfig, access: S3Access, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("kubeflow-e2e:infra:Argo", name, None, opts)
+        ns = k8s.core.v1.Namespace(
+            "argo-namespace", metadata={"name": cfg.argo_namespace}, opts=pulumi.ResourceOptions(parent=self)
+        )
+        self.chart = k8s.helm.v4.Chart(
+            "argo-workflows",
+            chart="argo-workflows",
+            version=cfg.argo_chart_version,
+            repository_opts={"repo": REPO},
+            namespace=cfg.argo_namespace,
+            values=chart_values(cfg, access),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
+        )
+        self.server_service = "argo-workflows-server"
+        self.register_outputs({})

@@ -1,0 +1,340 @@
+"""The stack's configuration: one typed, validated object, read before any resource is declared.
+
+`infra.keys` lists the keys and defaults, `infra.parse` checks each value; every error names the key, the bad
+value and the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from infra.keys import (  # noqa: F401  (re-exported: the rest of infra reads them from here)
+    CREDENTIALS,
+    DATA_SOURCES,
+    KEY_NAMES,
+    KEYS,
+    MAX_WORKERS,
+    NS,
+    STORAGE_MODES,
+    WORKLOADS,
+    Key,
+)
+from infra.parse import ConfigError, Getter, Parser, arn_parts, oidc_issuer, quantity_value  # noqa: F401
+
+# ---- the typed config -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: str
+    memory: str
+    cpu_limit: str
+    memory_limit: str
+
+    def k8s(self) -> dict:
+        return {
+            "requests": {"cpu": self.cpu, "memory": self.memory},
+            "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit},
+        }
+
+
+@dataclass(frozen=True)
+class Storage:
+    mode: str
+    bucket: str
+    region: str
+    endpoint: str | None  # external only; minio's is derived from the namespace
+    access_key_id: Any  # str or pulumi Output (secret); external only
+    secret_access_key: Any
+    credentials: str  # access-key | irsa (aws); access-key otherwise
+    oidc_provider_arn: str | None
+    protect: bool
+    versioning: bool
+    runs_expire_days: int
+    minio_size: str
+
+
+@dataclass(frozen=True)
+class Images:
+    trainer: str
+    sidecar: str
+    tensorboard: str
+    serving: str
+    minio: str
+    mc: str
+    pull_policy: str
+
+
+@dataclass(frozen=True)
+class Training:
+    run: str
+    epochs: int
+    batch_size: int
+    learning_rate: str
+    backoff_limit: int
+    timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class Serving:
+    wait_for_training: bool
+    model_name: str
+    replicas: int
+    poll_seconds: int
+    keep_versions: int
+
+
+@dataclass(frozen=True)
+class Fluid:
+    enabled: bool
+    chart_version: str
+    namespace: str
+    cache_size: str
+    replicas: int
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    project: str
+    stack: str
+    namespace: str
+    workers: int
+    storage: Storage
+    images: Images
+    data_prepare_source: str
+    data_source: str
+    dataprep_timeout_seconds: int
+    training: Training
+    serving: Serving
+    operator_version: str
+    argo_chart_version: str
+    argo_namespace: str
+    fluid: Fluid
+    resources: dict[str, Resources]
+
+    # The bucket layout (docs/design.md); the bucket itself may be an Output, so these are plain strings
+    # built from the configured name.
+    @property
+    def data_prefix(self) -> str:
+        return "data/mnist"
+
+    @property
+    def run_prefix(self) -> str:
+        return f"runs/{self.training.run}"
+
+    @property
+    def model_prefix(self) -> str:
+        return f"models/{self.serving.model_name}"
+
+    @property
+    def tfjob_name(self) -> str:
+        return f"mnist-{self.training.run}"
+
+    @property
+    def irsa_role_name(self) -> str:
+        return f"{self.project}-{self.stack}-{self.namespace}"[:64]
+
+    @property
+    def irsa_role_arn(self) -> str | None:
+        """The role's ARN is known from config: a role lives in the account of the OIDC provider it trusts."""
+        if self.storage.credentials != "irsa":
+            return None
+        partition, account = arn_parts(self.storage.oidc_provider_arn or "")
+        return f"arn:{partition}:iam::{account}:role/{self.irsa_role_name}"
+
+
+# ---- loading ----------------------------------------------------------------------------------------------
+
+
+def load(stack: str, get: Getter, get_secret: Getter | None = None, present: Iterable[str] = ()) -> StackConfig:
+    """Builds the config from `get(key) -> raw value or None` (Pulumi gives strings; tests may give
+    typed values). `present` lists the keys set in the stack, to catch misspelt ones."""
+    get_secret = get_secret or get
+    for key in present:
+        if key.startswith(NS + ":"):
+            name = key[len(NS) + 1 :]
+            if name not in KEY_NAMES:
+                raise ConfigError(name, "is not a known key", None, _did_you_mean(name))
+    p = Parser(stack, get, get_secret)
+
+    namespace = p.dns_label("namespace")
+    workers = p.int("workers", 1, MAX_WORKERS)
+    mode = p.choice("storage.mode", STORAGE_MODES)
+    bucket = p.bucket("storage.bucket")
+    region = p.match("storage.region", r"[a-z]{2}(-[a-z]+)+-\d", "an AWS region such as us-east-1")
+    credentials = p.choice("storage.credentials", CREDENTIALS)
+    endpoint = p.raw("storage.endpoint")
+    access_key = p.secret("storage.accessKeyId")
+    secret_key = p.secret("storage.secretAccessKey")
+    oidc = p.raw("storage.oidcProviderArn")
+
+    if mode == "external":
+        if not endpoint:
+            raise ConfigError(
+                "storage.endpoint",
+                "is required when storage.mode is external",
+                endpoint,
+                f"pulumi config set {NS}:storage.endpoint https://s3.example.com",
+            )
+        endpoint = p.endpoint("storage.endpoint", str(endpoint))
+        for key, value in (("storage.accessKeyId", access_key), ("storage.secretAccessKey", secret_key)):
+            if value is None or value == "":
+                raise ConfigError(
+                    key,
+                    "is required when storage.mode is external",
+                    None,
+                    f"pulumi config set --secret {NS}:{key} <value>",
+                )
+    else:
+        for key, value in (
+            ("storage.endpoint", endpoint),
+            ("storage.accessKeyId", access_key),
+            ("storage.secretAccessKey", secret_key),
+        ):
+            if value not in (None, ""):
+                raise ConfigError(
+                    key,
+                    f"is only used with storage.mode external, not {mode}",
+                    "set",
+                    f"pulumi config rm {NS}:{key}, or set {NS}:storage.mode external",
+                )
+        endpoint, access_key, secret_key = None, None, None
+    if credentials == "irsa":
+        if mode != "aws":
+            raise ConfigError(
+                "storage.credentials",
+                f"irsa needs storage.mode aws, not {mode}",
+                credentials,
+                f"pulumi config set {NS}:storage.credentials access-key",
+            )
+        if not oidc:
+            raise ConfigError(
+                "storage.oidcProviderArn",
+                "is required when storage.credentials is irsa",
+                oidc,
+                "aws eks describe-cluster --name CLUSTER --query cluster.identity.oidc.issuer, then "
+                f"pulumi config set {NS}:storage.oidcProviderArn "
+                "arn:aws:iam::ACCOUNT:oidc-provider/oidc.eks.REGION.amazonaws.com/id/ID",
+            )
+        arn_parts(str(oidc))
+    elif oidc:
+        raise ConfigError(
+            "storage.oidcProviderArn",
+            "is only used with storage.credentials irsa",
+            oidc,
+            f"pulumi config rm {NS}:storage.oidcProviderArn",
+        )
+
+    storage = Storage(
+        mode=mode,
+        bucket=bucket,
+        region=region,
+        endpoint=endpoint,
+        access_key_id=access_key,
+        secret_access_key=secret_key,
+        credentials=credentials,
+        oidc_provider_arn=oidc or None,
+        protect=p.bool("storage.protect"),
+        versioning=p.bool("storage.versioning"),
+        runs_expire_days=p.int("storage.runsExpireDays", 1, 3650),
+        minio_size=p.memory("minio.size"),
+    )
+    images = Images(
+        trainer=p.image("image.trainer"),
+        sidecar=p.image("image.sidecar"),
+        tensorboard=p.image("image.tensorboard"),
+        serving=p.image("image.serving"),
+        minio=p.image("image.minio"),
+        mc=p.image("image.mc"),
+        pull_policy=p.choice("image.pullPolicy", ("IfNotPresent", "Always", "Never")),
+    )
+    data_source = p.choice("data.source", DATA_SOURCES)
+    fluid = Fluid(
+        enabled=p.bool("fluid.enabled"),
+        chart_version=p.chart_version("fluid.chartVersion"),
+        namespace=p.dns_label("fluid.namespace"),
+        cache_size=p.memory("fluid.cacheSize"),
+        replicas=p.int("fluid.replicas", 1, 64),
+    )
+    if data_source == "volume":
+        if not fluid.enabled:
+            raise ConfigError(
+                "data.source",
+                "volume needs the Fluid dataset",
+                data_source,
+                f"pulumi config set {NS}:fluid.enabled true, or set {NS}:data.source s3",
+            )
+        if credentials == "irsa":
+            raise ConfigError(
+                "data.source",
+                "volume cannot use irsa: Fluid's Alluxio runtime reads keys from a Secret",
+                data_source,
+                f"set {NS}:storage.credentials access-key, or {NS}:data.source s3",
+            )
+    training = Training(
+        run=p.dns_label("training.run", max_len=40),
+        epochs=p.int("training.epochs", 1, 10_000),
+        batch_size=p.int("training.batchSize", 1, 65_536),
+        learning_rate=p.positive_float("training.learningRate"),
+        backoff_limit=p.int("training.backoffLimit", 0, 100),
+        timeout_seconds=p.int("training.timeoutSeconds", 60, 7 * 24 * 3600),
+    )
+    serving = Serving(
+        wait_for_training=p.bool("serving.waitForTraining"),
+        model_name=p.dns_label("serving.modelName"),
+        replicas=p.int("serving.replicas", 1, 100),
+        poll_seconds=p.int("serving.pollSeconds", 1, 3600),
+        keep_versions=p.int("serving.keepVersions", 1, 100),
+    )
+    resources = {w: Resources(*p.resources(w)) for w in WORKLOADS}
+    argo_namespace = p.dns_label("argo.namespace")
+    if argo_namespace == namespace:
+        raise ConfigError(
+            "argo.namespace",
+            "must differ from the pipeline namespace",
+            argo_namespace,
+            f"pulumi config set {NS}:argo.namespace argo",
+        )
+    return StackConfig(
+        project=NS,
+        stack=stack,
+        namespace=namespace,
+        workers=workers,
+        storage=storage,
+        images=images,
+        data_prepare_source=p.nonempty("data.prepareSource"),
+        data_source=data_source,
+        dataprep_timeout_seconds=p.int("dataprep.timeoutSeconds", 60, 24 * 3600),
+        training=training,
+        serving=serving,
+        operator_version=p.operator_version("operator.version"),
+        argo_chart_version=p.chart_version("argo.chartVersion"),
+        argo_namespace=argo_namespace,
+        fluid=fluid,
+        resources=resources,
+    )
+
+
+def from_pulumi() -> StackConfig:
+    """Reads `pulumi.Config("kubeflow-e2e")` of the running program (or of the mocks)."""
+    import pulumi
+    import pulumi.runtime.config as runtime_config
+
+    cfg = pulumi.Config(NS)
+    present = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+    return load(pulumi.get_stack(), cfg.get, cfg.get_secret, sorted(present))
+
+
+def _did_you_mean(name: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(KEY_NAMES), n=1)
+    hint = f"did you mean {NS}:{close[0]}? " if close else ""
+    return f"{hint}pulumi config rm {NS}:{name}; the keys are listed in the README's Deploy section"
+
+
+def stack_values(config: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"kubeflow-e2e:workers": 2, ...}` -> `{"workers": 2, ...}` (keys of other namespaces dropped)."""
+    return {k[len(NS) + 1 :]: v for k, v in config.items() if k.startswith(NS + ":")}

@@ -1,0 +1,80 @@
+"""Data prep: a one-shot Argo Workflow running `prepare-data`. `pulumi up` waits for it to succeed
+(`pulumi.com/waitFor`), so the TFJob that depends on it starts only once DATA_URL holds the dataset."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.config import StackConfig
+from infra.podspec import TMP_VOLUME, S3Access, base_env, container, labels, pod_security, trainer_command
+
+NAME = "prepare-data"
+
+
+def prepare_template(cfg: StackConfig, access: S3Access, data_url: pulumi.Input[str]) -> dict:
+    """The Argo template (shared with the retraining WorkflowTemplate)."""
+    c = container(
+        "main",
+        cfg.images.trainer,
+        cfg,
+        cfg.resources["dataprep"],
+        command=trainer_command("prepare-data", "--source", cfg.data_prepare_source),
+        env=[*access.env(), {"name": "DATA_URL", "value": data_url}, *base_env()],
+    )
+    return {
+        "name": NAME,
+        "metadata": {"labels": labels(cfg, "dataprep", s3=True)},
+        "retryStrategy": {"limit": 2, "retryPolicy": "OnError"},
+        "container": c,
+    }
+
+
+def workflow_pod_spec(cfg: StackConfig) -> dict:
+    """Pod-level settings every workflow of the stack shares."""
+    return {
+        "serviceAccountName": "pipeline",
+        "securityContext": pod_security(),
+        "podMetadata": {"labels": labels(cfg, "workflow", s3=True)},
+        "volumes": [TMP_VOLUME],
+    }
+
+
+class DataPrep(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        cfg: StackConfig,
+        namespace: pulumi.Input[str],
+        access: S3Access,
+        data_url: pulumi.Input[str],
+        depends_on: list[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("kubeflow-e2e:infra:DataPrep", name, None, opts)
+        self.workflow = k8s.apiextensions.CustomResource(
+            "workflow-prepare-data",
+            api_version="argoproj.io/v1alpha1",
+            kind="Workflow",
+            metadata={
+                "name": NAME,
+                "namespace": namespace,
+                "labels": labels(cfg, "dataprep"),
+                "annotations": {
+                    "pulumi.com/waitFor": "jsonpath={.status.phase}=Succeeded",
+                    "pulumi.com/timeoutSeconds": str(cfg.dataprep_timeout_seconds),
+                },
+            },
+            spec={
+                "entrypoint": NAME,
+                **workflow_pod_spec(cfg),
+                "activeDeadlineSeconds": cfg.dataprep_timeout_seconds,
+                "podGC": {"strategy": "OnWorkflowSuccess"},
+                "templates": [prepare_template(cfg, access, data_url)],
+            },
+            # A finished Workflow never runs again: a changed spec means a new Workflow.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=depends_on, replace_on_changes=["spec"], delete_before_replace=True
+            ),
+        )
+        self.register_outputs({"workflow": NAME})

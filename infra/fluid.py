@@ -1,0 +1,122 @@
+"""Fluid (the maintained successor of the seeds' Kube Volume Controller): the Helm chart, a Dataset over
+DATA_URL served by an Alluxio runtime, and a DataLoad that preloads it onto the cache workers. With
+`data.source: volume` the TFJob mounts the dataset's PVC (named after the Dataset) read-only."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.config import StackConfig
+from infra.podspec import CREDENTIALS_SECRET, S3Access, labels
+
+REPO = "https://fluid-cloudnative.github.io/charts"
+DATASET = "mnist"
+MOUNT_PATH = "/data/mnist"
+
+
+def dataset_mount(cfg: StackConfig, access: S3Access, data_url: str) -> dict:
+    options = {"alluxio.underfs.s3.endpoint.region": access.region, "alluxio.underfs.s3.inherit.acl": "false"}
+    if access.endpoint:
+        options["alluxio.underfs.s3.endpoint"] = access.endpoint
+        options["alluxio.underfs.s3.disable.dns.buckets"] = "true"  # path-style, as S3-compatible servers want
+    mount = {"name": DATASET, "mountPoint": data_url, "path": "/", "readOnly": True, "options": options}
+    if access.secret_name:
+        mount["encryptOptions"] = [
+            {"name": name, "valueFrom": {"secretKeyRef": {"name": CREDENTIALS_SECRET, "key": key}}}
+            for name, key in (
+                ("aws.accessKeyId", "AWS_ACCESS_KEY_ID"),
+                ("aws.secretKey", "AWS_SECRET_ACCESS_KEY"),
+            )
+        ]
+    return mount
+
+
+class Fluid(pulumi.ComponentResource):
+    """The controllers (chart). The dataset objects come later, once the data exists: `dataset()`."""
+
+    def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("kubeflow-e2e:infra:Fluid", name, None, opts)
+        self.cfg = cfg
+        ns = k8s.core.v1.Namespace(
+            "fluid-namespace",
+            metadata={"name": cfg.fluid.namespace},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.chart = k8s.helm.v4.Chart(
+            "fluid",
+            chart="fluid",
+            version=cfg.fluid.chart_version,
+            repository_opts={"repo": REPO},
+            namespace=cfg.fluid.namespace,
+            # The CRD-upgrade Job is a Helm hook, which pulumi's Chart v4 does not run; CRDs come from crds/.
+            values={"crdUpgrade": {"enabled": False}},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
+        )
+        self.register_outputs({})
+
+    def dataset(
+        self,
+        namespace: pulumi.Input[str],
+        access: S3Access,
+        data_url: pulumi.Input[str],
+        depends_on: list[pulumi.Resource],
+    ) -> k8s.apiextensions.CustomResource:
+        """Dataset + AlluxioRuntime + DataLoad; returns the DataLoad, which `pulumi up` waits on."""
+        cfg = self.cfg
+        opts = pulumi.ResourceOptions(parent=self, depends_on=[self.chart, *depends_on])
+        meta = {"name": DATASET, "namespace": namespace, "labels": labels(cfg, "dataset")}
+        dataset = k8s.apiextensions.CustomResource(
+            "dataset",
+            api_version="data.fluid.io/v1alpha1",
+            kind="Dataset",
+            metadata=meta,
+            spec=pulumi.Output.from_input(data_url).apply(
+                lambda url: {
+                    "mounts": [dataset_mount(cfg, access, url)],
+                    "accessModes": ["ReadOnlyMany"],
+                }
+            ),
+            opts=opts,
+        )
+        runtime = k8s.apiextensions.CustomResource(
+            "alluxio-runtime",
+            api_version="data.fluid.io/v1alpha1",
+            kind="AlluxioRuntime",
+            metadata=meta,
+            spec={
+                "replicas": cfg.fluid.replicas,
+                "tieredstore": {
+                    "levels": [
+                        {
+                            "mediumtype": "MEM",
+                            "path": "/dev/shm",
+                            "quota": cfg.fluid.cache_size,
+                            "high": "0.95",
+                            "low": "0.7",
+                        }
+                    ]
+                },
+            },
+            opts=opts,
+        )
+        return k8s.apiextensions.CustomResource(
+            "dataload",
+            api_version="data.fluid.io/v1alpha1",
+            kind="DataLoad",
+            metadata={
+                "name": f"{DATASET}-preload",
+                "namespace": namespace,
+                "labels": labels(cfg, "dataset"),
+                "annotations": {
+                    "pulumi.com/waitFor": "jsonpath={.status.phase}=Complete",
+                    "pulumi.com/timeoutSeconds": str(cfg.dataprep_timeout_seconds),
+                },
+            },
+            spec={
+                "dataset": {"name": DATASET, "namespace": cfg.namespace},
+                "loadMetadata": True,
+                "target": [{"path": "/", "replicas": cfg.fluid.replicas}],
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[dataset, runtime]),
+        )

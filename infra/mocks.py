@@ -1,0 +1,148 @@
+"""Pulumi mocks that record what the program declares: the engine for `python -m infra.render` and for the
+component tests. No provider runs, so nothing here reaches a cluster or a cloud.
+
+Facts the mocks work around (pulumi 3.272 / pulumi-kubernetes 4.34): names get no auto-suffix, so
+`new_resource` supplies `metadata.name`; numbers come back as floats (turned back into ints when integral);
+secret inputs arrive wrapped, and are recorded as "[secret]" so a render never holds a credential.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+
+REDACTED = "[secret]"
+RANDOM = "[random]"
+ACCOUNT = "000000000000"  # a role's account comes from its trust policy; this is for everything else
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
+
+
+def clean(value: Any, redact: bool = False) -> Any:
+    """Plain JSON: secrets redacted (keeping a map's keys, so a Secret still shows what it holds), integral
+    floats back to ints."""
+    if is_secret(value):
+        inner = value.get("value")
+        if isinstance(inner, dict):
+            return {k: REDACTED for k in inner}
+        return REDACTED
+    if redact:
+        return {k: REDACTED for k in value} if isinstance(value, dict) else REDACTED
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def unwrap(value: Any) -> Any:
+    """The plain value behind secret wrappers (the mocks' returned state must stay usable downstream)."""
+    if is_secret(value):
+        return unwrap(value.get("value"))
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def _role_account(inputs: dict) -> str:
+    try:
+        policy = json.loads(unwrap(inputs.get("assumeRolePolicy") or "{}"))
+        arn = policy["Statement"][0]["Principal"]["Federated"]
+        return arn.split(":")[4]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ACCOUNT
+
+
+class StackMocks(pulumi_mocks.Mocks):
+    """Plausible outputs for each resource type the program uses."""
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs):
+        inputs = unwrap(dict(args.inputs))
+        typ, name = args.typ, args.name
+        if typ.startswith("kubernetes:"):
+            meta = dict(inputs.get("metadata") or {})
+            meta.setdefault("name", name)
+            inputs["metadata"] = meta
+            return f"{meta.get('namespace', '')}/{meta['name']}".lstrip("/"), inputs
+        if typ == "aws:s3/bucket:Bucket":
+            bucket = inputs.get("bucket") or name
+            return bucket, {
+                **inputs,
+                "bucket": bucket,
+                "arn": f"arn:aws:s3:::{bucket}",
+                "bucketRegionalDomainName": f"{bucket}.s3.amazonaws.com",
+            }
+        if typ.startswith("aws:iam/"):
+            kind = typ.rsplit(":", 1)[1]
+            rname = inputs.get("name") or name
+            if kind == "Role":
+                return rname, {
+                    **inputs,
+                    "name": rname,
+                    "arn": f"arn:aws:iam::{_role_account(inputs)}:role/{rname}",
+                }
+            if kind in ("Policy", "User"):
+                return rname, {
+                    **inputs,
+                    "name": rname,
+                    "arn": f"arn:aws:iam::{ACCOUNT}:{kind.lower()}/{rname}",
+                }
+            if kind == "AccessKey":
+                return "AKIA-RENDER-PLACEHOLDER", {**inputs, "secret": REDACTED}
+        if typ.startswith("random:"):
+            return f"{name}-id", {**inputs, "result": RANDOM}
+        return f"{name}-id", inputs
+
+    def call(self, args: pulumi_mocks.MockCallArgs):
+        return {}
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The stock mock monitor, plus a record of each registration's inputs, parent, dependencies and options
+    (the stock one keeps only outputs)."""
+
+    def __init__(self, mocks: pulumi_mocks.Mocks):
+        super().__init__(mocks)
+        self.records: list[dict] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        inputs = rpc.deserialize_properties(request.object)
+        redact = request.type == "kubernetes:core/v1:Secret"
+        self.records.append(
+            {
+                "urn": response.urn,
+                "type": request.type,
+                "name": request.name,
+                "custom": bool(request.custom),
+                "parent": request.parent or None,
+                "dependencies": sorted(set(request.dependencies)),
+                "options": {
+                    "protect": bool(request.protect),
+                    "retainOnDelete": bool(request.retainOnDelete),
+                    "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+                    "replaceOnChanges": sorted(request.replaceOnChanges),
+                },
+                "inputs": {k: clean(v, redact and k in ("data", "stringData")) for k, v in inputs.items()},
+            }
+        )
+        return response
+
+
+def install(project: str, stack: str) -> RecordingMonitor:
+    """Points this process's pulumi runtime at the mocks; do it before the program is imported."""
+    mocks = StackMocks()
+    monitor = RecordingMonitor(mocks)
+    pulumi_mocks.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
+    return monitor

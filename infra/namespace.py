@@ -1,0 +1,178 @@
+"""The namespace, its ServiceAccounts and RBAC, and a default-deny NetworkPolicy with the allows the pipeline
+needs (DNS, the object store, the API server for Argo's executor, TF's gRPC between replicas, and the two
+in-cluster services)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.config import StackConfig
+from infra.podspec import S3_LABEL, SERVICE_ACCOUNTS, labels, selector
+
+ANYWHERE = [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
+WORKFLOW_POD = {"matchExpressions": [{"key": "workflows.argoproj.io/workflow", "operator": "Exists"}]}
+
+
+class Namespace(pulumi.ComponentResource):
+    def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("kubeflow-e2e:infra:Namespace", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.cfg = cfg
+        self.namespace = k8s.core.v1.Namespace(
+            "namespace",
+            metadata={
+                "name": cfg.namespace,
+                "labels": pod_security_labels(cfg) | labels(cfg, "namespace"),
+            },
+            opts=child,
+        )
+        # Everything namespaced below reads the name from the resource, so it waits for the namespace.
+        self.name: pulumi.Output[str] = self.namespace.metadata.apply(lambda m: m["name"])
+        inside = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
+
+        self.service_accounts = {}
+        role_arn = cfg.irsa_role_arn
+        for sa, needs_token in SERVICE_ACCOUNTS.items():
+            meta = {"name": sa, "namespace": self.name, "labels": labels(cfg, sa)}
+            if role_arn:
+                meta["annotations"] = {"eks.amazonaws.com/role-arn": role_arn}
+            self.service_accounts[sa] = k8s.core.v1.ServiceAccount(
+                f"sa-{sa}", metadata=meta, automount_service_account_token=needs_token, opts=inside
+            )
+
+        # The pipeline SA runs Argo steps: the executor reports results through workflowtaskresults, and the
+        # retraining template's resource step creates and watches a TFJob.
+        role = k8s.rbac.v1.Role(
+            "role-pipeline",
+            metadata={"name": "pipeline", "namespace": self.name, "labels": labels(cfg, "pipeline")},
+            rules=[
+                {
+                    "apiGroups": ["argoproj.io"],
+                    "resources": ["workflowtaskresults"],
+                    "verbs": ["create", "patch"],
+                },
+                {
+                    "apiGroups": ["kubeflow.org"],
+                    "resources": ["tfjobs"],
+                    "verbs": ["create", "get", "list", "watch", "patch", "delete"],
+                },
+            ],
+            opts=inside,
+        )
+        binding = k8s.rbac.v1.RoleBinding(
+            "rolebinding-pipeline",
+            metadata={"name": "pipeline", "namespace": self.name, "labels": labels(cfg, "pipeline")},
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pipeline"},
+            subjects=[{"kind": "ServiceAccount", "name": "pipeline", "namespace": cfg.namespace}],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role, self.service_accounts["pipeline"]]),
+        )
+
+        self.policies = [self._policy(name, spec, inside) for name, spec in network_policies(cfg).items()]
+        # What a pod of ours needs in place before it starts: its account, its rights, its network allows.
+        self.ready: list[pulumi.Resource] = [
+            self.namespace,
+            *self.service_accounts.values(),
+            role,
+            binding,
+            *self.policies,
+        ]
+        self.register_outputs({"name": self.name})
+
+    def _policy(self, name: str, spec: dict, opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
+        return k8s.networking.v1.NetworkPolicy(
+            f"netpol-{name}",
+            metadata={"name": name, "namespace": self.name, "labels": labels(self.cfg, "network-policy")},
+            spec=spec,
+            opts=opts,
+        )
+
+
+def pod_security_labels(cfg: StackConfig) -> dict[str, str]:
+    """Pod Security Admission: every pod of ours meets "restricted". Fluid's cache and FUSE pods run in this
+    namespace and need privileges, so with Fluid on the namespace only warns."""
+    out = {"pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/audit": "restricted"}
+    if not cfg.fluid.enabled:
+        out["pod-security.kubernetes.io/enforce"] = "restricted"
+    return out
+
+
+def s3_egress(cfg: StackConfig) -> list[dict]:
+    """Where the object store is: MinIO pods in the namespace, or any address on the endpoint's port."""
+    if cfg.storage.mode == "minio":
+        return [
+            {
+                "to": [{"podSelector": {"matchLabels": selector("minio")}}],
+                "ports": [{"protocol": "TCP", "port": 9000}],
+            }
+        ]
+    port = 443
+    if cfg.storage.endpoint:
+        url = urlparse(cfg.storage.endpoint)
+        port = url.port or (443 if url.scheme == "https" else 80)
+    return [{"to": ANYWHERE, "ports": [{"protocol": "TCP", "port": port}]}]
+
+
+def network_policies(cfg: StackConfig) -> dict[str, dict]:
+    s3_pods = {"matchLabels": {S3_LABEL: "true"}}
+    policies: dict[str, dict] = {
+        "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+        "allow-dns": {
+            "podSelector": {},
+            "policyTypes": ["Egress"],
+            "egress": [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}],
+        },
+        "allow-s3": {"podSelector": s3_pods, "policyTypes": ["Egress"], "egress": s3_egress(cfg)},
+        # Argo's executor (init and wait containers) talks to the API server.
+        "allow-apiserver": {
+            "podSelector": WORKFLOW_POD,
+            "policyTypes": ["Egress"],
+            "egress": [
+                {
+                    "to": ANYWHERE,
+                    "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}],
+                }
+            ],
+        },
+        # TF's collectives: every replica of the TFJob talks to every other on the TFJob port.
+        "allow-training-peers": {
+            "podSelector": {"matchLabels": selector("training")},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": selector("training")}}],
+                    "ports": [{"protocol": "TCP", "port": 2222}],
+                }
+            ],
+            "egress": [
+                {
+                    "to": [{"podSelector": {"matchLabels": selector("training")}}],
+                    "ports": [{"protocol": "TCP", "port": 2222}],
+                }
+            ],
+        },
+        "allow-serving": {
+            "podSelector": {"matchLabels": selector("serving")},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"namespaceSelector": {}}],
+                    "ports": [{"protocol": "TCP", "port": 8500}, {"protocol": "TCP", "port": 8501}],
+                }
+            ],
+        },
+        "allow-tensorboard": {
+            "podSelector": {"matchLabels": selector("tensorboard")},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": 6006}]}],
+        },
+    }
+    if cfg.storage.mode == "minio":
+        policies["allow-minio"] = {
+            "podSelector": {"matchLabels": selector("minio")},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": s3_pods}], "ports": [{"protocol": "TCP", "port": 9000}]}],
+        }
+    return policies

@@ -1,0 +1,120 @@
+"""Pieces every pod of the stack shares: labels, security contexts, the S3 environment, scratch volumes.
+
+Plain dicts in the Kubernetes wire format (camelCase), so the same code feeds typed resources, custom
+resources (whose `spec` pulumi does not convert) and the YAML manifest embedded in the retraining template.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+from infra.config import NS, Resources, StackConfig
+
+UID = 10001  # the user our images create (docker/*.Dockerfile); any non-root UID works for the rest
+S3_LABEL = "kubeflow-e2e.io/s3"  # pods allowed to reach the object store (NetworkPolicy)
+CREDENTIALS_SECRET = "s3-credentials"
+SERVICE_ACCOUNTS = {"pipeline": True, "serving": False, "tensorboard": False}  # name -> needs API token
+
+
+def labels(cfg: StackConfig, component: str, s3: bool = False) -> dict[str, str]:
+    out = {
+        "app.kubernetes.io/name": component,
+        "app.kubernetes.io/part-of": NS,
+        "app.kubernetes.io/instance": cfg.stack,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+    if s3:
+        out[S3_LABEL] = "true"
+    return out
+
+
+def selector(component: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": component}
+
+
+def pod_security(fs_group: bool = True) -> dict:
+    ctx: dict[str, Any] = {
+        "runAsNonRoot": True,
+        "runAsUser": UID,
+        "runAsGroup": UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if fs_group:
+        ctx["fsGroup"] = UID
+    return ctx
+
+
+def container_security() -> dict:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+TMP_VOLUME = {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}
+TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
+
+
+@dataclass
+class S3Access:
+    """How a pod reaches the bucket: the stack's outputs turned into the trainer's environment contract."""
+
+    bucket: pulumi.Input[str]
+    region: str
+    endpoint: str | None  # full URL with scheme; None means AWS
+    secret_name: str | None  # Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; None means IRSA
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+
+    def env(self) -> list[dict]:
+        out: list[dict] = []
+        if self.endpoint:
+            out.append({"name": "S3_ENDPOINT", "value": self.endpoint})
+        out.append({"name": "AWS_REGION", "value": self.region})
+        if self.secret_name:
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                out.append({"name": key, "valueFrom": {"secretKeyRef": {"name": self.secret_name, "key": key}}})
+        return out
+
+    def url(self, prefix: str) -> pulumi.Output[str]:
+        return pulumi.Output.from_input(self.bucket).apply(lambda b: f"s3://{b}/{prefix}")
+
+
+def base_env() -> list[dict]:
+    # HOME on the writable scratch volume: the root filesystem is read-only.
+    return [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"}]
+
+
+def trainer_command(*args: str) -> list[str]:
+    return ["python", "-m", "trainer", *args]
+
+
+def container(
+    name: str,
+    image: str,
+    cfg: StackConfig,
+    resources: Resources,
+    command: list[str] | None = None,
+    args: list[str] | None = None,
+    env: list | pulumi.Output | None = None,
+    mounts: list[dict] | None = None,
+    **extra: Any,
+) -> dict:
+    c: dict[str, Any] = {"name": name, "image": image, "imagePullPolicy": cfg.images.pull_policy}
+    if command:
+        c["command"] = command
+    if args:
+        c["args"] = args
+    if env is not None:
+        c["env"] = env
+    c["resources"] = resources.k8s()
+    c["securityContext"] = container_security()
+    c["volumeMounts"] = [TMP_MOUNT, *(mounts or [])]
+    c.update(extra)
+    return c

@@ -1,0 +1,119 @@
+"""The whole stack: config first (validated before any resource), then the components in dependency order,
+then the outputs. `__main__.py` calls `main()`; so does `python -m infra.render` under mocks."""
+
+from __future__ import annotations
+
+import pulumi
+
+from infra import config as config_mod
+from infra.argo import SERVER_PORT, Argo
+from infra.config import StackConfig
+from infra.dataprep import DataPrep
+from infra.fluid import Fluid
+from infra.namespace import Namespace
+from infra.operator import TrainingOperator
+from infra.retraining import Retraining
+from infra.serving import REST_PORT, Serving
+from infra.storage import Storage
+from infra.tensorboard import PORT as TENSORBOARD_PORT
+from infra.tensorboard import TensorBoard
+from infra.training import Training, data_url_for_training
+
+
+def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
+    """Declares every resource; returns the stack outputs."""
+    ns = Namespace("namespace", cfg)
+    storage = Storage("storage", cfg, ns)
+    access = storage.access
+    data_url = access.url(cfg.data_prefix)
+    run_url = access.url(cfg.run_prefix)
+    model_url = access.url(cfg.model_prefix)
+    logdir = access.url("runs/")
+
+    operator = TrainingOperator("training-operator", cfg)
+    argo = Argo("argo", cfg, access, opts=pulumi.ResourceOptions(depends_on=[ns.namespace]))
+
+    # data -> train -> serve: each step depends on the previous one's awaited resource.
+    prep = DataPrep(
+        "dataprep",
+        cfg,
+        ns.name,
+        access,
+        data_url,
+        depends_on=[argo.chart, *access.depends_on, *ns.ready],
+    )
+    data_ready: list[pulumi.Resource] = [prep.workflow]
+    if cfg.fluid.enabled:
+        volume = Fluid("fluid", cfg)
+        data_ready.append(volume.dataset(ns.name, access, data_url, depends_on=[prep.workflow]))
+    training = Training(
+        "training",
+        cfg,
+        ns.name,
+        access,
+        data_url,
+        run_url,
+        model_url,
+        depends_on=[operator.manifests, *ns.ready, *data_ready],
+    )
+    tensorboard = TensorBoard(
+        "tensorboard",
+        cfg,
+        ns.name,
+        access,
+        logdir,
+        depends_on=[*access.depends_on, *ns.ready],
+    )
+    serve_after = [training.tfjob] if cfg.serving.wait_for_training else []
+    serving = Serving(
+        "serving",
+        cfg,
+        ns.name,
+        access,
+        model_url,
+        depends_on=[*access.depends_on, *ns.ready, *serve_after],
+    )
+    retraining = Retraining(
+        "retraining",
+        cfg,
+        ns.name,
+        access,
+        data_url,
+        model_url,
+        depends_on=[argo.chart, operator.manifests, prep.workflow, *ns.ready],
+    )
+
+    n = cfg.namespace
+    tb = TENSORBOARD_PORT
+    return {
+        "bucket": storage.bucket,
+        "endpoint": access.endpoint or f"https://s3.{cfg.storage.region}.amazonaws.com",
+        "region": cfg.storage.region,
+        "namespace": ns.name,
+        "dataUrl": data_url,
+        "trainingDataUrl": data_url_for_training(cfg, data_url),
+        "runUrl": run_url,
+        "modelUrl": model_url,
+        "tfjobName": training.name,
+        "tensorboardUrl": tensorboard.url,
+        "servingUrl": serving.url,
+        "retrainCommand": retraining.submit,
+        "portForward": {
+            "tensorboard": f"kubectl -n {n} port-forward svc/tensorboard {tb}:{tb}",
+            "serving": f"kubectl -n {n} port-forward svc/serving {REST_PORT}:{REST_PORT}",
+            "argo": f"kubectl -n {cfg.argo_namespace} port-forward svc/{argo.server_service} "
+            f"{SERVER_PORT}:{SERVER_PORT}",
+        },
+        "predictCommand": f"python -m trainer predict --server http://localhost:{REST_PORT} "
+        f"--model {cfg.serving.model_name}",
+    }
+
+
+def main() -> None:
+    try:
+        cfg = config_mod.from_pulumi()
+    except config_mod.ConfigError as e:
+        # RunError: pulumi prints "error: <message>" alone, without a Python traceback.
+        raise pulumi.RunError(str(e)) from None
+    for key, value in build(cfg).items():
+        pulumi.export(key, value)

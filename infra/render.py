@@ -1,0 +1,243 @@
+"""`python -m infra.render --stack dev --out DIR [--set key=value ...]`: what the Pulumi program declares,
+rendered offline under Pulumi's mocks.
+
+This is not `pulumi preview`: no Pulumi CLI, no provider plugin, no cluster and no credentials are involved.
+Helm charts and kustomize manifests are rendered by the provider at deploy time, so here they appear as one
+entry each, with their inputs. Every Kubernetes object the program itself declares is written as YAML under
+`DIR/manifests/<namespace>/`, the other resources (bucket, IAM, charts, random passwords) to
+`DIR/resources.yaml`, and the stack outputs to `DIR/outputs.yaml`. Secrets show as "[secret]".
+The output is deterministic, so two renders diff cleanly.
+
+Python API (used by the tests and the policy checks):
+
+    rendered = render("dev", {"workers": 64})
+    rendered.resources   # [{"type", "name", "inputs", "urn", "parent", "dependencies", "options"}, ...]
+    rendered.manifests   # Kubernetes objects (dicts)
+    rendered.outputs     # stack outputs
+    rendered.write(out_dir)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.config import NS, ConfigError
+from trainer.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 120
+# Resources the provider expands at deploy time: opaque under mocks, listed in resources.yaml.
+OPAQUE_K8S = ("kubernetes:helm.sh/", "kubernetes:kustomize/", "kubernetes:yaml/")
+
+
+@dataclass
+class Rendered:
+    stack: str
+    resources: list[dict]
+    outputs: dict = field(default_factory=dict)
+
+    @property
+    def manifests(self) -> list[dict]:
+        return [r["inputs"] for r in self.resources if is_manifest(r)]
+
+    def others(self) -> list[dict]:
+        """Everything that is not a Kubernetes object nor one of our components."""
+        return [r for r in self.resources if not is_manifest(r) and not r["type"].startswith(f"{NS}:")]
+
+    def find(self, kind: str, name: str | None = None) -> list[dict]:
+        return [
+            m for m in self.manifests if m.get("kind") == kind and (name is None or m["metadata"].get("name") == name)
+        ]
+
+    def one(self, kind: str, name: str | None = None) -> dict:
+        found = self.find(kind, name)
+        if len(found) != 1:
+            raise LookupError(f"{len(found)} {kind} objects named {name!r} in the {self.stack} render")
+        return found[0]
+
+    def by_type(self, type_: str) -> list[dict]:
+        return [r for r in self.resources if r["type"] == type_]
+
+    def write(self, out_dir: str | Path) -> list[Path]:
+        out = Path(out_dir)
+        shutil.rmtree(out / "manifests", ignore_errors=True)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for m in self.manifests:
+            meta = m.get("metadata", {})
+            path = (
+                out / "manifests" / (meta.get("namespace") or "_cluster") / f"{m['kind'].lower()}-{meta['name']}.yaml"
+            )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                raise ValueError(f"two objects render to {path}")
+            path.write_text(_yaml(m))
+            written.append(path)
+        others = [
+            {
+                "type": r["type"],
+                "name": r["name"],
+                "inputs": r["inputs"],
+                "dependsOn": [u.rsplit("::", 1)[1] for u in r["dependencies"]],
+                **({"options": opts} if (opts := {k: v for k, v in r["options"].items() if v}) else {}),
+            }
+            for r in self.others()
+        ]
+        for name, data in (("resources.yaml", others), ("outputs.yaml", self.outputs)):
+            (out / name).write_text(_yaml(data))
+            written.append(out / name)
+        return written
+
+
+def is_manifest(r: dict) -> bool:
+    return (
+        r["custom"]
+        and r["type"].startswith("kubernetes:")
+        and not r["type"].startswith(OPAQUE_K8S)
+        and "kind" in r["inputs"]
+    )
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the TFJob inside the retraining template, scripts) as readable `|` blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value and not any(line != line.rstrip() for line in value.split("\n")) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def _yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=True, default_flow_style=False, width=120)
+
+
+def stack_config(
+    stack: str, overrides: Mapping[str, Any] | None = None, root: Path = ROOT
+) -> tuple[dict[str, str], list[str]]:
+    """Pulumi.<stack>.yaml plus overrides, as the language host hands config to a program: every value a
+    string, objects as JSON. Encrypted values become "[secret]" (a render holds no credentials); an override
+    of `None` removes a key, `{"secure": ...}` makes it secret."""
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        stacks = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
+        raise UserError(f"no stack file {path.name}", stack, f"pick one of: {', '.join(stacks)}")
+    raw = dict((yaml.safe_load(path.read_text()) or {}).get("config") or {})
+    for key, value in (overrides or {}).items():
+        raw[key if ":" in key else f"{NS}:{key}"] = value
+    values, secret_keys = {}, []
+    for key, value in raw.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and "secure" in value:
+            values[key] = "[secret]"
+            secret_keys.append(key)
+        elif isinstance(value, bool):
+            values[key] = "true" if value else "false"
+        elif isinstance(value, dict | list):
+            values[key] = json.dumps(value)
+        else:
+            values[key] = str(value)
+    return values, sorted(secret_keys)
+
+
+def render(stack: str, overrides: dict | None = None, root: Path = ROOT) -> Rendered:
+    """Runs the program under mocks in a fresh interpreter; raises ConfigError as the program would."""
+    values, secret_keys = stack_config(stack, overrides, root)
+    request = json.dumps({"stack": stack, "config": values, "secret_keys": secret_keys})
+    proc = subprocess.run(
+        [sys.executable, "-m", "infra.mockrun"],
+        input=request,
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=TIMEOUT_S,
+        env=_env(root),
+    )
+    if proc.returncode == 2 and proc.stdout.startswith('{"error"'):
+        e = json.loads(proc.stdout)["error"]
+        raise ConfigError(e["key"], "", e["value"], e["fix"], what=e["what"])
+    if proc.returncode != 0:
+        raise RuntimeError(f"render of stack {stack} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    result = json.loads(proc.stdout)
+    return Rendered(stack=stack, resources=_order(result["resources"]), outputs=result["outputs"])
+
+
+def _env(root: Path) -> dict[str, str]:
+    import os
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONWARNINGS"] = "ignore::DeprecationWarning"
+    return env
+
+
+def _order(records: list[dict]) -> list[dict]:
+    """Dependencies first, ties broken by URN: the same program always gives the same list."""
+    by_urn = {r["urn"]: r for r in records}
+    deps = {
+        u: {d for d in r["dependencies"] if d in by_urn} | ({r["parent"]} & by_urn.keys()) for u, r in by_urn.items()
+    }
+    done: list[str] = []
+    placed: set[str] = set()
+    remaining = sorted(by_urn)
+    while remaining:
+        ready = [u for u in remaining if deps[u] <= placed]
+        if not ready:  # a cycle cannot come from pulumi; keep going rather than hang
+            ready = remaining[:1]
+        for u in ready:
+            done.append(u)
+            placed.add(u)
+        remaining = [u for u in remaining if u not in placed]
+    return [by_urn[u] for u in done]
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError("--set wants key=value", item, "e.g. --set workers=4")
+        out[key] = value
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.render", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stack", default="dev", help="stack name: reads Pulumi.<stack>.yaml (default: dev)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config key (namespace {NS} implied), repeatable",
+    )
+    args = parser.parse_args(argv)
+    try:
+        rendered = render(args.stack, _parse_set(args.set))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    written = rendered.write(args.out)
+    print(
+        f"{args.stack}: {len(rendered.manifests)} Kubernetes objects and {len(rendered.others())} other "
+        f"resources written under {args.out} ({len(written)} files)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

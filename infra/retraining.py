@@ -1,0 +1,125 @@
+"""Retraining: an Argo WorkflowTemplate running prepare-data -> TFJob -> evaluate, so a retrain is one
+`argo submit --from workflowtemplate/retrain-mnist` (optionally `-p epochs=10`). Each run is its own
+TFJob and RUN_URL, named after the workflow; the serving sidecar picks up the new model version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from infra.config import StackConfig
+from infra.dataprep import prepare_template, workflow_pod_spec
+from infra.podspec import S3Access, base_env, container, labels, trainer_command
+from infra.training import tfjob_spec, train_args
+
+NAME = "retrain-mnist"
+RUN = "{{workflow.name}}"
+PARAMS = ("epochs", "batch-size", "learning-rate")
+
+
+class _PlainDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: object) -> bool:  # the replicas share dicts; write them out in full
+        return True
+
+
+def tfjob_manifest(cfg: StackConfig, access: S3Access, data_url: str, bucket: str, model_url: str) -> str:
+    """The TFJob the `train` step creates, as the YAML string Argo's resource template takes. It reads
+    DATA_URL from S3 even with `data.source: volume`: the prepare step has just rewritten the data there, and
+    the Fluid cache holds what was preloaded at `pulumi up`."""
+    job = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "TFJob",
+        "metadata": {"name": RUN, "labels": labels(cfg, "training")},
+        "spec": tfjob_spec(
+            cfg,
+            access,
+            data_url,
+            f"s3://{bucket}/runs/{RUN}",
+            model_url,
+            args=tuple(f"{{{{workflow.parameters.{p}}}}}" for p in PARAMS),
+            volume=False,
+        ),
+    }
+    return yaml.dump(job, Dumper=_PlainDumper, sort_keys=False)
+
+
+def workflow_template_spec(cfg: StackConfig, access: S3Access, data_url: str, bucket: str, model_url: str) -> dict:
+    evaluate = container(
+        "main",
+        cfg.images.trainer,
+        cfg,
+        cfg.resources["dataprep"],
+        command=trainer_command("evaluate"),
+        env=[
+            *access.env(),
+            {"name": "DATA_URL", "value": data_url},
+            {"name": "RUN_URL", "value": f"s3://{bucket}/runs/{RUN}"},
+            {"name": "MODEL_URL", "value": model_url},
+            *base_env(),
+        ],
+    )
+    defaults = dict(zip(PARAMS, train_args(cfg), strict=True))
+    return {
+        "entrypoint": "retrain",
+        **workflow_pod_spec(cfg),
+        "arguments": {"parameters": [{"name": p, "value": defaults[p]} for p in PARAMS]},
+        "activeDeadlineSeconds": cfg.dataprep_timeout_seconds + cfg.training.timeout_seconds,
+        "podGC": {"strategy": "OnWorkflowSuccess"},
+        "templates": [
+            {
+                "name": "retrain",
+                "steps": [
+                    [{"name": "prepare", "template": "prepare-data"}],
+                    [{"name": "train", "template": "train"}],
+                    [{"name": "evaluate", "template": "evaluate"}],
+                ],
+            },
+            prepare_template(cfg, access, data_url),
+            {
+                "name": "train",
+                "resource": {
+                    "action": "create",
+                    "setOwnerReference": True,  # deleting the workflow deletes its TFJob
+                    "successCondition": "status.replicaStatuses.Chief.succeeded > 0",
+                    "failureCondition": "status.replicaStatuses.Chief.failed > 0",
+                    "manifest": tfjob_manifest(cfg, access, data_url, bucket, model_url),
+                },
+            },
+            {
+                "name": "evaluate",
+                "metadata": {"labels": labels(cfg, "evaluate", s3=True)},
+                "container": evaluate,
+            },
+        ],
+    }
+
+
+class Retraining(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        cfg: StackConfig,
+        namespace: pulumi.Input[str],
+        access: S3Access,
+        data_url: Any,
+        model_url: Any,
+        depends_on: list[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("kubeflow-e2e:infra:Retraining", name, None, opts)
+        spec = pulumi.Output.all(data_url, access.bucket, model_url).apply(
+            lambda a: workflow_template_spec(cfg, access, a[0], a[1], a[2])
+        )
+        self.template = k8s.apiextensions.CustomResource(
+            "workflowtemplate-retrain",
+            api_version="argoproj.io/v1alpha1",
+            kind="WorkflowTemplate",
+            metadata={"name": NAME, "namespace": namespace, "labels": labels(cfg, "retraining")},
+            spec=spec,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+        )
+        self.submit = f"argo submit -n {cfg.namespace} --from workflowtemplate/{NAME} --watch"
+        self.register_outputs({"submit": self.submit})

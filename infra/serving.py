@@ -1,0 +1,125 @@
+"""Serving: the stock `tensorflow/serving` image reading a local directory. The image has not read `s3://`
+since 2.7 (tensorflow/serving#1963), so `sync-model` fills a shared emptyDir: once as an init container
+(the newest complete version is there before the server starts) and then as a watching sidecar (new versions
+appear atomically; TF Serving polls the base path and switches)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.config import StackConfig
+from infra.podspec import (
+    TMP_VOLUME,
+    S3Access,
+    base_env,
+    container,
+    labels,
+    pod_security,
+    selector,
+    trainer_command,
+)
+
+GRPC_PORT = 8500
+REST_PORT = 8501
+MODELS = "/models"
+
+
+class Serving(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        cfg: StackConfig,
+        namespace: pulumi.Input[str],
+        access: S3Access,
+        model_url: Any,
+        depends_on: list[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("kubeflow-e2e:infra:Serving", name, None, opts)
+        s = cfg.serving
+        dest = f"{MODELS}/{s.model_name}"
+        models_mount = {"name": "models", "mountPath": MODELS}
+        sync_env = [*access.env(), {"name": "MODEL_URL", "value": model_url}, *base_env()]
+        sync_args = ["--dest", dest, "--keep", str(s.keep_versions)]
+
+        def sync(name: str, *extra: str) -> dict:
+            return container(
+                name,
+                cfg.images.sidecar,
+                cfg,
+                cfg.resources["sync"],
+                command=trainer_command("sync-model"),
+                args=[*sync_args, *extra],
+                env=sync_env,
+                mounts=[models_mount],
+            )
+
+        server = container(
+            "tf-serving",
+            cfg.images.serving,
+            cfg,
+            cfg.resources["serving"],
+            command=["tensorflow_model_server"],
+            args=[
+                f"--port={GRPC_PORT}",
+                f"--rest_api_port={REST_PORT}",
+                f"--model_name={s.model_name}",
+                f"--model_base_path={dest}",
+                f"--file_system_poll_wait_seconds={s.poll_seconds}",
+            ],
+            mounts=[{**models_mount, "readOnly": True}],
+            ports=[
+                {"name": "grpc", "containerPort": GRPC_PORT},
+                {"name": "http", "containerPort": REST_PORT},
+            ],
+            # The model status endpoint answers 200 once a version is loaded.
+            readinessProbe={
+                "httpGet": {"path": f"/v1/models/{s.model_name}", "port": REST_PORT},
+                "periodSeconds": 5,
+            },
+            livenessProbe={"tcpSocket": {"port": GRPC_PORT}, "periodSeconds": 20, "initialDelaySeconds": 15},
+        )
+        annotations = {} if s.wait_for_training else {"pulumi.com/skipAwait": "true"}
+        meta = {"name": "serving", "namespace": namespace, "labels": labels(cfg, "serving")}
+        self.deployment = k8s.apps.v1.Deployment(
+            "deployment-serving",
+            metadata={**meta, "annotations": annotations} if annotations else meta,
+            spec={
+                "replicas": s.replicas,
+                "selector": {"matchLabels": selector("serving")},
+                "template": {
+                    "metadata": {"labels": labels(cfg, "serving", s3=True)},
+                    "spec": {
+                        "serviceAccountName": "serving",
+                        "automountServiceAccountToken": False,
+                        "securityContext": pod_security(),
+                        "initContainers": [sync("sync-model-once")],
+                        "containers": [
+                            server,
+                            sync("sync-model", "--watch", "--interval", str(s.poll_seconds)),
+                        ],
+                        "volumes": [TMP_VOLUME, {"name": "models", "emptyDir": {"sizeLimit": "2Gi"}}],
+                    },
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+        )
+        self.service = k8s.core.v1.Service(
+            "service-serving",
+            metadata=meta,
+            spec={
+                "type": "ClusterIP",
+                "selector": selector("serving"),
+                "ports": [
+                    {"name": "grpc", "port": GRPC_PORT, "targetPort": GRPC_PORT},
+                    {"name": "http", "port": REST_PORT, "targetPort": REST_PORT},
+                ],
+            },
+            # A Service is awaited until it has endpoints: create it once its pods exist.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.deployment]),
+        )
+        self.url = f"http://serving.{cfg.namespace}.svc:{REST_PORT}"
+        self.register_outputs({"url": self.url})

@@ -1,0 +1,374 @@
+"""Each component on its own, in this process, under Pulumi's mocks (`pulumi.runtime.set_mocks`, through
+`infra.mocks`): what it registers for a given config."""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pytest
+
+from infra.config import NS
+from infra.podspec import S3Access
+
+from .conftest import make_config
+
+ARN = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE0123"
+MINIO = S3Access(
+    bucket="b",
+    region="us-east-1",
+    endpoint="http://minio.kubeflow-e2e.svc:9000",
+    secret_name="s3-credentials",
+)
+IRSA = S3Access(bucket="b", region="eu-west-1", endpoint=None, secret_name=None)
+
+
+def named(records: list[dict], name: str) -> dict:
+    """The resource of that name, not one of our components (which may share it)."""
+    (r,) = [r for r in records if r["name"] == name and not r["type"].startswith(f"{NS}:")]
+    return r
+
+
+def types(records: list[dict]) -> list[str]:
+    return sorted(r["type"] for r in records)
+
+
+def test_namespace(declare):
+    from infra.namespace import Namespace
+
+    cfg = make_config()
+    records = declare(lambda: Namespace("namespace", cfg).name)
+    (component,) = [r for r in records if r["type"] == f"{NS}:infra:Namespace"]
+    assert named(records, "namespace")["parent"] == component["urn"]
+    sas = {r["inputs"]["metadata"]["name"]: r["inputs"] for r in records if r["type"].endswith("ServiceAccount")}
+    assert {k: v["automountServiceAccountToken"] for k, v in sas.items()} == {
+        "pipeline": True,
+        "serving": False,
+        "tensorboard": False,
+    }
+    assert all("annotations" not in v["metadata"] for v in sas.values())
+    role = named(records, "role-pipeline")["inputs"]
+    assert {
+        "apiGroups": ["argoproj.io"],
+        "resources": ["workflowtaskresults"],
+        "verbs": ["create", "patch"],
+    } in role["rules"]
+    assert len([r for r in records if r["type"].endswith("NetworkPolicy")]) == 8  # minio adds allow-minio
+    # Everything inside the namespace waits for it.
+    inner = [r for r in records if r["type"].startswith("kubernetes:") and r["name"] != "namespace"]
+    assert all(
+        ns_urn in r["dependencies"]
+        for r in inner
+        for ns_urn in [x["urn"] for x in records if x["type"] == "kubernetes:core/v1:Namespace"]
+    )
+
+
+def test_namespace_with_irsa(declare):
+    from infra.namespace import Namespace
+
+    cfg = make_config(storage__mode="aws", storage__credentials="irsa", storage__oidcProviderArn=ARN)
+    records = declare(lambda: Namespace("namespace", cfg).name)
+    for sa in ("pipeline", "serving", "tensorboard"):
+        meta = named(records, f"sa-{sa}")["inputs"]["metadata"]
+        assert meta["annotations"]["eks.amazonaws.com/role-arn"] == cfg.irsa_role_arn
+    policies = {r["inputs"]["metadata"]["name"] for r in records if r["type"].endswith("NetworkPolicy")}
+    assert "allow-minio" not in policies
+
+
+def test_storage_minio(declare):
+    from infra.namespace import Namespace
+    from infra.storage import Storage
+
+    cfg = make_config()
+    box = {}
+
+    def build():
+        box["storage"] = Storage("storage", cfg, Namespace("namespace", cfg))
+        return box["storage"].access.url("data/mnist")
+
+    records = declare(build)
+    access = box["storage"].access
+    assert access.endpoint == "http://minio.kubeflow-e2e.svc:9000" and access.secret_name == "s3-credentials"
+    assert {type(r).__name__ for r in access.depends_on} == {"Job", "Secret"}  # pods wait for the bucket
+    job = named(records, "job-minio-bucket")
+    secret = named(records, "secret-s3-credentials")
+    assert secret["urn"] in job["dependencies"]
+    assert named(records, "deployment-minio")["urn"] in job["dependencies"]
+    assert secret["inputs"]["stringData"] == {
+        "AWS_ACCESS_KEY_ID": "[secret]",
+        "AWS_SECRET_ACCESS_KEY": "[secret]",
+    }
+    assert not [r for r in records if r["type"].startswith("aws:")]
+
+
+def test_storage_aws_access_key(declare):
+    from infra.namespace import Namespace
+    from infra.storage import Storage
+
+    cfg = make_config(storage__mode="aws", storage__protect=True, storage__versioning=True)
+    records = declare(lambda: Storage("storage", cfg, Namespace("namespace", cfg)).bucket)
+    got = {r["type"].split(":")[-1] for r in records if r["type"].startswith("aws:")}
+    assert got == {
+        "Bucket",
+        "BucketOwnershipControls",
+        "BucketPublicAccessBlock",
+        "BucketServerSideEncryptionConfiguration",
+        "BucketPolicy",
+        "BucketVersioning",
+        "BucketLifecycleConfiguration",
+        "Policy",
+        "User",
+        "UserPolicyAttachment",
+        "AccessKey",
+    }
+    bucket = named(records, "bucket")
+    assert bucket["options"]["protect"] and bucket["options"]["retainOnDelete"]
+    # The bucket policy goes after the public-access block; lifecycle after versioning.
+    assert named(records, "bucket-public-access-block")["urn"] in named(records, "bucket-tls-only")["dependencies"]
+    assert named(records, "bucket-versioning")["urn"] in named(records, "bucket-lifecycle")["dependencies"]
+    provider = named(records, "aws")
+    assert provider["type"] == "pulumi:providers:aws" and provider["inputs"]["region"] == "us-east-1"
+
+
+def test_storage_irsa(declare):
+    from infra.namespace import Namespace
+    from infra.storage import Storage
+
+    cfg = make_config(storage__mode="aws", storage__credentials="irsa", storage__oidcProviderArn=ARN)
+    box = {}
+
+    def build():
+        box["s"] = Storage("storage", cfg, Namespace("namespace", cfg))
+        return box["s"].role.arn
+
+    records = declare(build)
+    assert box["s"].access.secret_name is None and box["s"].access.env() == [
+        {"name": "AWS_REGION", "value": "us-east-1"}
+    ]
+    role = named(records, "pipeline-role")["inputs"]
+    assert role["name"] == cfg.irsa_role_name
+    assert json.loads(role["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Federated": ARN}
+
+
+def test_storage_external(declare):
+    from infra.namespace import Namespace
+    from infra.storage import Storage
+
+    cfg = make_config(
+        storage__mode="external",
+        storage__endpoint="http://10.0.0.5:9000",
+        storage__accessKeyId="AKIAEXAMPLE",
+        storage__secretAccessKey="wJalrEXAMPLE",
+    )
+    records = declare(lambda: Storage("storage", cfg, Namespace("namespace", cfg)).bucket)
+    secret = named(records, "secret-s3-credentials")["inputs"]
+    assert secret["stringData"] == {"AWS_ACCESS_KEY_ID": "[secret]", "AWS_SECRET_ACCESS_KEY": "[secret]"}
+    assert "AKIAEXAMPLE" not in json.dumps(records) and "wJalrEXAMPLE" not in json.dumps(records)
+
+
+def test_training_operator(declare):
+    from infra.operator import TrainingOperator
+
+    records = declare(lambda: TrainingOperator("training-operator", make_config(operator__version="v1.9.2")).url)
+    d = named(records, "training-operator")
+    assert d["type"] == "kubernetes:kustomize/v2:Directory"
+    assert (
+        d["inputs"]["directory"] == "github.com/kubeflow/training-operator.git/manifests/overlays/standalone?ref=v1.9.2"
+    )
+
+
+def test_argo(declare):
+    from infra.argo import Argo
+
+    cfg = make_config(argo__chartVersion="1.0.17")
+    records = declare(lambda: Argo("argo", cfg, MINIO).chart.urn)
+    chart = named(records, "argo-workflows")["inputs"]
+    assert (chart["chart"], chart["version"], chart["namespace"]) == ("argo-workflows", "1.0.17", "argo")
+    assert chart["repositoryOpts"]["repo"] == "https://argoproj.github.io/argo-helm"
+    v = chart["values"]
+    assert v["server"]["authModes"] == ["client"] and v["crds"]["full"] is False
+    assert v["artifactRepository"]["s3"]["endpoint"] == "minio.kubeflow-e2e.svc:9000"
+    assert v["artifactRepository"]["s3"]["insecure"] is True
+    assert named(records, "argo-namespace")["urn"] in named(records, "argo-workflows")["dependencies"]
+
+
+def test_argo_on_aws_with_irsa(declare):
+    from infra.argo import artifact_repository
+
+    repo = artifact_repository(make_config(storage__region="eu-west-1"), IRSA)["s3"]
+    assert repo["endpoint"] == "s3.eu-west-1.amazonaws.com" and repo["useSDKCreds"] is True
+    assert "accessKeySecret" not in repo
+
+
+def test_fluid(declare):
+    from infra.fluid import Fluid
+
+    cfg = make_config(fluid__enabled=True, data__source="volume", fluid__replicas=3)
+
+    def build():
+        f = Fluid("fluid", cfg)
+        return f.dataset("kubeflow-e2e", MINIO, "s3://b/data/mnist", depends_on=[]).urn
+
+    records = declare(build)
+    chart = named(records, "fluid")["inputs"]
+    assert (chart["chart"], chart["version"], chart["repositoryOpts"]["repo"]) == (
+        "fluid",
+        "1.0.8",
+        "https://fluid-cloudnative.github.io/charts",
+    )
+    dataset = named(records, "dataset")["inputs"]
+    (mount,) = dataset["spec"]["mounts"]
+    assert mount["options"]["alluxio.underfs.s3.endpoint"] == MINIO.endpoint
+    assert mount["options"]["alluxio.underfs.s3.disable.dns.buckets"] == "true"
+    load = named(records, "dataload")
+    assert load["inputs"]["spec"]["target"] == [{"path": "/", "replicas": 3}]
+    assert {named(records, "dataset")["urn"], named(records, "alluxio-runtime")["urn"]} <= set(load["dependencies"])
+    assert named(records, "fluid")["urn"] in named(records, "dataset")["dependencies"]
+
+
+def test_dataprep(declare):
+    from infra.dataprep import DataPrep
+
+    cfg = make_config(data__prepareSource="https://example.com/mnist.npz", dataprep__timeoutSeconds=600)
+    records = declare(
+        lambda: DataPrep("dataprep", cfg, "kubeflow-e2e", MINIO, "s3://b/data/mnist", depends_on=[]).workflow.urn
+    )
+    wf = named(records, "workflow-prepare-data")
+    assert wf["options"]["replaceOnChanges"] == ["spec"] and wf["options"]["deleteBeforeReplace"]
+    inputs = wf["inputs"]
+    assert inputs["metadata"]["annotations"] == {
+        "pulumi.com/waitFor": "jsonpath={.status.phase}=Succeeded",
+        "pulumi.com/timeoutSeconds": "600",
+    }
+    (template,) = inputs["spec"]["templates"]
+    assert template["container"]["command"][-3:] == [
+        "prepare-data",
+        "--source",
+        "https://example.com/mnist.npz",
+    ]
+
+
+@pytest.mark.parametrize("workers", [1, 7])
+def test_training(declare, workers):
+    from infra.training import Training
+
+    cfg = make_config(workers=workers, training__epochs=12, training__learningRate="0.01")
+    records = declare(
+        lambda: (
+            Training(
+                "training",
+                cfg,
+                "kubeflow-e2e",
+                MINIO,
+                "s3://b/data/mnist",
+                "s3://b/runs/baseline",
+                "s3://b/models/mnist",
+                depends_on=[],
+            ).tfjob.urn
+        )
+    )
+    spec = named(records, "tfjob")["inputs"]["spec"]
+    assert spec["tfReplicaSpecs"]["Worker"]["replicas"] == workers
+    command = spec["tfReplicaSpecs"]["Chief"]["template"]["spec"]["containers"][0]["command"]
+    assert command == [
+        "python",
+        "-m",
+        "trainer",
+        "train",
+        "--epochs",
+        "12",
+        "--batch-size",
+        "64",
+        "--learning-rate",
+        "0.01",
+    ]
+
+
+def test_training_from_the_volume(declare):
+    from infra.training import Training
+
+    cfg = make_config(fluid__enabled=True, data__source="volume")
+    records = declare(
+        lambda: (
+            Training(
+                "training",
+                cfg,
+                "kubeflow-e2e",
+                MINIO,
+                "s3://b/data/mnist",
+                "s3://b/runs/r",
+                "s3://b/models/mnist",
+                depends_on=[],
+            ).tfjob.urn
+        )
+    )
+    c = named(records, "tfjob")["inputs"]["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
+    assert {e["name"]: e.get("value") for e in c["env"]}["DATA_URL"] == "file:///data/mnist"
+
+
+def test_tensorboard(declare):
+    from infra.tensorboard import TensorBoard
+
+    records = declare(
+        lambda: (
+            TensorBoard(
+                "tensorboard", make_config(), "kubeflow-e2e", MINIO, "s3://b/runs/", depends_on=[]
+            ).deployment.urn
+        )
+    )
+    spec = named(records, "deployment-tensorboard")["inputs"]["spec"]["template"]["spec"]
+    assert spec["containers"][0]["command"][:3] == ["tensorboard", "--logdir", "s3://b/runs/"]
+    assert named(records, "service-tensorboard")["inputs"]["spec"]["ports"][0]["port"] == 6006
+
+
+def test_serving(declare):
+    from infra.serving import Serving
+
+    cfg = make_config(
+        serving__modelName="digits",
+        serving__pollSeconds=7,
+        serving__keepVersions=3,
+        serving__waitForTraining=False,
+    )
+    records = declare(
+        lambda: Serving("serving", cfg, "kubeflow-e2e", MINIO, "s3://b/models/digits", depends_on=[]).deployment.urn
+    )
+    d = named(records, "deployment-serving")["inputs"]
+    assert d["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+    spec = d["spec"]["template"]["spec"]
+    server, sidecar = spec["containers"]
+    assert "--model_name=digits" in server["args"] and "--file_system_poll_wait_seconds=7" in server["args"]
+    assert sidecar["args"] == ["--dest", "/models/digits", "--keep", "3", "--watch", "--interval", "7"]
+    assert server["readinessProbe"]["httpGet"]["path"] == "/v1/models/digits"
+
+
+def test_retraining(declare):
+    from infra.retraining import Retraining
+
+    cfg = make_config()
+    records = declare(
+        lambda: (
+            Retraining(
+                "retraining",
+                cfg,
+                "kubeflow-e2e",
+                MINIO,
+                "s3://b/data/mnist",
+                "s3://b/models/mnist",
+                depends_on=[],
+            ).template.urn
+        )
+    )
+    spec = named(records, "workflowtemplate-retrain")["inputs"]["spec"]
+    manifest = {t["name"]: t for t in spec["templates"]}["train"]["resource"]["manifest"]
+    assert "s3://b/runs/{{workflow.name}}" in manifest and "&id" not in manifest
+
+
+def test_program_reports_config_errors_without_a_traceback(declare, monkeypatch):
+    from infra import program
+
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({f"{NS}:workers": "0"}))
+    with pytest.raises(
+        pulumi.RunError, match=rf"^config {NS}:workers must be between 1 and 64 \(0\): pulumi config set"
+    ):
+        declare(program.main)

@@ -1,0 +1,47 @@
+"""The Deploy section documents every config key with its default, and its commands match the program."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from infra.config import KEY_NAMES, KEYS, WORKLOADS
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
+
+
+def shown(default) -> str:
+    if default is None:
+        return "(none)"
+    if isinstance(default, bool):
+        return "`true`" if default else "`false`"
+    return f"`{default}`"
+
+
+def test_every_key_is_in_the_table():
+    text = DOC.read_text()
+    rows = {
+        m.group(1): m.group(2).strip() for m in re.finditer(r"^\| `([\w.]+)`(?: \(secret\))? \| ([^|]+) \|", text, re.M)
+    }
+    for key in KEYS:
+        workload, _, suffix = key.name.rpartition(".")
+        if workload in WORKLOADS and suffix in ("cpu", "memory", "cpuLimit", "memoryLimit"):
+            continue
+        assert key.name in rows, f"{key.name} is missing from docs/deploy.md"
+        assert rows[key.name] == shown(key.default), (key.name, rows[key.name])
+    assert set(rows) - set(KEY_NAMES) <= set(WORKLOADS), set(rows) - set(KEY_NAMES)
+    for workload in WORKLOADS:
+        row = re.search(rf"^\| `{workload}` \|(.+)\|$", text, re.M).group(1)
+        cells = [c.strip() for c in row.split("|")]
+        assert cells == [
+            shown(KEY_NAMES[f"{workload}.{s}"].default) for s in ("cpu", "memory", "cpuLimit", "memoryLimit")
+        ]
+
+
+def test_documented_commands_match_the_outputs(dev):
+    text = DOC.read_text()
+    for command in dev.outputs["portForward"].values():
+        assert command in text
+    assert dev.outputs["predictCommand"].split(" --server")[0] in text
+    assert "pulumi config set --secret kubeflow-e2e:storage.accessKeyId" in text
+    assert "python -m infra.render --stack dev --out" in text

@@ -1,0 +1,306 @@
+"""What the stack promises across components: the order data -> train -> serve, the trainer's environment
+contract, and the pod hardening every pod gets."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from infra.config import NS
+
+from .pods import containers, env, pod_specs
+
+PINNED = re.compile(r"^[^@\s]+(:[A-Za-z0-9_][A-Za-z0-9_.-]*|@sha256:[0-9a-f]{64})$")
+
+
+def graph(rendered) -> dict[str, set[str]]:
+    deps = {r["urn"]: set(r["dependencies"]) for r in rendered.resources}
+    closed: dict[str, set[str]] = {}
+
+    def visit(urn: str) -> set[str]:
+        if urn not in closed:
+            closed[urn] = set()
+            for d in deps.get(urn, ()):
+                closed[urn] |= {d} | visit(d)
+        return closed[urn]
+
+    for urn in deps:
+        visit(urn)
+    return closed
+
+
+def urn(rendered, type_suffix: str, name: str | None = None) -> str:
+    found = [
+        r["urn"] for r in rendered.resources if r["type"].endswith(type_suffix) and (name is None or r["name"] == name)
+    ]
+    assert len(found) == 1, (type_suffix, name, found)
+    return found[0]
+
+
+def annotations(rendered, kind: str, name: str | None = None) -> dict:
+    return rendered.one(kind, name)["metadata"].get("annotations", {})
+
+
+def test_data_then_train_then_serve(stack):
+    after = graph(stack)
+    prep = urn(stack, ":Workflow")
+    tfjob = urn(stack, ":TFJob")
+    serving = urn(stack, "apps/v1:Deployment", "deployment-serving")
+    assert prep in after[tfjob], "the TFJob must wait for data prep"
+    assert tfjob in after[serving], "serving must wait for training"
+    assert prep in after[serving]
+    assert serving not in after[tfjob] and tfjob not in after[prep]
+    # ... and `pulumi up` actually waits at each step.
+    assert annotations(stack, "Workflow")["pulumi.com/waitFor"] == "jsonpath={.status.phase}=Succeeded"
+    assert annotations(stack, "TFJob")["pulumi.com/waitFor"] == "condition=Succeeded"
+    assert "pulumi.com/skipAwait" not in annotations(stack, "Deployment", "serving")
+
+
+def test_prod_preloads_the_dataset_between_data_and_train(prod):
+    after = graph(prod)
+    prep, load, tfjob = urn(prod, ":Workflow"), urn(prod, ":DataLoad"), urn(prod, ":TFJob")
+    assert prep in after[load] and load in after[tfjob]
+    assert urn(prod, ":Dataset") in after[load] and urn(prod, ":AlluxioRuntime") in after[load]
+
+
+def test_each_step_waits_for_what_it_runs_on(stack):
+    after = graph(stack)
+    prep, tfjob = urn(stack, ":Workflow"), urn(stack, ":TFJob")
+    assert urn(stack, "helm.sh/v4:Chart", "argo-workflows") in after[prep]
+    assert urn(stack, "kustomize/v2:Directory") in after[tfjob]
+    store = urn(stack, "batch/v1:Job") if stack.stack == "dev" else urn(stack, "s3/bucket:Bucket")
+    assert store in after[prep] and store in after[urn(stack, "apps/v1:Deployment", "deployment-tensorboard")]
+    assert urn(stack, "core/v1:Secret", "secret-s3-credentials") in after[prep]
+
+
+def test_tensorboard_does_not_wait_for_training(stack):
+    after = graph(stack)
+    assert urn(stack, ":TFJob") not in after[urn(stack, "apps/v1:Deployment", "deployment-tensorboard")]
+
+
+def test_serving_without_waiting_for_training(renders):
+    r = renders.variant("dev-nowait")
+    after = graph(r)
+    assert urn(r, ":TFJob") not in after[urn(r, "apps/v1:Deployment", "deployment-serving")]
+    assert annotations(r, "Deployment", "serving")["pulumi.com/skipAwait"] == "true"
+    assert "pulumi.com/waitFor" not in annotations(r, "TFJob")
+
+
+TRAINER_VARS = {
+    "train": {"DATA_URL", "RUN_URL", "MODEL_URL"},
+    "prepare-data": {"DATA_URL"},
+    "evaluate": {"DATA_URL", "MODEL_URL"},
+    "sync-model": {"MODEL_URL"},
+}
+
+
+def test_trainer_environment_contract(variant):
+    bucket = variant.outputs["bucket"]
+    mode_aws = variant.outputs["endpoint"].endswith(".amazonaws.com")
+    seen = set()
+    for where, c, _ in containers(variant):
+        cmd = c.get("command", [])
+        if cmd[:3] != ["python", "-m", "trainer"]:
+            continue
+        command = cmd[3]
+        seen.add(command)
+        e = env(c)
+        assert TRAINER_VARS[command] <= set(e), (where, set(e))
+        for var in TRAINER_VARS[command]:
+            value = e[var]["value"]
+            assert value.startswith(f"s3://{bucket}/") or value == "file:///data/mnist", (where, var, value)
+        assert e["AWS_REGION"]["value"] == "us-east-1"
+        if mode_aws:
+            assert "S3_ENDPOINT" not in e, where
+        else:
+            assert re.match(r"^https?://[^/]+$", e["S3_ENDPOINT"]["value"]), where
+        keys = {k: e.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        if _irsa(variant):
+            assert keys == {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None}, where
+        else:
+            for k, v in keys.items():
+                assert v == {
+                    "name": k,
+                    "valueFrom": {"secretKeyRef": {"name": "s3-credentials", "key": k}},
+                }, where
+    assert seen == set(TRAINER_VARS)
+
+
+def _irsa(rendered) -> bool:
+    return any(r["type"] == "aws:iam/role:Role" for r in rendered.resources)
+
+
+def test_urls_in_the_tfjob(stack):
+    e = env(stack.one("TFJob")["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0])
+    assert e["DATA_URL"]["value"] == stack.outputs["trainingDataUrl"]
+    assert e["RUN_URL"]["value"] == stack.outputs["runUrl"]
+    assert e["MODEL_URL"]["value"] == stack.outputs["modelUrl"]
+
+
+def test_no_literal_credentials_anywhere(variant):
+    for where, c, _ in containers(variant):
+        for name, e in env(c).items():
+            if re.search(r"KEY|SECRET|PASSWORD|TOKEN", name) and name != "AWS_REGION":
+                assert "value" not in e and "secretKeyRef" in e.get("valueFrom", {}), (where, name)
+
+
+def test_tensorboard_reads_every_run_on_s3(variant):
+    (board,) = variant.one("Deployment", "tensorboard")["spec"]["template"]["spec"]["containers"]
+    bucket = variant.outputs["bucket"]
+    assert board["command"] == [
+        "tensorboard",
+        "--logdir",
+        f"s3://{bucket}/runs/",
+        "--bind_all",
+        "--port",
+        "6006",
+    ]
+    assert board["readinessProbe"]["httpGet"]["port"] == 6006
+    assert board["image"].startswith("kubeflow-e2e/tensorboard:")
+
+
+def test_pods_are_hardened(variant):
+    specs = list(pod_specs(variant))
+    assert len(specs) >= 6
+    for where, spec in specs:
+        sc = spec["securityContext"]
+        assert sc["runAsNonRoot"] is True and sc["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        for c in [*spec.get("initContainers", []), *spec["containers"]]:
+            csc = c["securityContext"]
+            assert csc["allowPrivilegeEscalation"] is False, (where, c["name"])
+            assert csc["readOnlyRootFilesystem"] is True, (where, c["name"])
+            assert csc["capabilities"] == {"drop": ["ALL"]}, (where, c["name"])
+            for part in ("requests", "limits"):
+                assert set(c["resources"][part]) == {"cpu", "memory"}, (where, c["name"], part)
+
+
+def test_argo_executor_is_hardened_too(variant):
+    (chart,) = [r for r in variant.by_type("kubernetes:helm.sh/v4:Chart") if r["name"] == "argo-workflows"]
+    executor = chart["inputs"]["values"]["executor"]
+    assert executor["securityContext"]["readOnlyRootFilesystem"] is True
+    assert set(executor["resources"]) == {"requests", "limits"}
+
+
+def test_images_are_pinned(variant):
+    images = {c["image"] for _, c, _ in containers(variant)}
+    assert "tensorflow/serving:2.19.0" in images
+    for image in images:
+        assert PINNED.match(image) and not image.endswith(":latest"), image
+
+
+def test_only_the_pipeline_account_gets_an_api_token(variant):
+    for where, spec in pod_specs(variant):
+        if spec.get("automountServiceAccountToken", True):
+            assert spec.get("serviceAccountName") == "pipeline" and where.startswith(
+                ("Workflow", "WorkflowTemplate")
+            ), where
+
+
+def test_network_policies(stack):
+    names = {m["metadata"]["name"] for m in stack.find("NetworkPolicy")}
+    assert {
+        "default-deny",
+        "allow-dns",
+        "allow-s3",
+        "allow-training-peers",
+        "allow-serving",
+        "allow-tensorboard",
+        "allow-apiserver",
+    } <= names
+    deny = stack.one("NetworkPolicy", "default-deny")["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    s3_pods = {"kubeflow-e2e.io/s3": "true"}
+    for m in stack.find("Deployment") + stack.find("Job"):
+        labels = m["spec"]["template"]["metadata"]["labels"]
+        if m["metadata"]["name"] != "minio":
+            assert s3_pods.items() <= labels.items(), m["metadata"]["name"]
+
+
+@pytest.mark.parametrize("name, port", [("dev", 9000), ("prod", 443), ("dev-external", 9443)])
+def test_s3_egress_matches_the_endpoint(renders, name, port):
+    egress = renders.variant(name).one("NetworkPolicy", "allow-s3")["spec"]["egress"]
+    assert egress[0]["ports"] == [{"protocol": "TCP", "port": port}]
+
+
+def test_serving_pod(stack):
+    spec = stack.one("Deployment", "serving")["spec"]["template"]["spec"]
+    (init,) = spec["initContainers"]
+    server, sidecar = spec["containers"]
+    assert init["command"] == sidecar["command"] == ["python", "-m", "trainer", "sync-model"]
+    assert init["args"][:2] == ["--dest", "/models/mnist"] and "--watch" not in init["args"]
+    assert sidecar["args"][:2] == ["--dest", "/models/mnist"] and "--watch" in sidecar["args"]
+    assert {p["containerPort"] for p in server["ports"]} == {8500, 8501}
+    assert server["readinessProbe"]["httpGet"] == {"path": "/v1/models/mnist", "port": 8501}
+    assert "--model_base_path=/models/mnist" in server["args"]
+    shared = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+    assert "models" in shared
+    service = stack.one("Service", "serving")["spec"]
+    assert service["type"] == "ClusterIP" and {p["port"] for p in service["ports"]} == {8500, 8501}
+
+
+def test_tfjob_shape(stack):
+    job = stack.one("TFJob")
+    assert job["apiVersion"] == "kubeflow.org/v1"
+    replicas = job["spec"]["tfReplicaSpecs"]
+    assert set(replicas) == {"Chief", "Worker"}
+    assert all(r["restartPolicy"] == "OnFailure" for r in replicas.values())
+    assert job["spec"]["runPolicy"]["backoffLimit"] == 3
+    workers = 1 if stack.stack == "dev" else 4
+    assert replicas["Worker"]["replicas"] == workers
+    c = replicas["Chief"]["template"]["spec"]["containers"][0]
+    assert c["name"] == "tensorflow" and c["ports"] == [{"name": "tfjob-port", "containerPort": 2222}]
+
+
+def test_prod_mounts_the_dataset_read_only(prod):
+    spec = prod.one("TFJob")["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "mnist", "readOnly": True}} in spec["volumes"]
+    assert {"name": "data", "mountPath": "/data/mnist", "readOnly": True} in spec["containers"][0]["volumeMounts"]
+
+
+def test_retraining_runs_prepare_train_evaluate(stack):
+    spec = stack.one("WorkflowTemplate", "retrain-mnist")["spec"]
+    entry = {t["name"]: t for t in spec["templates"]}[spec["entrypoint"]]
+    assert [[s["name"] for s in step] for step in entry["steps"]] == [["prepare"], ["train"], ["evaluate"]]
+    train = {t["name"]: t for t in spec["templates"]}["train"]["resource"]
+    assert train["action"] == "create" and "Chief.succeeded" in train["successCondition"]
+    assert {p["name"] for p in spec["arguments"]["parameters"]} == {"epochs", "batch-size", "learning-rate"}
+
+
+def test_namespace_pod_security(dev, prod):
+    assert (
+        dev.one("Namespace", "kubeflow-e2e")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    )
+    # Fluid's FUSE pods need privileges: prod only warns.
+    assert "pod-security.kubernetes.io/enforce" not in prod.one("Namespace", "kubeflow-e2e")["metadata"]["labels"]
+
+
+def test_resources_come_from_the_known_packages(stack):
+    assert all(
+        r["type"].startswith((f"{NS}:", "kubernetes:", "aws:", "random:", "pulumi:providers:")) for r in stack.resources
+    )
+
+
+def test_pods_start_after_their_account_rights_and_network_allows(stack):
+    after = graph(stack)
+    setup = [
+        urn(stack, "RoleBinding"),
+        urn(stack, "NetworkPolicy", "netpol-allow-s3"),
+        urn(stack, "NetworkPolicy", "netpol-default-deny"),
+        urn(stack, "ServiceAccount", "sa-pipeline"),
+    ]
+    for workload in (
+        urn(stack, ":Workflow"),
+        urn(stack, ":TFJob"),
+        urn(stack, ":WorkflowTemplate"),
+        urn(stack, "apps/v1:Deployment", "deployment-serving"),
+        urn(stack, "apps/v1:Deployment", "deployment-tensorboard"),
+    ):
+        assert set(setup) <= after[workload], workload
+
+
+def test_services_wait_for_their_pods(stack):
+    # pulumi awaits a Service until it has endpoints: serving's pods come only after training.
+    after = graph(stack)
+    for name in ("serving", "tensorboard"):
+        assert urn(stack, "apps/v1:Deployment", f"deployment-{name}") in after[urn(stack, "Service", f"service-{name}")]

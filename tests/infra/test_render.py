@@ -1,0 +1,132 @@
+"""`python -m infra.render`: both stacks render offline, deterministically, without credentials; config
+errors stop the render with the CLI's one-line message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.config import NS, ConfigError
+from infra.render import render, stack_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "infra.render", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_cli_writes_both_stacks(tmp_path):
+    for stack in ("dev", "prod"):
+        proc = run_cli("--stack", stack, "--out", str(tmp_path / stack))
+        assert proc.returncode == 0, proc.stderr
+        assert "Kubernetes objects" in proc.stdout
+        manifests = sorted((tmp_path / stack / "manifests").rglob("*.yaml"))
+        assert len(manifests) >= 20
+        kinds = {yaml.safe_load(p.read_text())["kind"] for p in manifests}
+        assert {"TFJob", "Workflow", "WorkflowTemplate", "Deployment", "NetworkPolicy"} <= kinds
+        summary = yaml.safe_load((tmp_path / stack / "resources.yaml").read_text())
+        types = {r["type"] for r in summary}
+        assert {"kubernetes:helm.sh/v4:Chart", "kubernetes:kustomize/v2:Directory"} <= types
+        outputs = yaml.safe_load((tmp_path / stack / "outputs.yaml").read_text())
+        assert outputs["tfjobName"] == "mnist-baseline"
+
+
+def test_render_is_deterministic(tmp_path, dev):
+    again = render("dev")
+    assert again.resources == dev.resources
+    a = {p.relative_to(tmp_path / "a"): p.read_bytes() for p in dev.write(tmp_path / "a")}
+    b = {p.relative_to(tmp_path / "b"): p.read_bytes() for p in again.write(tmp_path / "b")}
+    assert a == b
+
+
+def test_write_replaces_a_previous_render(tmp_path, dev, renders):
+    dev.write(tmp_path)
+    (tmp_path / "manifests" / "stale.yaml").write_text("kind: Stale\n")
+    renders.variant("prod").write(tmp_path)
+    names = {p.name for p in (tmp_path / "manifests").rglob("*.yaml")}
+    assert "stale.yaml" not in names and "persistentvolumeclaim-minio-data.yaml" not in names
+
+
+def test_cli_config_error_is_one_line_and_exit_2(tmp_path):
+    proc = run_cli("--stack", "dev", "--out", str(tmp_path), "--set", "workers=0")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: config {NS}:workers must be between 1 and 64 (0): pulumi config set {NS}:workers 1"
+    )
+    assert not (tmp_path / "manifests").exists()
+
+
+def test_cli_unknown_stack(tmp_path):
+    proc = run_cli("--stack", "staging", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert "error: no stack file Pulumi.staging.yaml (staging): pick one of: dev, prod" in proc.stderr
+
+
+def test_render_raises_the_config_error():
+    with pytest.raises(ConfigError) as info:
+        render("dev", {"image.trainer": "kubeflow-e2e/trainer:latest"})
+    assert info.value.key == "image.trainer"
+    assert "(kubeflow-e2e/trainer:latest)" in str(info.value)
+
+
+def test_overrides_and_secure_values():
+    values, secrets = stack_config(
+        "dev",
+        {
+            "workers": 4,
+            "fluid.enabled": True,
+            "storage.bucket": None,
+            "storage.accessKeyId": {"secure": "v1:abc"},
+        },
+    )
+    assert values[f"{NS}:workers"] == "4" and values[f"{NS}:fluid.enabled"] == "true"
+    assert f"{NS}:storage.bucket" not in values
+    assert values[f"{NS}:storage.accessKeyId"] == "[secret]" and secrets == [f"{NS}:storage.accessKeyId"]
+
+
+def test_no_credential_reaches_a_render(variant):
+    for r in variant.resources:
+        if r["type"] == "kubernetes:core/v1:Secret":
+            assert set(r["inputs"]["stringData"].values()) == {"[secret]"}
+        if r["type"] == "aws:iam/accessKey:AccessKey":
+            assert "secret" not in r["inputs"]
+    assert "[random]" not in str(variant.manifests)
+
+
+def test_workers_scale_the_tfjob(renders):
+    job = renders.variant("dev-64").one("TFJob")
+    assert job["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 64
+    assert job["spec"]["tfReplicaSpecs"]["Chief"]["replicas"] == 1
+
+
+def test_outputs(stack):
+    out = stack.outputs
+    bucket = out["bucket"]
+    assert out["dataUrl"] == f"s3://{bucket}/data/mnist"
+    assert out["runUrl"] == f"s3://{bucket}/runs/baseline"
+    assert out["modelUrl"] == f"s3://{bucket}/models/mnist"
+    assert out["namespace"] == "kubeflow-e2e" and out["tfjobName"] == "mnist-baseline"
+    assert out["servingUrl"] == "http://serving.kubeflow-e2e.svc:8501"
+    assert out["tensorboardUrl"] == "http://tensorboard.kubeflow-e2e.svc:6006"
+    assert out["portForward"]["serving"] == "kubectl -n kubeflow-e2e port-forward svc/serving 8501:8501"
+    assert out["portForward"]["tensorboard"].endswith("svc/tensorboard 6006:6006")
+    assert out["retrainCommand"].startswith("argo submit -n kubeflow-e2e --from workflowtemplate/retrain-mnist")
+    assert out["predictCommand"] == "python -m trainer predict --server http://localhost:8501 --model mnist"
+
+
+def test_endpoint_output_per_mode(dev, prod, renders):
+    assert dev.outputs["endpoint"] == "http://minio.kubeflow-e2e.svc:9000"
+    assert prod.outputs["endpoint"] == "https://s3.us-east-1.amazonaws.com"
+    assert renders.variant("dev-external").outputs["endpoint"] == "https://s3.example.com:9443"
+    assert prod.outputs["trainingDataUrl"] == "file:///data/mnist"

@@ -1,0 +1,140 @@
+"""The storage modes as rendered: the AWS bucket's hardening and lifecycle, prod's retention, IAM scoped to
+the bucket, IRSA, external endpoints, and MinIO run in the namespace."""
+
+from __future__ import annotations
+
+import json
+
+from infra.podspec import SERVICE_ACCOUNTS
+
+
+def only(rendered, type_: str) -> dict:
+    (r,) = rendered.by_type(type_)
+    return r
+
+
+def test_aws_bucket_is_hardened(renders):
+    for r in (renders.variant("prod"), renders.variant("dev-aws")):
+        types = {x["type"] for x in r.resources}
+        assert "aws:s3/bucket:Bucket" in types
+        assert not [t for t in types if t.startswith("aws:s3/") and t.endswith("V2")], "deprecated *V2 resources"
+        block = only(r, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")["inputs"]
+        assert all(
+            block[k] is True
+            for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+        )
+        sse = only(r, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+        assert sse["inputs"]["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+        policy = json.loads(only(r, "aws:s3/bucketPolicy:BucketPolicy")["inputs"]["policy"])
+        (deny,) = policy["Statement"]
+        assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        assert deny["Resource"] == [
+            f"arn:aws:s3:::{r.outputs['bucket']}",
+            f"arn:aws:s3:::{r.outputs['bucket']}/*",
+        ]
+        rules = {
+            x["id"]: x
+            for x in only(r, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")["inputs"]["rules"]
+        }
+        assert rules["expire-old-runs"]["filter"] == {"prefix": "runs/"}
+        assert rules["expire-old-runs"]["expiration"]["days"] == (90 if r.stack == "prod" else 30)
+
+
+def test_prod_keeps_its_bucket_and_versions(prod):
+    bucket = only(prod, "aws:s3/bucket:Bucket")
+    assert bucket["options"]["protect"] and bucket["options"]["retainOnDelete"]
+    assert bucket["inputs"]["forceDestroy"] is False
+    versioning = only(prod, "aws:s3/bucketVersioning:BucketVersioning")["inputs"]
+    assert versioning["versioningConfiguration"] == {"status": "Enabled"}
+    # Only the bucket is kept: everything else goes with `pulumi destroy`.
+    assert [r["name"] for r in prod.resources if r["options"]["protect"] or r["options"]["retainOnDelete"]] == [
+        "bucket"
+    ]
+
+
+def test_dev_on_aws_force_destroys(renders):
+    r = renders.variant("dev-aws")
+    bucket = only(r, "aws:s3/bucket:Bucket")
+    assert bucket["inputs"]["forceDestroy"] is True and not bucket["options"]["protect"]
+    assert not r.by_type("aws:s3/bucketVersioning:BucketVersioning")
+
+
+def test_iam_policy_is_scoped_to_the_bucket(prod):
+    doc = json.loads(only(prod, "aws:iam/policy:Policy")["inputs"]["policy"])
+    arn = f"arn:aws:s3:::{prod.outputs['bucket']}"
+    resources = {res for s in doc["Statement"] for res in s["Resource"]}
+    assert resources == {arn, f"{arn}/*"}
+    actions = {a for s in doc["Statement"] for a in s["Action"]}
+    assert all(a.startswith("s3:") and "*" not in a for a in actions)
+    assert "s3:DeleteBucket" not in actions and "s3:PutBucketPolicy" not in actions
+
+
+def test_access_key_mode_puts_the_key_in_a_secret(prod):
+    key = only(prod, "aws:iam/accessKey:AccessKey")
+    assert key["inputs"]["user"] == only(prod, "aws:iam/user:User")["inputs"]["name"]
+    secret = prod.one("Secret", "s3-credentials")
+    assert secret["stringData"] == {"AWS_ACCESS_KEY_ID": "[secret]", "AWS_SECRET_ACCESS_KEY": "[secret]"}
+    assert not prod.by_type("aws:iam/role:Role")
+
+
+def test_irsa_role_and_annotated_service_accounts(renders):
+    r = renders.variant("prod-irsa")
+    role = only(r, "aws:iam/role:Role")
+    trust = json.loads(role["inputs"]["assumeRolePolicy"])
+    (statement,) = trust["Statement"]
+    issuer = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE0123"
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert statement["Principal"]["Federated"].endswith(f":oidc-provider/{issuer}")
+    subjects = statement["Condition"]["StringEquals"][f"{issuer}:sub"]
+    assert subjects == [f"system:serviceaccount:kubeflow-e2e:{sa}" for sa in SERVICE_ACCOUNTS]
+    assert statement["Condition"]["StringEquals"][f"{issuer}:aud"] == "sts.amazonaws.com"
+    arn = f"arn:aws:iam::123456789012:role/{role['inputs']['name']}"
+    for sa in SERVICE_ACCOUNTS:
+        assert r.one("ServiceAccount", sa)["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": arn}
+    assert not r.find("Secret") and not r.by_type("aws:iam/accessKey:AccessKey")
+    attach = only(r, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert attach["inputs"]["role"] == role["inputs"]["name"]
+    s3 = [c for c in r.by_type("kubernetes:helm.sh/v4:Chart") if c["name"] == "argo-workflows"][0]
+    values = s3["inputs"]["values"]
+    assert values["artifactRepository"]["s3"]["useSDKCreds"] is True and values["useStaticCredentials"] is False
+
+
+def test_external_endpoint(renders):
+    r = renders.variant("dev-external")
+    assert not r.find("Deployment", "minio") and not r.by_type("aws:s3/bucket:Bucket")
+    assert r.one("Secret", "s3-credentials")["stringData"] == {
+        "AWS_ACCESS_KEY_ID": "[secret]",
+        "AWS_SECRET_ACCESS_KEY": "[secret]",
+    }
+    chart = [c for c in r.by_type("kubernetes:helm.sh/v4:Chart") if c["name"] == "argo-workflows"][0]
+    s3 = chart["inputs"]["values"]["artifactRepository"]["s3"]
+    assert s3["endpoint"] == "s3.example.com:9443" and s3["insecure"] is False
+
+
+def test_minio_in_the_namespace(dev):
+    deployment = dev.one("Deployment", "minio")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    (c,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert c["image"].startswith("quay.io/minio/minio:RELEASE.")
+    assert {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in c["env"] if "valueFrom" in e} == {
+        "MINIO_ROOT_USER": "minio-root",
+        "MINIO_ROOT_PASSWORD": "minio-root",
+    }
+    assert dev.one("PersistentVolumeClaim", "minio-data")["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+    assert dev.one("Service", "minio")["spec"]["type"] == "ClusterIP"
+    randoms = {r["name"] for r in dev.resources if r["type"].startswith("random:")}
+    assert randoms == {
+        "minio-root-user",
+        "minio-root-password",
+        "minio-pipeline-user",
+        "minio-pipeline-password",
+    }
+    job = dev.one("Job", "minio-bucket")
+    script = job["spec"]["template"]["spec"]["containers"][0]["command"][2]
+    assert 'mc mb --ignore-existing "local/$BUCKET"' in script
+    assert "mc admin user add" in script and "mc admin policy attach" in script
+    policy = json.loads(dev.one("ConfigMap", "minio-bucket-policy")["data"]["policy.json"])
+    assert {res for s in policy["Statement"] for res in s["Resource"]} == {
+        "arn:aws:s3:::kubeflow-e2e-dev",
+        "arn:aws:s3:::kubeflow-e2e-dev/*",
+    }
