@@ -1,0 +1,104 @@
+"""`evaluate` as a real process against the S3 server: newest complete version, `--version`, incomplete and
+corrupt versions, no version at all. The expected scores are computed here from the Keras models directly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+
+import boto3
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer import data, model, publish
+from trainer.store import open_store
+
+
+@pytest.fixture(scope="module")
+def setup(s3_server, tmp_path_factory):
+    """A dataset and two complete versions (untrained models with different seeds) plus an incomplete third."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in s3_server.env().items():
+            mp.setenv(key, value)
+        bucket = f"eval-{uuid.uuid4().hex[:10]}"
+        client = boto3.client("s3", endpoint_url=s3_server.endpoint, region_name="us-east-1")
+        client.create_bucket(Bucket=bucket)
+        data_store = open_store(f"s3://{bucket}/data", "DATA_URL")
+        data.prepare("digits", data_store)
+        x, y = data.test_arrays(data_store)
+        models = open_store(f"s3://{bucket}/models/mnist", "MODEL_URL")
+        expected = {}
+        tmp = tmp_path_factory.mktemp("export")
+        for version, seed in ((1, 1), (2, 2)):
+            net = model.build(seed)
+            model.export(net, tmp / str(version))
+            publish.publish_dir(tmp / str(version), models.child(str(version)))
+            probs = tf.nn.softmax(net(x[..., None].astype(np.float32) / 255.0, training=False)).numpy()
+            expected[version] = {
+                "accuracy": float((probs.argmax(-1) == y).mean()),
+                "loss": float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1)).mean()),
+            }
+        assert expected[1]["accuracy"] != expected[2]["accuracy"]  # the versions are told apart
+        # Version 3: files up, _COMPLETE never written (an upload cut short).
+        for name in ("saved_model.pb", "variables/variables.index"):
+            models.child("3").put_file(name, tmp / "2" / name)
+        yield {"bucket": bucket, "data_url": data_store.url, "model_url": models.url, "expected": expected,
+               "export": tmp}
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def evaluate(run_trainer, setup, *args, **env):
+    env = {"DATA_URL": setup["data_url"], "MODEL_URL": setup["model_url"], **env}
+    return run_trainer("evaluate", *args, env=env, timeout=120)
+
+
+def check_scores(proc, expected: dict, version: int) -> None:
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["model_version"] == version and result["count"] == 360
+    assert result["accuracy"] == pytest.approx(expected[version]["accuracy"], abs=1e-9)
+    assert result["loss"] == pytest.approx(expected[version]["loss"], rel=1e-4)
+    assert result["model_url"].endswith(f"/models/mnist/{version}")
+
+
+def test_newest_complete_version_is_scored(run_trainer, setup):
+    check_scores(evaluate(run_trainer, setup), setup["expected"], 2)
+
+
+def test_explicit_version(run_trainer, setup):
+    check_scores(evaluate(run_trainer, setup, "--version", "1"), setup["expected"], 1)
+
+
+def test_incomplete_version_is_refused(run_trainer, setup):
+    proc = evaluate(run_trainer, setup, "--version", "3")
+    assert proc.returncode == 2
+    assert "error: no complete model version" in proc.stderr and "(1, 2)" in proc.stderr
+
+
+def test_no_complete_version(run_trainer, setup):
+    bucket = setup["bucket"]
+    only_partial = open_store(f"s3://{bucket}/models/partial")
+    only_partial.put_file("1/saved_model.pb", setup["export"] / "1" / "saved_model.pb")
+    for url in (f"s3://{bucket}/models/empty", only_partial.url):
+        proc = evaluate(run_trainer, setup, MODEL_URL=url)
+        assert proc.returncode == 2
+        assert f"error: no complete model version ({url})" in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_corrupt_version_is_refused(run_trainer, setup):
+    models = open_store(f"s3://{setup['bucket']}/models/corrupt")
+    publish.publish_dir(setup["export"] / "1", models.child("1"))
+    models.child("1").put_bytes("variables/variables.index", b"not the published bytes")
+    proc = evaluate(run_trainer, setup, MODEL_URL=models.url)
+    assert proc.returncode == 2
+    assert "does not match its checksum" in proc.stderr and "variables/variables.index" in proc.stderr
+
+
+def test_missing_dataset(run_trainer, setup):
+    url = f"s3://{setup['bucket']}/no-data"
+    proc = evaluate(run_trainer, setup, DATA_URL=url)
+    assert proc.returncode == 2
+    assert "manifest.json is missing" in proc.stderr

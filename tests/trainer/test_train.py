@@ -1,0 +1,401 @@
+"""`train` for real: a chief and a worker on 127.0.0.1 with TF_CONFIG as the operator writes it, against the
+S3 server; then the exported version through `evaluate`, `sync-model`, the TF Serving stand-in and `predict`.
+One 2-process run is shared by the module's tests. Also: stop a run mid-training, start it again, and it goes
+on from its checkpoint."""
+
+from __future__ import annotations
+
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import boto3
+import pytest
+
+from demo.pipeline import last_json, tf_config
+from demo.s3server import free_port
+from tests.conftest import ROOT, trainer_env
+from trainer import publish
+from trainer.store import open_store
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 20  # the default
+TRAIN_COUNT, TEST_COUNT, BATCH = 1437, 360, 64
+STEPS_PER_EPOCH = TRAIN_COUNT // BATCH  # 22
+
+
+class Proc:
+    """A real `python -m <module>` process; stdout and stderr lines are kept with the time they arrived."""
+
+    def __init__(self, args: list[str], env: dict[str, str], module: str = "trainer"):
+        self.popen = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.out: list[tuple[float, str]] = []
+        self.err: list[str] = []
+        self.exited_at: float | None = None
+        self._threads = [threading.Thread(target=self._read, args=(self.popen.stdout, True), daemon=True),
+                         threading.Thread(target=self._read, args=(self.popen.stderr, False), daemon=True)]
+        for t in self._threads:
+            t.start()
+        threading.Thread(target=self._wait, daemon=True).start()
+
+    def _read(self, stream, is_out: bool) -> None:
+        for line in stream:
+            if is_out:
+                self.out.append((time.monotonic(), line.rstrip("\n")))
+            else:
+                self.err.append(line.rstrip("\n"))
+
+    def _wait(self) -> None:
+        self.popen.wait()
+        self.exited_at = time.monotonic()
+
+    def wait(self, timeout: float) -> int:
+        try:
+            rc = self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        for t in self._threads:
+            t.join(timeout=10)
+        while self.exited_at is None:
+            time.sleep(0.01)
+        return rc
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait()
+
+    @property
+    def lines(self) -> list[str]:
+        return [line for _, line in self.out]
+
+    def result(self) -> dict | None:
+        return last_json(self.lines)
+
+    def log(self) -> str:
+        return "\n".join(self.lines[-20:] + self.err[-40:])
+
+
+def event_scalars(raw: bytes) -> dict[str, list[tuple[int, float]]]:
+    """Scalars of a TensorBoard event file (TFRecord framing), read without TensorFlow; a record cut short at
+    the end (a file still being written) is ignored, as TensorBoard does."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.util import tensor_util
+
+    out: dict[str, list[tuple[int, float]]] = {}
+    pos = 0
+    while pos + 12 <= len(raw):
+        (length,) = struct.unpack("<Q", raw[pos:pos + 8])
+        end = pos + 12 + length + 4
+        if end > len(raw):
+            break
+        event = event_pb2.Event.FromString(raw[pos + 12:pos + 12 + length])
+        for value in event.summary.value:
+            if value.HasField("tensor"):
+                number = float(tensor_util.make_ndarray(value.tensor))
+                out.setdefault(value.tag, []).append((event.step, number))
+            elif value.HasField("simple_value"):
+                out.setdefault(value.tag, []).append((event.step, value.simple_value))
+        pos = end
+    return out
+
+
+def read_logs(store) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """event file name -> scalars, for every event file under `store`."""
+    return {key: event_scalars(store.get_bytes(key)) for key in store.list() if "tfevents" in key}
+
+
+@pytest.fixture(scope="module")
+def s3(s3_server):
+    """A bucket for the module, and this process's boto3 pointed at the server."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in s3_server.env().items():
+            mp.setenv(key, value)
+        name = f"train-{uuid.uuid4().hex[:10]}"
+        client = boto3.client("s3", endpoint_url=s3_server.endpoint, region_name="us-east-1")
+        client.create_bucket(Bucket=name)
+        yield {"bucket": name, "server": s3_server, "data_url": f"s3://{name}/data/digits"}
+
+
+def env_for(s3, **extra: str) -> dict[str, str]:
+    return trainer_env(s3["server"], DATA_URL=s3["data_url"], **extra)
+
+
+@pytest.fixture(scope="module")
+def dataset(s3):
+    proc = Proc(["prepare-data", "--source", "digits"], env_for(s3))
+    assert proc.wait(timeout=120) == 0, proc.log()
+    assert proc.result()["train"] == TRAIN_COUNT
+    return s3["data_url"]
+
+
+@pytest.fixture(scope="module")
+def trained(s3, dataset):
+    """One real 2-process run with the default flags, watched from outside while it runs."""
+    bucket = s3["bucket"]
+    run_url, model_url = f"s3://{bucket}/runs/two", f"s3://{bucket}/models/mnist"
+    ports = [free_port(), free_port()]
+    procs = {}
+    for task in ("worker", "chief"):
+        env = env_for(s3, RUN_URL=run_url, MODEL_URL=model_url, TF_CONFIG=tf_config(ports, task, 0))
+        procs[task] = Proc(["train"], env)
+    chief, worker = procs["chief"], procs["worker"]
+
+    # Watch the chief's summaries on S3 while training runs: when does each epoch's loss become readable?
+    logs = open_store(run_url).child("logs", "chief-0")
+    seen_at: dict[int, float] = {}  # step -> when a loss at that step was first readable on S3
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set() and chief.popen.poll() is None:
+            try:
+                for scalars in read_logs(logs).values():
+                    for step, _ in scalars.get("loss", []):
+                        seen_at.setdefault(step, time.monotonic())
+            except Exception:
+                pass  # not there yet
+            time.sleep(0.25)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        rc = {task: p.wait(timeout=400) for task, p in procs.items()}
+    finally:
+        stop.set()
+        for p in procs.values():
+            p.kill()
+    watcher.join(timeout=10)
+    return {"rc": rc, "chief": chief, "worker": worker, "seen_at": seen_at, "run_url": run_url,
+            "model_url": model_url, "result": chief.result(), "worker_result": worker.result()}
+
+
+def test_chief_and_worker_finish_and_report(trained):
+    assert trained["rc"] == {"worker": 0, "chief": 0}, trained["chief"].log() + trained["worker"].log()
+    result = trained["result"]
+    for key in ("accuracy", "loss", "examples_per_sec", "model_version", "export_url", "steps",
+                "resumed_from_step"):
+        assert key in result, key
+    assert result["steps"] == EPOCHS * STEPS_PER_EPOCH
+    assert result["resumed_from_step"] is None
+    assert result["workers"] == 2 and result["task"] == "chief-0"
+    assert result["examples_per_sec"] > 0
+    worker = trained["worker_result"]
+    assert worker["task"] == "worker-0" and worker["steps"] == result["steps"]
+    assert worker["model_version"] is None and worker["export_url"] is None
+    # Both processes computed the same globally reduced metrics.
+    assert worker["train_loss"] == pytest.approx(result["train_loss"])
+
+
+def test_two_processes_reach_97_percent(trained):
+    result = trained["result"]
+    assert result["test_count"] == TEST_COUNT
+    assert result["accuracy"] >= 0.97, result
+
+
+def test_chief_prints_one_line_per_epoch(trained):
+    lines = [line for line in trained["chief"].lines if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == [f"{i}/{EPOCHS}" for i in range(1, EPOCHS + 1)]
+    for line in lines:
+        words = line.split()
+        assert words[4] == "loss" and words[6] == "accuracy" and words[8] == "examples/s"
+        assert float(words[7]) <= 1.0 and float(words[9]) > 0
+    assert not [line for line in trained["worker"].lines if line.startswith("epoch ")]
+
+
+def test_exports_exactly_one_complete_version(trained):
+    models = open_store(trained["model_url"])
+    assert publish.complete_versions(models) == [1]
+    assert {key.split("/")[0] for key in models.list()} == {"1"}
+    assert trained["result"]["model_version"] == 1
+    assert trained["result"]["export_url"] == models.url_of("1")
+    files = {f["path"] for f in publish.read_complete(models.child("1"))["files"]}
+    assert "saved_model.pb" in files and "variables/variables.index" in files
+
+
+def test_checkpoints_every_epoch_newest_three_kept(trained):
+    ckpts = open_store(trained["run_url"]).child("checkpoints")
+    last = EPOCHS * STEPS_PER_EPOCH
+    assert publish.complete_versions(ckpts) == [last - 2 * STEPS_PER_EPOCH, last - STEPS_PER_EPOCH, last]
+    files = {f["path"] for f in publish.read_complete(ckpts.child(str(last)))["files"]}
+    assert "ckpt.index" in files
+
+
+def test_summaries_readable_on_s3_while_training(trained):
+    seen_at, chief = trained["seen_at"], trained["chief"]
+    epoch_lines = {int(line.split()[3].split("/")[0]): t
+                   for t, line in chief.out if line.startswith("epoch ")}
+    # Epoch ends that were readable on S3 before the chief exited, and how long after the chief printed them.
+    live = {step: seen_at[step] - t for step, t in epoch_lines.items()
+            if step in seen_at and seen_at[step] < chief.exited_at}
+    assert live, f"no epoch's loss was readable on S3 while training ran: {sorted(seen_at)}"
+    assert max(live.values()) <= 10.0, live
+    final = read_logs(open_store(trained["run_url"]).child("logs", "chief-0"))
+    (scalars,) = final.values()
+    assert {"loss", "accuracy", "learning_rate", "examples_per_sec"} <= set(scalars)
+    assert max(step for step, _ in scalars["loss"]) == EPOCHS * STEPS_PER_EPOCH
+    lrs = [v for _, v in sorted(scalars["learning_rate"])]
+    assert lrs[0] > lrs[-1] >= 0  # cosine decay
+    assert read_logs(open_store(trained["run_url"]).child("logs", "worker-0"))
+
+
+def test_chief_leaves_last(trained):
+    chief, worker = trained["chief"], trained["worker"]
+    assert chief.exited_at >= worker.exited_at
+    assert not [line for line in worker.err if "coordination service" in line.lower()], worker.log()
+
+
+def test_evaluate_loads_the_exported_version(trained, s3):
+    proc = Proc(["evaluate"], env_for(s3, MODEL_URL=trained["model_url"]))
+    assert proc.wait(timeout=120) == 0, proc.log()
+    result = proc.result()
+    assert result["model_version"] == 1 and result["count"] == TEST_COUNT
+    assert result["accuracy"] == pytest.approx(trained["result"]["accuracy"], abs=1e-9)
+    assert result["loss"] == pytest.approx(trained["result"]["loss"], rel=1e-4)
+
+
+def test_predict_through_sync_model_and_serving(trained, s3, tmp_path):
+    env = env_for(s3, MODEL_URL=trained["model_url"])
+    sync = Proc(["sync-model", "--dest", str(tmp_path / "mnist")], env)
+    assert sync.wait(timeout=60) == 0, sync.log()
+    assert (tmp_path / "mnist" / "1" / "saved_model.pb").is_file()
+
+    port = free_port()
+    server = Proc(["--model_name", "mnist", "--model_base_path", str(tmp_path / "mnist"),
+                   "--rest_api_port", str(port)], env, module="demo.serving")
+    try:
+        deadline = time.monotonic() + 60
+        while not any(line.startswith("serving mnist at") for line in server.lines):
+            assert server.popen.poll() is None and time.monotonic() < deadline, server.log()
+            time.sleep(0.1)
+        proc = Proc(["predict", "--server", f"127.0.0.1:{port}", "--model", "mnist", "--num-tests", "360"],
+                    env)
+        assert proc.wait(timeout=60) == 0, proc.log()
+    finally:
+        server.kill()
+    result = proc.result()
+    assert result["count"] == TEST_COUNT and result["model_version"] == 1
+    # The same model on the same images as evaluate: the same mistakes (inputs rounded to 4 decimals).
+    expected = round((1 - trained["result"]["accuracy"]) * TEST_COUNT)
+    assert abs(result["errors"] - expected) <= 1, (result, expected)
+    assert result["error_rate"] <= 0.03
+
+
+def test_resume_continues_the_step_counter(s3, dataset):
+    bucket = s3["bucket"]
+    run_url, model_url = f"s3://{bucket}/runs/resume", f"s3://{bucket}/models/resume"
+    env = env_for(s3, RUN_URL=run_url, MODEL_URL=model_url)
+    args = ["train", "--epochs", "30"]
+    ckpts = open_store(run_url).child("checkpoints")
+    total = 30 * STEPS_PER_EPOCH
+
+    first = Proc(args, env)
+    deadline = time.monotonic() + 180
+    while not publish.complete_versions(ckpts):
+        assert first.popen.poll() is None and time.monotonic() < deadline, first.log()
+        time.sleep(0.05)
+    first.kill()  # SIGKILL mid-training: a crashed pod
+    first.wait(timeout=30)
+    steps = publish.complete_versions(ckpts)
+    resumed = steps[-1]
+    assert 0 < resumed < total and resumed % STEPS_PER_EPOCH == 0, steps
+    assert publish.complete_versions(open_store(model_url)) == []  # nothing exported by the killed run
+    # A newer checkpoint whose upload never finished (no _COMPLETE) does not exist for the restore.
+    ckpts.put_bytes(f"{total + 1000}/ckpt.index", b"half an upload")
+
+    second = Proc(args, env)
+    assert second.wait(timeout=300) == 0, second.log()
+    result = second.result()
+    assert result["resumed_from_step"] == resumed and result["steps"] == total
+    assert result["model_version"] == 1 and result["accuracy"] >= 0.9
+    assert second.lines[0].startswith(f"resumed from checkpoint step {resumed} ")
+    epochs = [line.split()[1] for line in second.lines if line.startswith("epoch ")]
+    assert epochs[0] == f"{resumed // STEPS_PER_EPOCH + 1}/30" and epochs[-1] == "30/30"
+    # TensorBoard sees the step counter go on: the second run's event file (the newest; the killed run's may
+    # never have reached S3) starts after the checkpoint.
+    runs = sorted(read_logs(open_store(run_url).child("logs", "chief-0")).items(),
+                  key=lambda item: int(item[0].split("tfevents.")[1].split(".")[0]))
+    assert min(step for step, _ in runs[-1][1]["loss"]) > resumed
+
+    # Once more: nothing left to train, and the version this run exported is still complete: no new version.
+    third = Proc(args, env)
+    assert third.wait(timeout=300) == 0, third.log()
+    again = third.result()
+    assert again["resumed_from_step"] == total and again["steps"] == total
+    assert again["model_version"] == 1 and again["accuracy"] == result["accuracy"]
+    assert publish.complete_versions(open_store(model_url)) == [1]
+
+
+def test_worker_count_must_not_exceed_batch(s3, dataset):
+    ports = [free_port(), free_port()]
+    env = env_for(s3, RUN_URL=f"s3://{s3['bucket']}/runs/x", MODEL_URL=f"s3://{s3['bucket']}/models/x",
+                  TF_CONFIG=tf_config(ports, "chief", 0))
+    proc = Proc(["train", "--batch-size", "1"], env)
+    assert proc.wait(timeout=60) == 2
+    assert "error: --batch-size is smaller than the number of processes (1)" in "\n".join(proc.err)
+
+
+def test_bad_flags_fail_before_tensorflow(s3):
+    env = env_for(s3, RUN_URL=f"s3://{s3['bucket']}/runs/x", MODEL_URL=f"s3://{s3['bucket']}/models/x")
+    for flags, message in ((["--epochs", "0"], "--epochs must be at least 1"),
+                           (["--learning-rate", "-1"], "--learning-rate must be a positive number")):
+        proc = Proc(["train", *flags], env)
+        assert proc.wait(timeout=60) == 2
+        assert message in "\n".join(proc.err)
+    proc = Proc(["train"], {**env, "RUN_URL": "runs/x"})
+    assert proc.wait(timeout=60) == 2
+    assert "RUN_URL is not an s3:// or file:/// URL (runs/x)" in "\n".join(proc.err)
+
+
+def test_missing_dataset_is_named(s3):
+    bucket = s3["bucket"]
+    env = env_for(s3, RUN_URL=f"s3://{bucket}/runs/y", MODEL_URL=f"s3://{bucket}/models/y")
+    proc = Proc(["train"], {**env, "DATA_URL": f"s3://{bucket}/nothing-here"})
+    assert proc.wait(timeout=60) == 2
+    err = "\n".join(proc.err)
+    assert "manifest.json is missing" in err and "prepare-data" in err
+    assert not open_store(f"s3://{bucket}/models/y").list()
+
+
+
+def test_unreachable_endpoint_and_missing_bucket_are_named(s3, dataset):
+    bucket = s3["bucket"]
+    env = env_for(s3, RUN_URL=f"s3://{bucket}/runs/z", MODEL_URL=f"s3://{bucket}/models/z")
+    dead = f"http://127.0.0.1:{free_port()}"
+    proc = Proc(["train"], {**env, "S3_ENDPOINT": dead, "S3_MAX_ATTEMPTS": "1"})
+    assert proc.wait(timeout=60) == 2
+    err = "\n".join(proc.err)
+    assert "error: cannot reach the S3 endpoint" in err and dead in err and "Traceback" not in err
+    proc = Proc(["train"], {**env, "MODEL_URL": "s3://no-such-bucket-here/models"})
+    assert proc.wait(timeout=60) == 2
+    assert "'no-such-bucket-here' does not exist" in "\n".join(proc.err)
+    assert not open_store(f"s3://{bucket}/runs/z").list()  # nothing written before the failure
+
+
+def test_log_sync_uploads_changed_files_only(tmp_path):
+    from trainer.summaries import LogSync
+
+    src, dest = tmp_path / "src", open_store(f"file://{tmp_path}/dest")
+    (src / "run").mkdir(parents=True)
+    (src / "run" / "events.a").write_bytes(b"1")
+    sync = LogSync(src, dest, interval=60)
+    assert sync.sync() == 1 and sync.sync() == 0
+    (src / "run" / "events.a").write_bytes(b"12")
+    (src / "events.b").write_bytes(b"x")
+    assert sync.sync() == 2
+    assert dest.get_bytes("run/events.a") == b"12" and dest.list() == {"events.b": 1, "run/events.a": 2}
+    flushed = []
+    sync = LogSync(src, dest, interval=0.05, before=lambda: flushed.append(1)).start()
+    (src / "events.b").write_bytes(b"xyz")
+    deadline = time.monotonic() + 10
+    while dest.get_bytes("events.b") != b"xyz":  # the background round picks it up
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    sync.close()
+    assert flushed

@@ -1,0 +1,58 @@
+"""The CNN and its servable form.
+
+Training sees images float32 [batch, 28, 28, 1] in [0, 1] and the model returns logits. The exported
+SavedModel's `serving_default` signature takes `images`: float32 [None, 28, 28] in [0, 1] (what an mnist
+client sends as nested lists) and returns `probabilities`: float32 [None, 10], the softmax over the digits.
+"""
+
+from __future__ import annotations
+
+import keras
+
+IMAGE_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+INPUT_NAME = "images"
+OUTPUT_NAME = "probabilities"
+
+
+def build(seed: int = 0) -> keras.Model:
+    """Two conv/pool blocks and a dense layer (about 0.23 M parameters): measured on the digits data it is
+    as accurate as deeper variants and cheap on CPU. No BatchNorm or Dropout: their per-step state updates
+    are awkward under MultiWorkerMirroredStrategy; the training input's random shifts regularise instead."""
+    layers = keras.layers
+    x = inputs = keras.Input(IMAGE_SHAPE, name=INPUT_NAME)
+    x = layers.Conv2D(32, 3, activation="relu", kernel_initializer=keras.initializers.HeUniform(seed),
+                      name="conv1")(x)
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = layers.Conv2D(64, 3, activation="relu", kernel_initializer=keras.initializers.HeUniform(seed + 1),
+                      name="conv2")(x)
+    x = layers.MaxPooling2D(2, name="pool2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(128, activation="relu", kernel_initializer=keras.initializers.HeUniform(seed + 2),
+                     name="fc")(x)
+    logits = layers.Dense(NUM_CLASSES, kernel_initializer=keras.initializers.GlorotUniform(seed + 3),
+                          name="logits")(x)
+    return keras.Model(inputs, logits, name="mnist_cnn")
+
+
+def export(net: keras.Model, path) -> None:
+    """Writes `net` as a SavedModel whose `serving_default` maps `images` float32 [None, 28, 28] in [0, 1] to
+    `probabilities` float32 [None, 10].
+
+    The weights are copied into a fresh model built outside any distribution strategy, so exporting runs no
+    collectives and the chief can do it alone."""
+    import tensorflow as tf
+
+    plain = build()
+    plain.set_weights(net.get_weights())
+
+    def serve(images):
+        logits = plain(tf.expand_dims(images, -1), training=False)
+        return {OUTPUT_NAME: tf.nn.softmax(logits)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(plain)
+    archive.add_endpoint(
+        "serving_default", serve, input_signature=[tf.TensorSpec([None, 28, 28], tf.float32, name=INPUT_NAME)]
+    )
+    archive.write_out(str(path), verbose=False)

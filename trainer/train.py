@@ -1,0 +1,421 @@
+"""`train`: the CNN on `DATA_URL`, checkpoints and summaries under `RUN_URL`, the servable under `MODEL_URL`.
+
+One process without `TF_CONFIG`; with a chief and workers, MultiWorkerMirroredStrategy and a custom training
+loop (Keras 3's `model.fit` crashes under that strategy on TF 2.21, keras-team/keras#20585). Each process
+reads its own shards of the training set and runs the same fixed number of steps per epoch, computed from the
+global count, so the collectives never wait on a process that ran out of data. Resumes from the newest
+complete checkpoint. At the end the chief alone exports and publishes the next model version, then every
+process meets at a barrier so that the chief, which hosts the coordination service, leaves last.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from trainer import cli, tfconfig
+from trainer.errors import UserError
+
+EXPORT_RECORD = "export.json"  # under RUN_URL: the version this run exported, and at which step
+DEFAULTS = {
+    # Tuned on the digits data, 2 processes: >= 0.986 test accuracy over seeds 0-5 (docs/trainer-train.md).
+    "epochs": 20,
+    "batch_size": 64,
+    "learning_rate": 3e-3,
+    "shift": 2,
+    "seed": 0,
+}
+
+
+def add_arguments(parser) -> None:
+    cli.env_arg(parser, "--data-url", "DATA_URL", "the prepared dataset: s3://bucket/prefix or file:///path")
+    cli.env_arg(parser, "--run-url", "RUN_URL", "this run's checkpoints/ and logs/: s3://bucket/prefix")
+    cli.env_arg(parser, "--model-url", "MODEL_URL", "where model versions go: s3://bucket/prefix")
+    parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="passes over the training set "
+                        "(default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"],
+                        help="global batch size, split evenly over the processes (default: %(default)s)")
+    parser.add_argument("--learning-rate", type=float, default=DEFAULTS["learning_rate"],
+                        help="Adam's initial learning rate, cosine-decayed to 0 (default: %(default)s)")
+    parser.add_argument("--shift", type=int, default=DEFAULTS["shift"],
+                        help="augmentation: random shifts of up to this many pixels (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=DEFAULTS["seed"],
+                        help="random seed (default: %(default)s)")
+    parser.add_argument("--checkpoint-steps", type=int, default=0,
+                        help="also checkpoint every N steps (default: at the end of every epoch only)")
+    parser.add_argument("--keep-checkpoints", type=int, default=3,
+                        help="complete checkpoints to keep; 0 keeps all (default: %(default)s)")
+    parser.add_argument("--summary-secs", type=float, default=5.0,
+                        help="seconds between uploads of the TensorBoard logs (default: %(default)s)")
+    parser.add_argument("--log-steps", type=int, default=10,
+                        help="write TensorBoard scalars every N steps (default: %(default)s)")
+
+
+def _check_args(args) -> None:
+    for flag, value, low in (("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 1),
+                             ("--shift", args.shift, 0), ("--checkpoint-steps", args.checkpoint_steps, 0),
+                             ("--keep-checkpoints", args.keep_checkpoints, 0),
+                             ("--log-steps", args.log_steps, 1)):
+        if value < low:
+            raise UserError(f"{flag} must be at least {low}", value, f"pass {flag} {max(low, 1)} or more")
+    if not (args.learning_rate > 0 and math.isfinite(args.learning_rate)):
+        raise UserError("--learning-rate must be a positive number", args.learning_rate, "pass e.g. 0.003")
+    if not args.summary_secs > 0:
+        raise UserError("--summary-secs must be positive", args.summary_secs, "pass e.g. 5")
+
+
+def run(args) -> dict:
+    from trainer import data
+    from trainer.store import open_store
+
+    _check_args(args)
+    config = tfconfig.load()  # before TensorFlow starts: a bad TF_CONFIG fails fast
+    data_store = open_store(args.data_url, "DATA_URL")
+    run_store = open_store(args.run_url, "RUN_URL")
+    model_store = open_store(args.model_url, "MODEL_URL")
+    for store in (data_store, run_store, model_store):
+        store.check()
+    manifest = data.read_manifest(data_store)
+    train_count = int(manifest["splits"]["train"]["count"])
+    if train_count == 0:
+        raise UserError("empty dataset: the train split has no examples", data_store.url,
+                        "run `python -m trainer prepare-data` with a non-empty source")
+    if args.batch_size < config.num_workers:
+        raise UserError("--batch-size is smaller than the number of processes", args.batch_size,
+                        f"pass --batch-size {config.num_workers} or more (it is the global batch)")
+    return Trainer(args, config, data_store, run_store, model_store, train_count).run()
+
+
+class Trainer:
+    def __init__(self, args, config: tfconfig.TFConfig, data_store, run_store, model_store, train_count: int):
+        self.args, self.config = args, config
+        self.data_store, self.run_store, self.model_store = data_store, run_store, model_store
+        self.per_replica_batch = args.batch_size // config.num_workers
+        self.global_batch = self.per_replica_batch * config.num_workers
+        # Same on every process: each runs exactly this many steps, whatever the size of its shards.
+        self.steps_per_epoch = max(1, train_count // self.global_batch)
+        self.total_steps = args.epochs * self.steps_per_epoch
+
+    def say(self, text: str) -> None:
+        if self.config.is_chief:
+            print(text, flush=True)
+
+    def run(self) -> dict:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+        import tensorflow as tf
+
+        from trainer import checkpoints, model, summaries
+
+        args, config = self.args, self.config
+        keras.utils.set_random_seed(args.seed)
+        strategy = _strategy(config)
+        ckpts = checkpoints.Checkpoints(self.run_store, config.is_chief, keep=args.keep_checkpoints)
+
+        with strategy.scope():
+            net = model.build(args.seed)
+            schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, self.total_steps)
+            optimizer = keras.optimizers.Adam(schedule)
+            optimizer.build(net.trainable_variables)  # slots exist before a restore fills them
+        checkpoint = tf.train.Checkpoint(model=net, optimizer=optimizer)
+
+        resumed_from = ckpts.latest()
+        if resumed_from is not None:
+            ckpts.restore(checkpoint, resumed_from)
+        start_step = int(optimizer.iterations.numpy())
+        if resumed_from is not None and start_step != resumed_from:
+            raise UserError("checkpoint step does not match its folder",
+                            ckpts.store.url_of(str(resumed_from)),
+                            "delete that checkpoint folder and run again")
+        _check_same_start(strategy, start_step)
+        if resumed_from is not None:
+            self.say(f"resumed from checkpoint step {resumed_from} ({ckpts.store.url_of(str(resumed_from))})")
+
+        dist_data = self._dataset(strategy, seed=args.seed + 7919 * config.rank + start_step)
+        train_step = _train_step(strategy, net, optimizer, self.global_batch)
+        logs = summaries.Summaries(self.run_store.child("logs", config.task_name), interval=args.summary_secs)
+        try:
+            stats = self._loop(strategy, dist_data, train_step, optimizer, schedule, checkpoint, ckpts, logs,
+                               start_step)
+        except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError) as e:
+            logs.close(quiet=True)
+            if not config.distributed:
+                raise
+            # A peer died or became unreachable: the collectives abort within seconds on every survivor.
+            detail = _peer_error(e)
+            latest = ckpts.latest()
+            raise UserError(
+                "lost contact with another training process", detail,
+                "another task stopped or is unreachable; run the job again: it resumes from "
+                + (f"checkpoint step {latest}" if latest is not None else "the start (no checkpoint yet)"),
+            ) from e
+        except BaseException:
+            logs.close(quiet=True)
+            raise
+        logs.close()
+
+        result = {
+            "task": config.task_name,
+            "workers": config.num_workers,
+            "steps": int(optimizer.iterations.numpy()),
+            "resumed_from_step": resumed_from,
+            "epochs": args.epochs,
+            "global_batch_size": self.global_batch,
+            **stats,
+            "model_version": None,
+            "export_url": None,
+        }
+        failure = None
+        if config.is_chief:
+            try:
+                result.update(self._export(net, int(optimizer.iterations.numpy())))
+            except BaseException as e:  # still meet the workers at the barrier, then fail
+                failure = e
+        ok = _barrier(strategy, failure is None)
+        if failure is not None:
+            raise failure
+        if not ok:
+            raise UserError("the chief failed to export the model", config.task_name,
+                            "see the chief's log; rerun the job to resume from the last checkpoint")
+        if config.is_chief and config.distributed:
+            _wait_for_peers_to_leave(config)
+        return result
+
+    def _dataset(self, strategy, seed: int):
+        import tensorflow as tf
+
+        from trainer import data
+
+        config, shift = self.config, self.args.shift
+        ds, count = data.dataset(self.data_store, "train", shard_index=config.rank,
+                                 num_shards=config.num_workers)
+        if count == 0:
+            raise UserError("this process's share of the training set is empty", self.data_store.url,
+                            "run prepare-data with more --shards, or use fewer workers")
+
+        def augment(image, label):
+            if shift:
+                image = tf.pad(image, [[shift, shift], [shift, shift], [0, 0]])
+                image = tf.image.random_crop(image, [28, 28, 1], seed=seed)
+            return image, label
+
+        pipeline = (
+            ds.shuffle(min(count, 10_000), seed=seed, reshuffle_each_iteration=True)
+            .repeat()
+            .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(self.per_replica_batch, drop_remainder=True)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+        options = tf.data.Options()
+        # Already sharded by hand (whole files per process): no automatic sharding on top.
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        pipeline = pipeline.with_options(options)
+        return strategy.distribute_datasets_from_function(lambda _ctx: pipeline)
+
+    def _loop(self, strategy, dist_data, train_step, optimizer, schedule, checkpoint, ckpts, logs,
+              start_step: int) -> dict:
+        args, spe = self.args, self.steps_per_epoch
+        iterator = iter(dist_data)
+        step = start_step
+        run, epoch, window = _Meter(), _Meter(), _Meter()
+        epoch_start = time.perf_counter()
+        last = {"train_loss": None, "train_accuracy": None}
+        while step < self.total_steps:
+            t0 = time.perf_counter()
+            loss_sum, correct = train_step(iterator)
+            loss_sum, correct = float(loss_sum), float(correct)
+            # The first call traces the step function: it counts for the metrics, not for the throughput.
+            took = None if step == start_step else time.perf_counter() - t0
+            step += 1
+            for meter in (run, epoch, window):
+                meter.add(loss_sum, correct, self.global_batch, took)
+
+            if step % args.log_steps == 0 or step % spe == 0:
+                logs.scalars(step, {**window.metrics(), "learning_rate": float(schedule(step))})
+                window = _Meter()
+
+            end_of_epoch = step % spe == 0
+            if end_of_epoch or (args.checkpoint_steps and step % args.checkpoint_steps == 0):
+                ckpts.save(checkpoint, step)
+            if end_of_epoch or step == self.total_steps:
+                m = epoch.metrics()
+                last = {"train_loss": m["loss"], "train_accuracy": m["accuracy"]}
+                self.say(f"epoch {math.ceil(step / spe)}/{args.epochs} step {step}/{self.total_steps} "
+                         f"loss {m['loss']:.4f} accuracy {m['accuracy']:.4f} "
+                         f"examples/s {m['examples_per_sec']:.0f} time {time.perf_counter() - epoch_start:.1f}s")
+                logs.flush()
+                epoch, epoch_start = _Meter(), time.perf_counter()
+        if step % spe != 0:  # the last steps were not an epoch end: checkpoint them too
+            ckpts.save(checkpoint, step)
+        return {**last, "examples_per_sec": round(run.metrics()["examples_per_sec"], 1)}
+
+    def _export(self, net, step: int) -> dict:
+        """Chief only: a plain copy of the model (no strategy, no collectives) exported as a SavedModel,
+        scored on the test split, then published as the next version. A rerun of a finished run (nothing left
+        to train, and this run's export of that step still complete) reports that version instead of
+        publishing the same weights again."""
+        import json
+
+        from trainer import evaluate, model, publish
+
+        done = self._previous_export(step)
+        if done is not None:
+            self.say(f"already exported at step {step}: version {done['model_version']} ({done['export_url']})")
+            return done
+        tmp = Path(tempfile.mkdtemp(prefix="trainer-export-"))
+        try:
+            local = tmp / "model"
+            model.export(net, local)
+            scores = evaluate.score(local, self.data_store)
+            version = publish.next_version(self.model_store)
+            target = self.model_store.child(str(version))
+            publish.publish_dir(local, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.say(f"exported version {version} to {target.url}: test accuracy {scores['accuracy']:.4f} "
+                 f"on {scores['count']} images")
+        done = {"accuracy": scores["accuracy"], "loss": scores["loss"], "test_count": scores["count"],
+                "model_version": version, "export_url": target.url}
+        self.run_store.put_bytes(EXPORT_RECORD, json.dumps({**done, "step": step}, sort_keys=True).encode())
+        return done
+
+    def _previous_export(self, step: int) -> dict | None:
+        import json
+
+        from trainer import publish
+        from trainer.store import NotFound
+
+        try:
+            record = json.loads(self.run_store.get_bytes(EXPORT_RECORD))
+            done = {k: record[k] for k in ("accuracy", "loss", "test_count", "model_version", "export_url")}
+            version = int(done["model_version"])
+        except (NotFound, ValueError, KeyError, TypeError):
+            return None
+        if record.get("step") != step or done["export_url"] != self.model_store.url_of(str(version)):
+            return None
+        return done if version in publish.complete_versions(self.model_store) else None
+
+
+class _Meter:
+    """Sums of the globally reduced step results; throughput over the timed steps only (no checkpoint
+    saves, no tracing)."""
+
+    def __init__(self):
+        self.loss = self.correct = self.seen = self.seconds = 0.0
+        self.timed = 0
+
+    def add(self, loss_sum: float, correct: float, examples: int, seconds: float | None) -> None:
+        self.loss += loss_sum
+        self.correct += correct
+        self.seen += examples
+        if seconds is not None:
+            self.seconds += seconds
+            self.timed += examples
+
+    def metrics(self) -> dict[str, float]:
+        seen = max(self.seen, 1)
+        return {"loss": self.loss / seen, "accuracy": self.correct / seen,
+                "examples_per_sec": self.timed / self.seconds if self.seconds else 0.0}
+
+
+def _strategy(config: tfconfig.TFConfig):
+    import tensorflow as tf
+
+    if not config.distributed:
+        return tf.distribute.get_strategy()
+    # The cluster comes from our own parse of TF_CONFIG (tfconfig is the only reader of the variable).
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(config.cluster), task_type=config.task_type, task_id=config.task_index,
+        rpc_layer="grpc",
+    )
+    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+
+
+def _train_step(strategy, net, optimizer, global_batch: int):
+    import keras
+    import tensorflow as tf
+
+    def replica_step(images, labels):
+        with tf.GradientTape() as tape:
+            logits = net(images, training=True)
+            per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            # Divide by the global batch: Keras 3's optimizer sums the replicas' gradients.
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+        grads = tape.gradient(loss, net.trainable_variables)
+        optimizer.apply_gradients(zip(grads, net.trainable_variables, strict=True))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32))
+        return tf.stack([tf.reduce_sum(per_example), correct])  # one collective for both metrics
+
+    @tf.function
+    def step(iterator):
+        images, labels = next(iterator)
+        sums = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(images, labels)),
+                               axis=None)
+        return sums[0], sums[1]
+
+    return step
+
+
+def _wait_for_peers_to_leave(config: tfconfig.TFConfig, timeout: float = 30.0) -> None:
+    """The chief hosts the coordination service: it waits until the other tasks have closed their ports
+    (exited) so none of them loses the service while shutting down."""
+    import socket
+    import sys
+
+    others = [a for t, addrs in config.cluster.items() for a in addrs if a != config.address]
+    deadline = time.monotonic() + timeout
+    for addr in others:
+        host, _, port = addr.rpartition(":")
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection((host.strip("[]"), int(port)), timeout=1.0).close()
+            except OSError:
+                break  # refused or unreachable: that task is gone
+            time.sleep(0.2)
+        else:
+            print(f"warning: {addr} still accepts connections after {timeout:.0f} s; leaving anyway",
+                  file=sys.stderr, flush=True)
+            return
+
+
+def _peer_error(e: Exception) -> str:
+    """The informative line of a collective's failure ("Collective ops is aborted by: ...")."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for line in lines:
+        if "aborted by" in line or "Connection" in line or "connect" in line:
+            return line[:200]
+    return (lines[0] if lines else type(e).__name__)[:200]
+
+
+def _gather(strategy, value: float) -> list[float]:
+    """`value` from every process (a collective: all of them must call it)."""
+    import tensorflow as tf
+
+    @tf.function
+    def gather():
+        per_replica = strategy.run(lambda: tf.constant([value], tf.float64))
+        return strategy.gather(per_replica, axis=0)
+
+    return [float(v) for v in gather().numpy()]
+
+
+def _check_same_start(strategy, step: int) -> None:
+    """Every process must start at the same step, or their step counts differ and the collectives hang."""
+    if strategy.num_replicas_in_sync == 1:
+        return
+    steps = _gather(strategy, float(step))
+    low, high = min(steps), max(steps)
+    if low != high:
+        raise UserError("the processes restored different checkpoints", f"steps {low:.0f}..{high:.0f}",
+                        "a checkpoint was published while the job started: run the job again")
+
+
+def _barrier(strategy, ok: bool) -> bool:
+    """Blocks until every process gets here; True when every process passed ok=True."""
+    if strategy.num_replicas_in_sync == 1:
+        return ok
+    return min(_gather(strategy, 1.0 if ok else 0.0)) == 1.0
