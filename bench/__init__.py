@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench` (all six ratios) and `python -m bench.input_pipeline`."""
