@@ -295,7 +295,7 @@ class Demo:
         say(f"  logs: {self.s.dir}")
         say("")
         say("The same pipeline on a Kubernetes cluster, with Pulumi (prerequisites: a cluster, the three images, "
-            "`pulumi login`; see docs/deploy.md):")
+            "`pulumi login`; see the Deploy section of README.md):")
         for cmd in deploy_commands(self.s.workers):
             say(f"  {cmd}")
         if self.tensorboard_url and sys.stdin.isatty():

@@ -22,7 +22,7 @@ from trainer.errors import UserError
 
 EXPORT_RECORD = "export.json"  # under RUN_URL: the version this run exported, and at which step
 DEFAULTS = {
-    # Tuned on the digits data, 2 processes: >= 0.986 test accuracy over seeds 0-5 (docs/trainer-train.md).
+    # Tuned on the digits data, 2 processes: >= 0.986 test accuracy over seeds 0-5 (README.md, "Model tuning").
     "epochs": 20,
     "batch_size": 64,
     "learning_rate": 3e-3,

@@ -7,7 +7,14 @@ from pathlib import Path
 
 from infra.config import KEY_NAMES, KEYS, WORKLOADS
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def deploy_section() -> str:
+    text = README.read_text()
+    start = text.index("\n## Deploy\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
 
 
 def shown(default) -> str:
@@ -19,7 +26,7 @@ def shown(default) -> str:
 
 
 def test_every_key_is_in_the_table():
-    text = DOC.read_text()
+    text = deploy_section()
     rows = {
         m.group(1): m.group(2).strip() for m in re.finditer(r"^\| `([\w.]+)`(?: \(secret\))? \| ([^|]+) \|", text, re.M)
     }
@@ -27,7 +34,7 @@ def test_every_key_is_in_the_table():
         workload, _, suffix = key.name.rpartition(".")
         if workload in WORKLOADS and suffix in ("cpu", "memory", "cpuLimit", "memoryLimit"):
             continue
-        assert key.name in rows, f"{key.name} is missing from docs/deploy.md"
+        assert key.name in rows, f"{key.name} is missing from README.md's Deploy section"
         assert rows[key.name] == shown(key.default), (key.name, rows[key.name])
     assert set(rows) - set(KEY_NAMES) <= set(WORKLOADS), set(rows) - set(KEY_NAMES)
     for workload in WORKLOADS:
@@ -39,7 +46,7 @@ def test_every_key_is_in_the_table():
 
 
 def test_documented_commands_match_the_outputs(dev):
-    text = DOC.read_text()
+    text = deploy_section()
     for command in dev.outputs["portForward"].values():
         assert command in text
     assert dev.outputs["predictCommand"].split(" --server")[0] in text
