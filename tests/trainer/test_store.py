@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 
 import boto3
 import pytest
 
+from demo.proxy import Proxy
 from demo.s3server import S3Server, free_port
 from trainer import s3
 from trainer.errors import UserError
@@ -225,68 +225,8 @@ def test_retry_settings_come_from_env(monkeypatch, s3_env):
         s3.client()
 
 
-class FlakyProxy:
-    """A TCP forwarder in front of the S3 server that can go down for a while: a real network outage (the
-    client sees connections refused and reset), not a mock."""
-
-    def __init__(self, upstream_port: int):
-        self.port = free_port()
-        self.upstream = upstream_port
-        self.lock = threading.Lock()
-        self.conns: list[socket.socket] = []
-        self.up()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def up(self) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", self.port))
-        self.sock.listen(64)
-        threading.Thread(target=self._accept, args=(self.sock,), daemon=True).start()
-
-    def down(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() thread
-        except OSError:
-            pass
-        self.sock.close()
-        with self.lock:
-            for conn in self.conns:
-                conn.close()
-            self.conns.clear()
-
-    def _accept(self, sock: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = sock.accept()
-                upstream = socket.create_connection(("127.0.0.1", self.upstream))
-            except OSError:
-                return
-            with self.lock:
-                self.conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(1 << 16):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-
 def test_default_retries_ride_out_a_short_outage(bucket, s3_server, monkeypatch, tmp_path):
-    proxy = FlakyProxy(s3_server.port)
+    proxy = Proxy.to(s3_server.endpoint).start()
     monkeypatch.setenv("S3_ENDPOINT", proxy.endpoint)
     monkeypatch.delenv("S3_MAX_ATTEMPTS", raising=False)
     store = open_store(f"s3://{bucket}/runs/r1")
@@ -315,4 +255,4 @@ def test_default_retries_ride_out_a_short_outage(bucket, s3_server, monkeypatch,
         threading.Timer(1.5, proxy.up).start()
         assert store.list() == {"before": 1, "checkpoints/1/ckpt.bin": 200_000}
     finally:
-        proxy.down()
+        proxy.stop()
