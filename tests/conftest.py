@@ -3,7 +3,6 @@ helper that runs `python -m trainer` as a real process against it."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import uuid
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from demo import pipeline
 from demo.s3server import S3Server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,11 +41,8 @@ def bucket(s3_server, s3_env):
 
 
 def trainer_env(s3_server: S3Server, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "DATA_URL", "RUN_URL", "MODEL_URL")}
-    env.update(s3_server.env())
-    env.update({"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"})
-    env.update(extra)
-    return env
+    """The environment of a `python -m trainer` process against the test server (as the demo builds it)."""
+    return pipeline.trainer_env(s3_server.env(), **extra)
 
 
 @pytest.fixture

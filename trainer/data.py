@@ -25,14 +25,13 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from trainer import cli
 from trainer.errors import UserError
-from trainer.publish import sha256_file
+from trainer.publish import parallel_map, sha256_file
 from trainer.store import NotFound, Store, open_store
 
 DEFAULT_SOURCE = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
@@ -46,7 +45,6 @@ DIGITS_TEST_COUNT = 360
 DIGITS_SEED = 0
 _KEYS = ("x_train", "y_train", "x_test", "y_test")
 _SHARD = re.compile(r"^(train|test)-\d{5}-of-\d{5}\.tfrecord$")
-_DOWNLOAD_THREADS = 8
 
 
 def add_arguments(parser) -> None:
@@ -237,8 +235,7 @@ def _prepare(source: str, store: Store, shards: int) -> tuple[dict, bool]:
         return existing, False
     # A different dataset is replacing this one: drop the old manifest first, so readers see "no dataset"
     # rather than a manifest whose shards are being overwritten.
-    if store.exists(MANIFEST):
-        store.delete([MANIFEST])
+    store.delete([MANIFEST])
     manifest = {"format": FORMAT, "source": source, "fingerprint": fp, "image_shape": IMAGE_SHAPE,
                 "splits": {}, "arrays": {}}
     with tempfile.TemporaryDirectory(prefix="prepare-data-") as tmp:
@@ -260,8 +257,7 @@ def _prepare(source: str, store: Store, shards: int) -> tuple[dict, bool]:
         manifest["arrays"]["test"] = {"name": TEST_ARRAYS, "size": (tmp / TEST_ARRAYS).stat().st_size,
                                       "sha256": sha256_file(tmp / TEST_ARRAYS)}
         jobs.append(TEST_ARRAYS)
-        with ThreadPoolExecutor(min(_DOWNLOAD_THREADS, len(jobs))) as pool:
-            list(pool.map(lambda name: store.put_file(name, tmp / name), jobs))
+        parallel_map(lambda name: store.put_file(name, tmp / name), jobs)
     store.put_bytes(MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
     # Shards of an earlier preparation with another shard count are no longer referenced: remove them.
     stale = [k for k in store.list() if _SHARD.match(k) and k not in jobs]
@@ -340,8 +336,7 @@ def local_shards(store: Store, entries: list[dict], cache_dir=None) -> list[Path
                 raise _bad_shard(store, entry["name"], "corrupt (checksum mismatch)")
             return path
 
-        with ThreadPoolExecutor(min(_DOWNLOAD_THREADS, len(entries))) as pool:
-            return list(pool.map(check_local, entries))
+        return parallel_map(check_local, entries)
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
@@ -366,8 +361,7 @@ def local_shards(store: Store, entries: list[dict], cache_dir=None) -> list[Path
         _write_stamp(stamp, path)
         return path
 
-    with ThreadPoolExecutor(min(_DOWNLOAD_THREADS, len(entries))) as pool:
-        return list(pool.map(fetch, entries))
+    return parallel_map(fetch, entries)
 
 
 def parse_records(records, batch: int = 256):

@@ -22,7 +22,9 @@ from trainer.store import NotFound, Store, StoreError
 
 COMPLETE = "_COMPLETE"
 FORMAT = 1
-_VERSION = re.compile(r"^(0|[1-9][0-9]*)$")
+VERSION_NAME = re.compile(r"^(0|[1-9][0-9]*)$")
+# Hidden temporary folders fetch_dir makes next to a destination; left behind only if the process dies.
+LEFTOVER_NAME = re.compile(r"^\.(0|[1-9][0-9]*)\.(partial|old)-[0-9a-f]{8}$")
 _THREADS = 8
 
 
@@ -45,7 +47,7 @@ def _local_files(local_dir: Path) -> list[str]:
     return out
 
 
-def _map(fn, items) -> list:
+def parallel_map(fn, items) -> list:
     """Runs fn over items on a few threads (S3 requests wait on the network, not the CPU)."""
     items = list(items)
     if len(items) <= 1:
@@ -70,9 +72,8 @@ def publish_dir(local_dir, store: Store) -> dict:
         {"path": n, "size": (local_dir / n).stat().st_size, "sha256": sha256_file(local_dir / n)}
         for n in names
     ]
-    if store.exists(COMPLETE):
-        store.delete([COMPLETE])
-    _map(lambda n: store.put_file(n, local_dir / n), names)
+    store.delete([COMPLETE])  # deleting a missing key is fine on both stores
+    parallel_map(lambda n: store.put_file(n, local_dir / n), names)
     manifest = {"format": FORMAT, "files": files, "bytes": sum(f["size"] for f in files)}
     store.put_bytes(COMPLETE, json.dumps(manifest, indent=1, sort_keys=True).encode())
     return manifest
@@ -103,14 +104,14 @@ def complete_versions(store: Store) -> list[int]:
     versions = set()
     for key in store.list():
         head, _, rest = key.partition("/")
-        if rest == COMPLETE and _VERSION.match(head):
+        if rest == COMPLETE and VERSION_NAME.match(head):
             versions.add(int(head))
     return sorted(versions)
 
 
 def next_version(store: Store) -> int:
     """1 + the highest integer-named child, complete or not (an interrupted upload's number is not reused)."""
-    seen = [int(head) for head in {k.partition("/")[0] for k in store.list()} if _VERSION.match(head)]
+    seen = [int(head) for head in {k.partition("/")[0] for k in store.list()} if VERSION_NAME.match(head)]
     return max(seen, default=0) + 1
 
 
@@ -127,9 +128,9 @@ def fetch_dir(store: Store, dest) -> Path:
         target = tmp / rel
         if tmp.resolve() not in target.resolve().parents:
             raise StoreError("unsafe path in _COMPLETE", store.url_of(rel), "publish the folder again")
-        store.get_file(rel, target)
+        digest = store.get_file(rel, target)  # S3 hashes while streaming; a local store returns None
         size = target.stat().st_size
-        if size != int(entry["size"]) or sha256_file(target) != entry["sha256"]:
+        if size != int(entry["size"]) or (digest or sha256_file(target)) != entry["sha256"]:
             raise StoreError(
                 "file does not match its checksum in _COMPLETE",
                 store.url_of(rel),
@@ -138,7 +139,7 @@ def fetch_dir(store: Store, dest) -> Path:
 
     try:
         tmp.mkdir()
-        _map(get, manifest["files"])
+        parallel_map(get, manifest["files"])
         if dest.exists():
             old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(dest, old)

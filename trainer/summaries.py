@@ -42,9 +42,9 @@ class LogSync:
             sent = 0
             for path in sorted(p for p in self.local_dir.rglob("*") if p.is_file()):
                 key = path.relative_to(self.local_dir).as_posix()
-                data = path.read_bytes()  # a snapshot: TF may append while we upload
-                if self._sent.get(key) == len(data):
+                if self._sent.get(key) == path.stat().st_size:
                     continue
+                data = path.read_bytes()  # a snapshot: TF may append while we upload
                 self.store.put_bytes(key, data)
                 self._sent[key] = len(data)
                 sent += 1

@@ -10,7 +10,6 @@ Runs without TensorFlow (the sidecar image has boto3 only): import nothing from 
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import signal
 import sys
@@ -19,13 +18,10 @@ from pathlib import Path
 
 from trainer import cli
 from trainer.errors import UserError
-from trainer.publish import complete_versions, fetch_dir
+from trainer.publish import LEFTOVER_NAME, VERSION_NAME, complete_versions, fetch_dir
 from trainer.store import Store, open_store
 
 log = logging.getLogger("sync-model")
-_VERSION = re.compile(r"^(0|[1-9][0-9]*)$")
-# Temporary folders fetch_dir leaves only if the process dies mid-download.
-_LEFTOVER = re.compile(r"^\.(0|[1-9][0-9]*)\.(partial|old)-[0-9a-f]{8}$")
 
 
 def add_arguments(parser) -> None:
@@ -39,7 +35,7 @@ def add_arguments(parser) -> None:
 def local_versions(dest: Path) -> list[int]:
     if not dest.is_dir():
         return []
-    return sorted(int(p.name) for p in dest.iterdir() if p.is_dir() and _VERSION.match(p.name))
+    return sorted(int(p.name) for p in dest.iterdir() if p.is_dir() and VERSION_NAME.match(p.name))
 
 
 def sync_once(store: Store, dest: Path, keep: int) -> dict:
@@ -48,7 +44,7 @@ def sync_once(store: Store, dest: Path, keep: int) -> dict:
     dropped in that pass, and the first failure is raised at the end."""
     dest.mkdir(parents=True, exist_ok=True)
     for p in dest.iterdir():
-        if _LEFTOVER.match(p.name):
+        if LEFTOVER_NAME.match(p.name):
             shutil.rmtree(p, ignore_errors=True)
     remote = complete_versions(store)
     wanted = remote[-keep:]
