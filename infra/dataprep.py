@@ -7,7 +7,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.config import StackConfig
-from infra.podspec import TMP_VOLUME, S3Access, base_env, container, labels, pod_security, trainer_command
+from infra.podspec import TMP_VOLUME, S3Access, container, labels, pod_security, trainer_command
 
 NAME = "prepare-data"
 
@@ -20,7 +20,7 @@ def prepare_template(cfg: StackConfig, access: S3Access, data_url: pulumi.Input[
         cfg,
         cfg.resources["dataprep"],
         command=trainer_command("prepare-data", "--source", cfg.data_prepare_source),
-        env=[*access.env(), {"name": "DATA_URL", "value": data_url}, *base_env()],
+        env=access.pod_env(DATA_URL=data_url),
     )
     return {
         "name": NAME,

@@ -82,6 +82,11 @@ class S3Access:
                 out.append({"name": key, "valueFrom": {"secretKeyRef": {"name": self.secret_name, "key": key}}})
         return out
 
+    def pod_env(self, **urls) -> list[dict]:
+        """A pod's whole environment: S3 access, then the given variables (DATA_URL=..., in order), then the
+        base variables every pod gets."""
+        return [*self.env(), *({"name": k, "value": v} for k, v in urls.items()), *base_env()]
+
     def url(self, prefix: str) -> pulumi.Output[str]:
         return pulumi.Output.from_input(self.bucket).apply(lambda b: f"s3://{b}/{prefix}")
 

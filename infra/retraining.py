@@ -12,7 +12,7 @@ import yaml
 
 from infra.config import StackConfig
 from infra.dataprep import prepare_template, workflow_pod_spec
-from infra.podspec import S3Access, base_env, container, labels, trainer_command
+from infra.podspec import S3Access, container, labels, trainer_command
 from infra.training import tfjob_spec, train_args
 
 NAME = "retrain-mnist"
@@ -53,13 +53,7 @@ def workflow_template_spec(cfg: StackConfig, access: S3Access, data_url: str, bu
         cfg,
         cfg.resources["dataprep"],
         command=trainer_command("evaluate"),
-        env=[
-            *access.env(),
-            {"name": "DATA_URL", "value": data_url},
-            {"name": "RUN_URL", "value": f"s3://{bucket}/runs/{RUN}"},
-            {"name": "MODEL_URL", "value": model_url},
-            *base_env(),
-        ],
+        env=access.pod_env(DATA_URL=data_url, RUN_URL=f"s3://{bucket}/runs/{RUN}", MODEL_URL=model_url),
     )
     defaults = dict(zip(PARAMS, train_args(cfg), strict=True))
     return {

@@ -14,7 +14,6 @@ from infra.config import StackConfig
 from infra.podspec import (
     TMP_VOLUME,
     S3Access,
-    base_env,
     container,
     labels,
     pod_security,
@@ -42,7 +41,7 @@ class Serving(pulumi.ComponentResource):
         s = cfg.serving
         dest = f"{MODELS}/{s.model_name}"
         models_mount = {"name": "models", "mountPath": MODELS}
-        sync_env = [*access.env(), {"name": "MODEL_URL", "value": model_url}, *base_env()]
+        sync_env = access.pod_env(MODEL_URL=model_url)
         sync_args = ["--dest", dest, "--keep", str(s.keep_versions)]
 
         def sync(name: str, *extra: str) -> dict:

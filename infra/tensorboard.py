@@ -9,7 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.config import StackConfig
-from infra.podspec import TMP_VOLUME, S3Access, base_env, container, labels, pod_security, selector
+from infra.podspec import TMP_VOLUME, S3Access, container, labels, pod_security, selector
 
 PORT = 6006
 
@@ -35,7 +35,7 @@ class TensorBoard(pulumi.ComponentResource):
             command=pulumi.Output.from_input(logdir).apply(
                 lambda d: ["tensorboard", "--logdir", d, "--bind_all", "--port", str(PORT)]
             ),
-            env=[*access.env(), *base_env()],
+            env=access.pod_env(),
             ports=[{"name": "http", "containerPort": PORT}],
             readinessProbe={"httpGet": {"path": "/", "port": PORT}, "periodSeconds": 10},
             livenessProbe={

@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 
 from infra import fluid
 from infra.config import StackConfig
-from infra.podspec import TMP_VOLUME, S3Access, base_env, container, labels, pod_security, trainer_command
+from infra.podspec import TMP_VOLUME, S3Access, container, labels, pod_security, trainer_command
 
 TF_PORT = 2222
 
@@ -51,13 +51,7 @@ def tfjob_spec(
         command=trainer_command(
             "train", "--epochs", epochs, "--batch-size", batch_size, "--learning-rate", learning_rate
         ),
-        env=[
-            *access.env(),
-            {"name": "DATA_URL", "value": data_url},
-            {"name": "RUN_URL", "value": run_url},
-            {"name": "MODEL_URL", "value": model_url},
-            *base_env(),
-        ],
+        env=access.pod_env(DATA_URL=data_url, RUN_URL=run_url, MODEL_URL=model_url),
         mounts=[{"name": "data", "mountPath": fluid.MOUNT_PATH, "readOnly": True}] if volume else None,
         ports=[{"name": "tfjob-port", "containerPort": TF_PORT}],
     )
