@@ -7,9 +7,11 @@ from urllib.parse import urlparse
 
 import pulumi
 import pulumi_kubernetes as k8s
+import yaml
 
+from infra import crds
 from infra.config import StackConfig
-from infra.podspec import CREDENTIALS_SECRET, S3Access, container_security
+from infra.podspec import CREDENTIALS_SECRET, S3Access, container_security, labels
 
 REPO = "https://argoproj.github.io/argo-helm"
 SERVER_PORT = 2746
@@ -66,8 +68,42 @@ def chart_values(cfg: StackConfig, access: S3Access) -> dict:
 
 
 class Argo(pulumi.ComponentResource):
-    def __init__(self, name: str, cfg: StackConfig, access: S3Access, opts: pulumi.ResourceOptions | None = None):
+    """`ready`: what a Workflow or WorkflowTemplate waits for (the chart, or the reads of the cluster's Argo
+    CRDs when `argo.install` is false)."""
+
+    def __init__(
+        self,
+        name: str,
+        cfg: StackConfig,
+        access: S3Access,
+        namespace: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         super().__init__("kubeflow-e2e:infra:Argo", name, None, opts)
+        namespace = namespace or cfg.namespace
+        self.server_service = "argo-workflows-server"
+        self.chart: k8s.helm.v4.Chart | None = None
+        if not cfg.argo_install:
+            self.ready: list[pulumi.Resource] = crds.require(
+                "argo.install", crds.ARGO, pulumi.ResourceOptions(parent=self)
+            )
+            # The cluster's controller knows nothing of our bucket: Argo reads a namespace's own default
+            # artifact repository from the ConfigMap `artifact-repositories` in that namespace.
+            self.ready.append(
+                k8s.core.v1.ConfigMap(
+                    "artifact-repositories",
+                    metadata={
+                        "name": "artifact-repositories",
+                        "namespace": namespace,
+                        "labels": labels(cfg, "argo"),
+                        "annotations": {"workflows.argoproj.io/default-artifact-repository": "default"},
+                    },
+                    data={"default": yaml.safe_dump(artifact_repository(cfg, access), sort_keys=True)},
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+            )
+            self.register_outputs({})
+            return
         ns = k8s.core.v1.Namespace(
             "argo-namespace", metadata={"name": cfg.argo_namespace}, opts=pulumi.ResourceOptions(parent=self)
         )
@@ -80,5 +116,5 @@ class Argo(pulumi.ComponentResource):
             values=chart_values(cfg, access),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
         )
-        self.server_service = "argo-workflows-server"
+        self.ready = [self.chart]
         self.register_outputs({})

@@ -89,6 +89,7 @@ class Serving:
 @dataclass(frozen=True)
 class Fluid:
     enabled: bool
+    install: bool
     chart_version: str
     namespace: str
     cache_size: str
@@ -110,6 +111,8 @@ class StackConfig:
     serving: Serving
     operator_version: str
     argo_chart_version: str
+    operator_install: bool
+    argo_install: bool
     argo_namespace: str
     fluid: Fluid
     resources: dict[str, Resources]
@@ -253,6 +256,7 @@ def load(stack: str, get: Getter, get_secret: Getter | None = None, present: Ite
     data_source = p.choice("data.source", DATA_SOURCES)
     fluid = Fluid(
         enabled=p.bool("fluid.enabled"),
+        install=p.bool("fluid.install"),
         chart_version=p.chart_version("fluid.chartVersion"),
         namespace=p.dns_label("fluid.namespace"),
         cache_size=p.memory("fluid.cacheSize"),
@@ -311,6 +315,8 @@ def load(stack: str, get: Getter, get_secret: Getter | None = None, present: Ite
         serving=serving,
         operator_version=p.operator_version("operator.version"),
         argo_chart_version=p.chart_version("argo.chartVersion"),
+        operator_install=p.bool("operator.install"),
+        argo_install=p.bool("argo.install"),
         argo_namespace=argo_namespace,
         fluid=fluid,
         resources=resources,

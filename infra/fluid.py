@@ -7,6 +7,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra import crds
 from infra.config import StackConfig
 from infra.podspec import CREDENTIALS_SECRET, S3Access, labels
 
@@ -33,11 +34,18 @@ def dataset_mount(cfg: StackConfig, access: S3Access, data_url: str) -> dict:
 
 
 class Fluid(pulumi.ComponentResource):
-    """The controllers (chart). The dataset objects come later, once the data exists: `dataset()`."""
+    """The controllers (chart), or with `fluid.install: false` the reads of the cluster's Fluid CRDs. The
+    dataset objects come later, once the data exists: `dataset()`."""
 
     def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kubeflow-e2e:infra:Fluid", name, None, opts)
         self.cfg = cfg
+        if not cfg.fluid.install:
+            self.ready: list[pulumi.Resource] = crds.require(
+                "fluid.install", crds.FLUID, pulumi.ResourceOptions(parent=self)
+            )
+            self.register_outputs({})
+            return
         ns = k8s.core.v1.Namespace(
             "fluid-namespace",
             metadata={"name": cfg.fluid.namespace},
@@ -53,6 +61,7 @@ class Fluid(pulumi.ComponentResource):
             values={"crdUpgrade": {"enabled": False}},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
         )
+        self.ready = [self.chart]
         self.register_outputs({})
 
     def dataset(
@@ -64,7 +73,7 @@ class Fluid(pulumi.ComponentResource):
     ) -> k8s.apiextensions.CustomResource:
         """Dataset + AlluxioRuntime + DataLoad; returns the DataLoad, which `pulumi up` waits on."""
         cfg = self.cfg
-        opts = pulumi.ResourceOptions(parent=self, depends_on=[self.chart, *depends_on])
+        opts = pulumi.ResourceOptions(parent=self, depends_on=[*self.ready, *depends_on])
         meta = {"name": DATASET, "namespace": namespace, "labels": labels(cfg, "dataset")}
         dataset = k8s.apiextensions.CustomResource(
             "dataset",

@@ -70,7 +70,7 @@ class StackMocks(pulumi_mocks.Mocks):
         typ, name = args.typ, args.name
         if typ.startswith("kubernetes:"):
             meta = dict(inputs.get("metadata") or {})
-            meta.setdefault("name", name)
+            meta.setdefault("name", args.resource_id or name)  # a read (`.get`) is named by its id
             inputs["metadata"] = meta
             return f"{meta.get('namespace', '')}/{meta['name']}".lstrip("/"), inputs
         if typ == "aws:s3/bucket:Bucket":
@@ -135,6 +135,24 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     "replaceOnChanges": sorted(request.replaceOnChanges),
                 },
                 "inputs": {k: clean(v, redact and k in ("data", "stringData")) for k, v in inputs.items()},
+            }
+        )
+        return response
+
+    def ReadResource(self, request):
+        """A `.get` of an existing object: recorded with `read` set to the id it looks up."""
+        response = super().ReadResource(request)
+        self.records.append(
+            {
+                "urn": response.urn,
+                "type": request.type,
+                "name": request.name,
+                "custom": True,
+                "read": request.id,
+                "parent": request.parent or None,
+                "dependencies": sorted(set(request.dependencies)),
+                "options": {},
+                "inputs": {},
             }
         )
         return response

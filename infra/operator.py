@@ -1,12 +1,14 @@
 """Kubeflow training-operator v1.9.x from its pinned upstream kustomize manifests: it still serves TFJob
 `kubeflow.org/v1` (Kubeflow Trainer v2 dropped TensorFlow). The standalone overlay installs into the
-`kubeflow` namespace and watches every namespace."""
+`kubeflow` namespace and watches every namespace. With `operator.install: false` the cluster's own operator
+is used: nothing is installed, and the TFJob CRD is read from the cluster instead (`infra.crds`)."""
 
 from __future__ import annotations
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra import crds
 from infra.config import StackConfig
 
 REPO = "github.com/kubeflow/training-operator.git"
@@ -19,12 +21,18 @@ def manifests_url(version: str) -> str:
 
 
 class TrainingOperator(pulumi.ComponentResource):
+    """`ready`: what a TFJob waits for (the installed manifests, or the read of the cluster's TFJob CRD)."""
+
     def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kubeflow-e2e:infra:TrainingOperator", name, None, opts)
-        self.url = manifests_url(cfg.operator_version)
-        # kustomize.v2.Directory renders in the provider and applies server-side (the CRDs are too large for
-        # client-side apply's last-applied annotation).
-        self.manifests = k8s.kustomize.v2.Directory(
-            "training-operator", directory=self.url, opts=pulumi.ResourceOptions(parent=self)
-        )
-        self.register_outputs({"url": self.url})
+        child = pulumi.ResourceOptions(parent=self)
+        self.url = manifests_url(cfg.operator_version) if cfg.operator_install else None
+        if cfg.operator_install:
+            # kustomize.v2.Directory renders in the provider and applies server-side (the CRDs are too large
+            # for client-side apply's last-applied annotation).
+            self.ready: list[pulumi.Resource] = [
+                k8s.kustomize.v2.Directory("training-operator", directory=self.url, opts=child)
+            ]
+        else:
+            self.ready = crds.require("operator.install", crds.OPERATOR, child)
+        self.register_outputs({"url": self.url or "the cluster's own"})

@@ -31,7 +31,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
     logdir = access.url("runs/")
 
     operator = TrainingOperator("training-operator", cfg)
-    argo = Argo("argo", cfg, access, opts=pulumi.ResourceOptions(depends_on=[ns.namespace]))
+    argo = Argo("argo", cfg, access, ns.name, opts=pulumi.ResourceOptions(depends_on=[ns.namespace]))
 
     # data -> train -> serve: each step depends on the previous one's awaited resource.
     prep = DataPrep(
@@ -40,7 +40,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         ns.name,
         access,
         data_url,
-        depends_on=[argo.chart, *access.depends_on, *ns.ready],
+        depends_on=[*argo.ready, *access.depends_on, *ns.ready],
     )
     data_ready: list[pulumi.Resource] = [prep.workflow]
     if cfg.fluid.enabled:
@@ -54,7 +54,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         data_url,
         run_url,
         model_url,
-        depends_on=[operator.manifests, *ns.ready, *data_ready],
+        depends_on=[*operator.ready, *ns.ready, *data_ready],
     )
     tensorboard = TensorBoard(
         "tensorboard",
@@ -80,7 +80,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         access,
         data_url,
         model_url,
-        depends_on=[argo.chart, operator.manifests, prep.workflow, *ns.ready],
+        depends_on=[*argo.ready, *operator.ready, prep.workflow, *ns.ready],
     )
 
     n = cfg.namespace

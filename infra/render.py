@@ -65,6 +65,10 @@ class Rendered:
             raise LookupError(f"{len(found)} {kind} objects named {name!r} in the {self.stack} render")
         return found[0]
 
+    def reads(self) -> list[dict]:
+        """Existing objects the program looks up (`.get`) instead of declaring: `{"type", "name", "read"}`."""
+        return [r for r in self.resources if r.get("read")]
+
     def by_type(self, type_: str) -> list[dict]:
         return [r for r in self.resources if r["type"] == type_]
 
@@ -89,6 +93,7 @@ class Rendered:
                 "name": r["name"],
                 "inputs": r["inputs"],
                 "dependsOn": [u.rsplit("::", 1)[1] for u in r["dependencies"]],
+                **({"read": r["read"]} if r.get("read") else {}),
                 **({"options": opts} if (opts := {k: v for k, v in r["options"].items() if v}) else {}),
             }
             for r in self.others()

@@ -1,0 +1,99 @@
+"""The platform pieces (training operator, Argo, Fluid) are optional: with `<piece>.install: false` the stack
+declares only its own objects and reads the CRDs they need from the cluster, so a cluster without them stops
+the preview naming the missing CRD (issue 9, item 6)."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.crds import read_name
+
+from .conftest import make_config
+from .test_pipeline import graph
+
+OFF = {"operator.install": False, "argo.install": False, "fluid.install": False}
+CLUSTER_WIDE = ("kubernetes:helm.sh/", "kubernetes:kustomize/", "kubernetes:yaml/")
+
+
+def crd_of(obj: dict) -> str:
+    """The CRD that serves a custom object: `<plural>.<group>` (every kind here takes a plain -s plural)."""
+    group = obj["apiVersion"].split("/")[0]
+    return f"{obj['kind'].lower()}s.{group}"
+
+
+def custom_objects(rendered) -> list[dict]:
+    return [m for m in rendered.manifests if "." in m["apiVersion"].split("/")[0] and "k8s.io" not in m["apiVersion"]]
+
+
+def test_install_keys_default_to_true():
+    cfg = make_config()
+    assert (cfg.operator_install, cfg.argo_install, cfg.fluid.install) == (True, True, True)
+    off = make_config(operator__install="false", argo__install="false", fluid__install="false")
+    assert (off.operator_install, off.argo_install, off.fluid.install) == (False, False, False)
+
+
+def test_installed_by_default_reads_nothing(stack):
+    assert stack.reads() == []
+    assert stack.by_type("kubernetes:kustomize/v2:Directory") and stack.by_type("kubernetes:helm.sh/v4:Chart")
+
+
+@pytest.mark.parametrize("stack_name", ["dev", "prod"])
+def test_all_off_declares_only_our_objects(renders, stack_name):
+    r = renders(stack_name, OFF)
+    assert [x["name"] for x in r.resources if x["type"].startswith(CLUSTER_WIDE)] == []
+    namespaces = {m["metadata"]["name"] for m in r.find("Namespace")}
+    assert namespaces == {"kubeflow-e2e"}, "the argo and fluid namespaces belong to the cluster's own installs"
+    # Every CRD our custom objects need is read, and nothing else.
+    needed = {crd_of(m) for m in custom_objects(r)} | {"workflowtaskresults.argoproj.io"}
+    assert {x["read"] for x in r.reads()} == needed
+    assert all(x["type"] == "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition" for x in r.reads())
+
+
+@pytest.mark.parametrize("stack_name", ["dev", "prod"])
+def test_each_custom_object_waits_for_the_read_of_its_crd(renders, stack_name):
+    r = renders(stack_name, OFF)
+    after = graph(r)
+    reads = {x["read"]: x["urn"] for x in r.reads()}
+    for res in r.resources:
+        if res in r.reads() or not res["type"].startswith("kubernetes:") or "kind" not in res["inputs"]:
+            continue
+        obj = res["inputs"]
+        if obj in custom_objects(r):
+            assert reads[crd_of(obj)] in after[res["urn"]], (obj["kind"], crd_of(obj))
+
+
+def test_read_names_say_which_setting_needs_them(renders):
+    r = renders("prod", OFF)
+    names = {x["read"]: x["name"] for x in r.reads()}
+    assert names["tfjobs.kubeflow.org"] == read_name("tfjobs.kubeflow.org", "operator.install")
+    assert "operator.install" in names["tfjobs.kubeflow.org"]
+    assert "argo.install" in names["workflows.argoproj.io"]
+    assert "fluid.install" in names["dataloads.data.fluid.io"]
+
+
+def test_each_piece_switches_alone(renders):
+    r = renders("prod", {"operator.install": False})
+    assert {x["read"] for x in r.reads()} == {"tfjobs.kubeflow.org"}
+    assert not r.by_type("kubernetes:kustomize/v2:Directory")
+    assert {x["name"] for x in r.by_type("kubernetes:helm.sh/v4:Chart")} == {"argo-workflows", "fluid"}
+    r = renders("prod", {"fluid.install": False})
+    assert {x["read"] for x in r.reads()} == {
+        "datasets.data.fluid.io",
+        "alluxioruntimes.data.fluid.io",
+        "dataloads.data.fluid.io",
+    }
+    assert {x["name"] for x in r.by_type("kubernetes:helm.sh/v4:Chart")} == {"argo-workflows"}
+
+
+def test_cluster_argo_gets_our_bucket_as_the_namespace_artifact_repository(renders):
+    import yaml
+
+    installed = renders("prod")
+    chart_repo = installed.by_type("kubernetes:helm.sh/v4:Chart")
+    chart_repo = next(c for c in chart_repo if c["name"] == "argo-workflows")["inputs"]["values"]["artifactRepository"]
+    r = renders("prod", OFF)
+    cm = r.one("ConfigMap", "artifact-repositories")
+    assert cm["metadata"]["namespace"] == "kubeflow-e2e"
+    key = cm["metadata"]["annotations"]["workflows.argoproj.io/default-artifact-repository"]
+    assert yaml.safe_load(cm["data"][key]) == chart_repo
+    assert not installed.find("ConfigMap", "artifact-repositories")
