@@ -1,1 +1,2 @@
-"""The Pulumi program's components (one module per concern) and `python -m infra.render`."""
+"""The Pulumi program's components (one module per concern), `python -m infra.render`, and
+`python -m infra.ci` (what a CI job checks before it touches a stack)."""
