@@ -236,20 +236,53 @@ def test_preview_keeps_its_log_and_exit_status(preview):
     assert "command" not in step_using(preview["jobs"]["preview"], "pulumi/actions")["with"]
 
 
-def test_the_preview_step_fails_when_pulumi_fails(tmp_path, preview):
-    """Runs the real step with a `pulumi` on PATH that prints a policy violation and exits 255."""
+FAKE_PULUMI = """#!/bin/bash
+# A stand-in for the Pulumi CLI (none installs here): records each call; `config refresh` rewrites the stack
+# file as the real one does, `config get` answers with a deployed digest, `preview` fails with a violation.
+echo "$*" >> "$CALLS"
+case "$1 $2" in
+  "config refresh") echo "config: {kubeflow-e2e:workers: 9}" > "$STACK_FILE" ;;
+  "config get") echo "ghcr.io/acme/kubeflow-e2e/${5#kubeflow-e2e:image.}@sha256:$(printf 'a%.0s' {1..64})" ;;
+  "preview --non-interactive") echo "Policy Violations:"; echo "    [mandatory]  k8s-no-public-services"; exit 255 ;;
+esac
+"""
+
+
+def run_preview_step(tmp_path, preview):
+    """Runs the real preview step in a copy of the checkout, with the stand-in `pulumi` first on PATH."""
     step = dict(step_with_id(preview["jobs"]["preview"], "preview"))
-    bin_dir = tmp_path / "bin"
+    bin_dir, checkout = tmp_path / "bin", tmp_path / "checkout"
     bin_dir.mkdir()
-    fake = bin_dir / "pulumi"  # a stand-in for the CLI (none installs here): only its exit status matters
-    fake.write_text('#!/bin/sh\n[ "$1" = preview ] || exit 0\necho "Policy Violations:"\n'
-                    'echo "    [mandatory]  k8s-no-public-services"\nexit 255\n')
+    checkout.mkdir()
+    (checkout / "Pulumi.dev.yaml").write_text((ROOT / "Pulumi.dev.yaml").read_text())
+    fake = bin_dir / "pulumi"
+    fake.write_text(FAKE_PULUMI)
     fake.chmod(0o755)
-    step["run"] = f'export PATH="{bin_dir}:$PATH"\n' + step["run"]
-    run = run_step(step, {"steps.plan.outputs.stack-name": "dev", "steps.plan.outputs.secrets-provider": ""},
-                   tmp_path)
+    step["run"] = f'export PATH="{bin_dir}:$PATH" CALLS="{tmp_path}/calls"\n' + step["run"]
+    values = {"matrix.stack": "dev", "steps.plan.outputs.stack-name": "acme/kubeflow-e2e/dev",
+              "steps.plan.outputs.secrets-provider": ""}
+    run = run_step(step, values, tmp_path, cwd=checkout)
+    return run, (tmp_path / "calls").read_text().splitlines(), checkout
+
+
+def test_the_preview_step_fails_when_pulumi_fails(tmp_path, preview):
+    run, _, _ = run_preview_step(tmp_path, preview)
     assert run.returncode == 255
     assert "k8s-no-public-services" in (run.temp / "preview.txt").read_text()
+
+
+def test_preview_runs_on_the_deployed_images_and_the_prs_own_settings(tmp_path, preview):
+    run, calls, checkout = run_preview_step(tmp_path, preview)
+    stack = "acme/kubeflow-e2e/dev"
+    digest = "@sha256:" + "a" * 64
+    assert calls[:3] == ["login --non-interactive", f"stack select --non-interactive --create {stack}",
+                         f"config refresh --non-interactive --stack {stack} --force"]
+    sets = [c for c in calls if c.startswith("config set")]
+    assert sets == [f"config set --stack {stack} kubeflow-e2e:image.{name} ghcr.io/acme/kubeflow-e2e/{name}{digest}"
+                    for name in ("trainer", "sidecar", "tensorboard")]
+    assert calls[-1].startswith(f"preview --non-interactive --stack {stack} --diff --policy-pack policy")
+    # The refresh rewrote the stack file; the PR's own file is back before the preview.
+    assert (checkout / "Pulumi.dev.yaml").read_text() == (ROOT / "Pulumi.dev.yaml").read_text()
 
 
 def run_comment_script(script: str, env: dict[str, str], existing: list[dict]) -> list[tuple]:

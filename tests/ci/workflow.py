@@ -86,8 +86,9 @@ class StepRun:
 
 
 def run_step(step: dict, values: dict[str, str], tmp_path: Path, timeout: float = 120,
-             runner_env: dict[str, str] | None = None) -> StepRun:
-    """`runner_env`: what the runner itself sets (GITHUB_REPOSITORY_OWNER, ...), beside the step's `env`."""
+             runner_env: dict[str, str] | None = None, cwd: Path = ROOT) -> StepRun:
+    """`runner_env`: what the runner itself sets (GITHUB_REPOSITORY_OWNER, ...), beside the step's `env`;
+    `cwd`: the checkout (default the repository; a copy when the step writes to it)."""
     temp = tmp_path / "runner-temp"
     temp.mkdir(exist_ok=True)
     output, env_file = tmp_path / "github-output", tmp_path / "github-env"
@@ -100,7 +101,7 @@ def run_step(step: dict, values: dict[str, str], tmp_path: Path, timeout: float 
     script = tmp_path / "step.sh"
     script.write_text(substitute(step["run"], values))
     flags = ["-eo", "pipefail"] if step.get("shell") == "bash" else ["-e"]
-    proc = subprocess.run(["bash", "--noprofile", "--norc", *flags, str(script)], cwd=ROOT, env=env,
+    proc = subprocess.run(["bash", "--noprofile", "--norc", *flags, str(script)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
     outputs = dict(line.split("=", 1) for line in output.read_text().splitlines() if "=" in line)
     return StepRun(proc.returncode, proc.stdout, proc.stderr, outputs, env_file.read_text(), temp)
