@@ -230,8 +230,10 @@ def test_preview_creates_a_missing_stack_before_it_previews(preview):
 
 def test_preview_keeps_its_log_and_exit_status(preview):
     step = step_with_id(preview["jobs"]["preview"], "preview")
-    assert step["shell"] == "bash"  # GitHub then runs `bash -eo pipefail`: tee does not hide pulumi's failure
-    assert '| tee "$RUNNER_TEMP/preview.txt"' in step["run"]
+    # The log goes to tee through a process substitution, not a pipeline: inside a pipeline bash ignores
+    # -e, and a failed login would run on into the preview (test_a_failed_login_stops_the_step...).
+    assert step["run"].startswith('# ') and 'exec > >(tee "$RUNNER_TEMP/preview.txt") 2>&1' in step["run"]
+    assert "| tee" not in step["run"]
     # The action would comment only after a success; the job's own step comments on every outcome.
     assert "command" not in step_using(preview["jobs"]["preview"], "pulumi/actions")["with"]
 
@@ -244,11 +246,12 @@ case "$1 $2" in
   "config refresh") echo "config: {kubeflow-e2e:workers: 9}" > "$STACK_FILE" ;;
   "config get") echo "ghcr.io/acme/kubeflow-e2e/${5#kubeflow-e2e:image.}@sha256:$(printf 'a%.0s' {1..64})" ;;
   "preview --non-interactive") echo "Policy Violations:"; echo "    [mandatory]  k8s-no-public-services"; exit 255 ;;
+  "login --non-interactive") [ -z "$FAIL_LOGIN" ] || { echo "error: invalid access token" >&2; exit 1; } ;;
 esac
 """
 
 
-def run_preview_step(tmp_path, preview):
+def run_preview_step(tmp_path, preview, fail_login=False):
     """Runs the real preview step in a copy of the checkout, with the stand-in `pulumi` first on PATH."""
     step = dict(step_with_id(preview["jobs"]["preview"], "preview"))
     bin_dir, checkout = tmp_path / "bin", tmp_path / "checkout"
@@ -258,7 +261,8 @@ def run_preview_step(tmp_path, preview):
     fake = bin_dir / "pulumi"
     fake.write_text(FAKE_PULUMI)
     fake.chmod(0o755)
-    step["run"] = f'export PATH="{bin_dir}:$PATH" CALLS="{tmp_path}/calls"\n' + step["run"]
+    step["run"] = (f'export PATH="{bin_dir}:$PATH" CALLS="{tmp_path}/calls" FAIL_LOGIN="{"1" if fail_login else ""}"\n'
+                   + step["run"])
     values = {"matrix.stack": "dev", "steps.plan.outputs.stack-name": "acme/kubeflow-e2e/dev",
               "steps.plan.outputs.secrets-provider": ""}
     run = run_step(step, values, tmp_path, cwd=checkout)
@@ -269,6 +273,12 @@ def test_the_preview_step_fails_when_pulumi_fails(tmp_path, preview):
     run, _, _ = run_preview_step(tmp_path, preview)
     assert run.returncode == 255
     assert "k8s-no-public-services" in (run.temp / "preview.txt").read_text()
+
+
+def test_a_failed_login_stops_the_step_and_lands_in_the_log(tmp_path, preview):
+    run, calls, _ = run_preview_step(tmp_path, preview, fail_login=True)
+    assert run.returncode == 1 and calls == ["login --non-interactive"]
+    assert "error: invalid access token" in (run.temp / "preview.txt").read_text()
 
 
 def test_preview_runs_on_the_deployed_images_and_the_prs_own_settings(tmp_path, preview):
