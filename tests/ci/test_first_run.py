@@ -91,6 +91,11 @@ def test_deploy_job_timeout_is_the_stacks_waits_plus_the_margin(deploy, stack):
     assert want <= ci.GITHUB_HOSTED_MAX_MINUTES, "longer than a GitHub-hosted runner allows: use a self-hosted one"
 
 
+def test_readme_states_the_job_timeouts(deploy):
+    dev, prod = (deploy["jobs"][stack]["timeout-minutes"] for stack in STACKS)
+    assert f"(dev {dev}, prod {prod})" in (ROOT / "README.md").read_text()
+
+
 def test_a_longer_training_wait_asks_for_a_longer_job(deploy):
     longer = rendered_with("prod", {"training.timeoutSeconds": 3 * 3600})
     assert ci.job_timeout_minutes(longer.manifests) == deploy["jobs"]["prod"]["timeout-minutes"] + 60
