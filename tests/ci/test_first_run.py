@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import subprocess
 import textwrap
 
@@ -322,8 +324,11 @@ def run_comment_script(script: str, env: dict[str, str], existing: list[dict]) -
         fn(require, github, context).then(() => console.log(JSON.stringify(calls)),
                                           (e) => { console.error(e); process.exit(1); });
     """)
-    proc = subprocess.run(["node", "-e", harness], capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin", "SCRIPT": script, "EXISTING": json.dumps(existing), **env})
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is missing: it runs the github-script steps (Debian package nodejs; GitHub's runners have it)")
+    proc = subprocess.run([node, "-e", harness], capture_output=True, text=True, timeout=60,
+                          env={"PATH": os.environ.get("PATH", ""), "SCRIPT": script, "EXISTING": json.dumps(existing), **env})
     assert proc.returncode == 0, proc.stderr
     return [tuple(c) for c in json.loads(proc.stdout)]
 
