@@ -326,9 +326,10 @@ def run_comment_script(script: str, env: dict[str, str], existing: list[dict]) -
     """)
     node = shutil.which("node")
     if node is None:
-        pytest.fail("node is missing: it runs the github-script steps (Debian package nodejs; GitHub's runners have it)")
-    proc = subprocess.run([node, "-e", harness], capture_output=True, text=True, timeout=60,
-                          env={"PATH": os.environ.get("PATH", ""), "SCRIPT": script, "EXISTING": json.dumps(existing), **env})
+        pytest.fail("node is missing: it runs the github-script steps (Debian package nodejs; GitHub's runners "
+                    "have it)")
+    env = {"PATH": os.environ.get("PATH", ""), "SCRIPT": script, "EXISTING": json.dumps(existing), **env}
+    proc = subprocess.run([node, "-e", harness], capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     return [tuple(c) for c in json.loads(proc.stdout)]
 
