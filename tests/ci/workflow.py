@@ -32,9 +32,13 @@ def triggers(workflow: dict) -> dict:
     return workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
 
 
+def _one(found: list[dict], what: str) -> dict:
+    assert len(found) == 1, f"expected exactly one step {what}, found {len(found)}"
+    return found[0]
+
+
 def step_using(job: dict, action: str) -> dict:
-    [step] = [s for s in job["steps"] if s.get("uses", "").startswith(action + "@")]
-    return step
+    return _one([s for s in job["steps"] if s.get("uses", "").startswith(action + "@")], f"using {action}")
 
 
 def steps_using(job: dict, action: str) -> list[dict]:
@@ -42,8 +46,7 @@ def steps_using(job: dict, action: str) -> list[dict]:
 
 
 def step_with_id(job: dict, step_id: str) -> dict:
-    [step] = [s for s in job["steps"] if s.get("id") == step_id]
-    return step
+    return _one([s for s in job["steps"] if s.get("id") == step_id], f"with id {step_id!r}")
 
 
 def index_of(job: dict, step: dict) -> int:
