@@ -301,6 +301,7 @@ def load(stack: str, get: Getter, get_secret: Getter | None = None, present: Ite
             argo_namespace,
             f"pulumi config set {NS}:argo.namespace argo",
         )
+    check_foreign_namespaces(namespace, fluid)
     return StackConfig(
         project=NS,
         stack=stack,
@@ -321,6 +322,28 @@ def load(stack: str, get: Getter, get_secret: Getter | None = None, present: Ite
         fluid=fluid,
         resources=resources,
     )
+
+
+# The training operator's standalone overlay installs into this namespace; it is not configurable
+# (kubeflow/trainer v1.9.4 `manifests/overlays/standalone/kustomization.yaml`, `namespace: kubeflow`).
+OPERATOR_NAMESPACE = "kubeflow"
+
+
+def check_foreign_namespaces(namespace: str, fluid: Fluid) -> None:
+    """The pipeline namespace gets a default-deny NetworkPolicy and restricted Pod Security: in the training
+    operator's namespace (or Fluid's, with Fluid on) that would cut the controller off from the API server and
+    its webhook from the API server's calls. Argo's namespace is checked on `argo.namespace` itself."""
+    taken = {OPERATOR_NAMESPACE: "the Kubeflow training operator's (fixed by its manifests)"}
+    if fluid.enabled:
+        taken[fluid.namespace] = "Fluid's (fluid.namespace)"
+    if namespace in taken:
+        raise ConfigError(
+            "namespace",
+            f"must differ from {taken[namespace]} namespace: the pipeline's default-deny network policy would "
+            "cut that controller off",
+            namespace,
+            f"pulumi config set {NS}:namespace kubeflow-e2e",
+        )
 
 
 def from_pulumi() -> StackConfig:

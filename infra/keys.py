@@ -32,7 +32,11 @@ _RES_DEFAULTS = {
 }
 
 KEYS: list[Key] = [
-    Key("namespace", "kubeflow-e2e", "Kubernetes namespace for the whole pipeline"),
+    Key(
+        "namespace",
+        "kubeflow-e2e",
+        "Kubernetes namespace for the whole pipeline; not `kubeflow` (the training operator's), Argo's or Fluid's",
+    ),
     Key("workers", 1, f"TFJob workers besides the chief (1-{MAX_WORKERS})"),
     Key(
         "storage.mode",

@@ -296,6 +296,29 @@ def test_argo_namespace_must_differ():
     assert_names(error(argo__namespace="kubeflow-e2e"), "argo.namespace", "kubeflow-e2e", "argo")
 
 
+@pytest.mark.parametrize(
+    "values, controller",
+    [
+        ({"namespace": "kubeflow"}, "training operator"),
+        ({"namespace": "argo"}, None),  # the clash is named on argo.namespace, which defaults to argo
+        ({"namespace": "fluid-system", "fluid__enabled": True}, "Fluid"),
+        ({"namespace": "data-cache", "fluid__enabled": True, "fluid__namespace": "data-cache"}, "Fluid"),
+    ],
+)
+def test_pipeline_namespace_must_not_be_a_controllers(values, controller):
+    """Our default-deny policy in the operator's, Argo's or Fluid's namespace would cut that controller off."""
+    e = error(**values)
+    if controller is None:
+        assert_names(e, "argo.namespace", values["namespace"], "argo.namespace")
+    else:
+        assert_names(e, "namespace", values["namespace"], f"{NS}:namespace kubeflow-e2e")
+        assert controller in str(e)
+
+
+def test_fluid_namespace_is_free_while_fluid_is_off():
+    assert make_config(namespace="fluid-system").namespace == "fluid-system"
+
+
 def test_every_key_has_a_meaning_and_workload_resources():
     assert all(k.meaning for k in config_mod.KEYS)
     for workload in config_mod.WORKLOADS:
