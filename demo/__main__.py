@@ -1,12 +1,14 @@
 """`python -m demo` (`make demo`): the whole pipeline on this machine, offline, as `pulumi up` runs it on a
-cluster: S3 server -> prepare-data -> chief + workers -> (TensorBoard) -> sync-model -> evaluate -> predict.
+cluster: render -> S3 server -> prepare-data -> chief + workers -> (TensorBoard) -> sync-model -> evaluate ->
+predict. Every process's command, args and environment come from the dev stack's render (demo/podspecs.py).
 
 Knobs (environment):
   DATASET=digits|mnist   digits: scikit-learn's bundled digits, offline (default); mnist: download mnist.npz;
-                         or the path or URL of a file in the mnist.npz layout
-  WORKERS=N              workers beside the chief (default 1); 0 trains in the chief alone
-  EPOCHS=N               override the trainer's default epochs (20)
-  TRAIN_ARGS="..."       more flags for `python -m trainer train`, e.g. TRAIN_ARGS="--batch-size 128 --seed 3"
+                         or the path or URL of a file in the mnist.npz layout (config data.prepareSource)
+  WORKERS=N              workers beside the chief (default 1); 0 trains in the chief alone (the TFJob's Worker
+                         replica count)
+  EPOCHS=N               config training.epochs (the stack's default 20)
+  TRAIN_ARGS="..."       more flags after the TFJob's `train` command, e.g. TRAIN_ARGS="--batch-size 128 --seed 3"
   TENSORBOARD=1          serve TensorBoard on the run's S3 logs while training (from .venv-tensorboard, which
                          is created on request: TensorBoard reads s3:// only where TensorFlow is not installed)
   DEMO_DIR=path          where the logs go (default .demo/<timestamp>/)
@@ -23,12 +25,11 @@ import urllib.request
 from pathlib import Path
 
 from demo import pipeline
-from demo.pipeline import ROOT, Progress, StageFailed, Supervisor, tf_config, trainer_env
-from demo.s3server import S3Server, free_port
+from demo.pipeline import ROOT, Progress, StageFailed, Supervisor
+from demo.podspecs import LocalStack, Process
+from demo.s3server import CREDENTIALS, S3Server
 
-BUCKET = "demo"
 TF_LOG = re.compile(r"^(WARNING: All log messages|[IWEF]\d{4} |\s*warnings\.warn|.*Warning: )")
-MODEL_NAME = "mnist"
 TB_VENV = ROOT / ".venv-tensorboard"
 TB_REQUIREMENTS = ROOT / "requirements" / "tensorboard.txt"
 
@@ -55,8 +56,12 @@ class Settings:
         self.dataset = (os.environ.get("DATASET") or "digits").strip()
         if self.dataset.lower() in ("digits", "mnist"):
             self.dataset = self.dataset.lower()
-            # None: prepare-data's default source, the public mnist.npz
-            self.source = "digits" if self.dataset == "digits" else None
+            if self.dataset == "digits":
+                self.source = "digits"
+            else:  # prepare-data's default source, the public mnist.npz
+                from trainer.data import DEFAULT_SOURCE
+
+                self.source = DEFAULT_SOURCE
         else:
             self.source = self.dataset  # a path or URL of an mnist.npz-layout file
             self.dataset = "custom"
@@ -67,6 +72,13 @@ class Settings:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.dir = Path(os.environ.get("DEMO_DIR") or ROOT / ".demo" / stamp).resolve()
         self.run = f"demo-{stamp}"
+
+    def overrides(self) -> dict:
+        """The dev stack's config as the knobs set it."""
+        out = {"training.run": self.run, "data.prepareSource": self.source}
+        if self.epochs:
+            out["training.epochs"] = self.epochs
+        return out
 
 
 def main() -> int:
@@ -97,9 +109,10 @@ class Demo:
     def __init__(self, settings: Settings):
         self.s = settings
         self.sup = Supervisor(settings.dir)
-        stages = 6 + (1 if settings.tensorboard else 0)
+        stages = 7 + (1 if settings.tensorboard else 0)
         self.progress = Progress(stages)
         self.server: S3Server | None = None
+        self.stack: LocalStack | None = None
         self.results: dict = {}
         self.tensorboard_url: str | None = None
         self.stopping = False
@@ -117,6 +130,7 @@ class Demo:
         who = f"chief + {s.workers} worker{'s' if s.workers != 1 else ''}"
         say(f"demo: {s.dataset} dataset, {who}, logs in {s.dir}")
         self.start_s3()
+        self.render()
         self.prepare_data()
         if s.tensorboard:
             self.start_tensorboard()
@@ -133,35 +147,44 @@ class Demo:
         with self.progress.stage("s3 server", [log]) as info:
             self.server = S3Server(log_path=str(log))  # known before it starts: stop() reaches it
             self.server.start()
+            info["detail"] = self.server.endpoint
+
+    def render(self) -> None:
+        """The dev stack under Pulumi's mocks: every process below runs what its pod spec says."""
+        with self.progress.stage("render") as info:
+            keys = {k: v for k, v in CREDENTIALS.items() if k != "AWS_REGION"}
+            self.stack = LocalStack.render(self.s.overrides(), self.server.endpoint, keys, self.s.dir,
+                                           tensorboard=str(TB_VENV / "bin" / "tensorboard"))
             import boto3
 
-            boto3.client("s3", endpoint_url=self.server.endpoint, **_boto_kwargs()).create_bucket(Bucket=BUCKET)
-            info["detail"] = f"{self.server.endpoint}, bucket {BUCKET}"
-        self.env = trainer_env(
-            self.server.env(),
-            DATA_URL=f"s3://{BUCKET}/data/{self.s.dataset}",
-            RUN_URL=f"s3://{BUCKET}/runs/{self.s.run}",
-            MODEL_URL=f"s3://{BUCKET}/models/{MODEL_NAME}",
-            DATA_CACHE_DIR=str(self.s.dir / "cache"),
-        )
+            boto3.client("s3", endpoint_url=self.server.endpoint, **_boto_kwargs()).create_bucket(
+                Bucket=self.stack.bucket)
+            job = self.stack.tfjob["metadata"]["name"]
+            info["detail"] = (f"dev stack: {len(self.stack.rendered.manifests)} objects; TFJob {job}, "
+                              f"bucket {self.stack.bucket} on {self.server.endpoint}")
+
+    def start(self, p: Process, on_line=None) -> pipeline.Proc:
+        return self.sup.start(p.name, p.cmd, p.env, on_line=on_line)
+
+    def run_one(self, stage: str, p: Process, timeout: float) -> pipeline.Proc:
+        proc = self.start(p)
+        self.sup.wait_all(stage, [proc], timeout)
+        return proc
 
     def prepare_data(self) -> None:
-        source = self.s.source
-        args = ["prepare-data"] + (["--source", source] if source else [])
         with self.progress.stage("prepare-data") as info:
-            proc = self.sup.run("prepare-data", "prepare-data", _trainer_cmd(args), self.env, timeout=600)
-            out = proc.result() or {}
+            p = self.stack.prepare_data()
+            out = self.run_one("prepare-data", p, timeout=600).result() or {}
             info["detail"] = f"{out.get('train', '?')} train / {out.get('test', '?')} test images, " \
-                             f"{out.get('shards', '?')} shards -> {self.env['DATA_URL']}"
+                             f"{out.get('shards', '?')} shards -> {p.env['DATA_URL']}"
 
     def train(self) -> None:
         s = self.s
-        n = 1 + s.workers
-        ports = [free_port() for _ in range(n)]
-        args = ["train"] + (["--epochs", str(s.epochs)] if s.epochs else []) + s.train_args
+        replicas = [p.with_args(*s.train_args) for p in self.stack.train(workers=s.workers)]
+        n = len(replicas)
         say = self.progress.say
-        say(f"      training: {n} process{'es' if n > 1 else ''}, TF_CONFIG as the TFJob operator sets it; "
-            f"chief's progress:")
+        say(f"      training: {n} process{'es' if n > 1 else ''} from the TFJob's replica specs, TF_CONFIG as the "
+            f"operator sets it; chief's progress:")
 
         def chief_line(line: str) -> None:
             # The chief's own lines (epochs, resume, export), not TensorFlow's logging or the final JSON.
@@ -169,12 +192,7 @@ class Demo:
                 say(f"        {line}")
 
         with self.progress.stage("train") as info:
-            procs = []
-            for rank in range(n):
-                kind, index = ("chief", 0) if rank == 0 else ("worker", rank - 1)
-                env = dict(self.env, TF_CONFIG=tf_config(ports, kind, index)) if n > 1 else self.env
-                procs.append(self.sup.trainer(f"train-{kind}-{index}", args, env,
-                                              on_line=chief_line if rank == 0 else None))
+            procs = [self.start(p, on_line=chief_line if rank == 0 else None) for rank, p in enumerate(replicas)]
             self.sup.wait_all("train", procs, timeout=1800)
             out = procs[0].result()
             if not out:
@@ -195,17 +213,14 @@ class Demo:
                     f'"{sys.executable}" -m venv "{TB_VENV}" && "{TB_VENV}/bin/pip" install --quiet '
                     f'--disable-pip-version-check -r "{TB_REQUIREMENTS}" -c "{ROOT}/requirements/constraints.txt"',
                 ], dict(os.environ), timeout=900)
-            port = free_port()
-            tb_env = {k: v for k, v in os.environ.items() if k not in pipeline.URL_VARS}
-            tb_env.update(self.server.env())  # TensorBoard's own s3 reader wants S3_ENDPOINT as a full URL
-            self.sup.start("tensorboard", [
-                str(exe), "--logdir", f"s3://{BUCKET}/runs/", "--host", "127.0.0.1", "--port", str(port),
-                "--reload_interval", "5",
-            ], tb_env)
+            p = self.stack.tensorboard()
+            proc = self.start(p)
+            (port,) = p.listens.values()
             url = f"http://127.0.0.1:{port}/"
-            _wait_http("tensorboard", url, 60, self.sup.procs[-1])
+            _wait_http("tensorboard", url, 60, proc)
             self.tensorboard_url = url
-            info["detail"] = f"{url}  (logdir s3://{BUCKET}/runs/)"
+            logdir = p.cmd[p.cmd.index("--logdir") + 1]
+            info["detail"] = f"{url}  (logdir {logdir})"
 
     def check_tensorboard(self) -> None:
         """Asks TensorBoard which runs and scalars it read from S3 (it reloads every 5 s)."""
@@ -232,38 +247,32 @@ class Demo:
                               f"(see {self.s.dir / 'tensorboard.log'})")
 
     def sync_model(self) -> None:
-        dest = self.s.dir / "models" / MODEL_NAME
         with self.progress.stage("sync-model") as info:
-            proc = self.sup.run("sync-model", "sync-model", _trainer_cmd(["sync-model", "--dest", str(dest)]),
-                                self.env, timeout=300)
+            proc = self.run_one("sync-model", self.stack.sync_model(), timeout=300)
+            dest = self.stack.model_dir()
             versions = sorted(p.name for p in dest.iterdir() if p.name.isdigit()) if dest.is_dir() else []
             if not versions:
                 raise StageFailed("sync-model", f"no model version appeared in {dest}", [proc.log])
-            self.model_dir = dest
             info["detail"] = f"versions {', '.join(versions)} -> {dest}"
 
     def evaluate(self) -> None:
         with self.progress.stage("evaluate") as info:
-            proc = self.sup.run("evaluate", "evaluate", _trainer_cmd(["evaluate"]), self.env, timeout=600)
-            out = proc.result() or {}
+            out = self.run_one("evaluate", self.stack.evaluate(self.s.run), timeout=600).result() or {}
             self.results["evaluate"] = out
             info["detail"] = (f"accuracy {out.get('accuracy', 0):.4f} on {out.get('count')} test images, "
                               f"version {out.get('model_version')}")
 
     def predict(self) -> None:
         with self.progress.stage("predict") as info:
-            # TF Serving's own flags; port 0 picks a free one, and the server prints where it listens.
-            server = self.sup.start("serving", [
-                sys.executable, "-m", "demo.serving", "--model_name", MODEL_NAME,
-                "--model_base_path", str(self.model_dir), "--rest_api_port", "0",
-            ], self.env)
+            # The serving pod: TF Serving's own flags (for the stand-in) beside the watching sidecar.
+            sidecar = self.start(self.stack.sync_model(watch=True))
+            p = self.stack.serving()
+            server = self.start(p)
             url = _wait_line("predict", server, re.compile(r"^serving \S+ at (http://\S+)"), 120)
-            _wait_http("predict", f"{url}/v1/models/{MODEL_NAME}", 60, server)
-            proc = self.sup.run("predict", "predict", _trainer_cmd(
-                ["predict", "--server", url, "--model", MODEL_NAME, "--num-tests", "360"]), self.env,
-                timeout=300)
-            out = proc.result() or {}
+            _wait_http("predict", f"{url}/v1/models/{self.stack.model_name}", 60, server)
+            out = self.run_one("predict", self.stack.predict("--num-tests", "360"), timeout=300).result() or {}
             server.stop()
+            sidecar.stop()
             self.results["predict"] = out
             info["detail"] = (f"error rate {out.get('error_rate', 0):.4f} over {out.get('count', '?')} images "
                               f"from version {out.get('model_version')} through the TF Serving REST stand-in")
@@ -276,12 +285,12 @@ class Demo:
             ("accuracy (evaluate, test split)", f"{ev.get('accuracy', 0):.4f}"),
             ("examples/s (training, global)", f"{train.get('examples_per_sec', 0):.0f}"),
             ("model version", str(ev.get("model_version", train.get("model_version")))),
-            ("objects written to S3", f"{objects} ({nbytes / 1e6:.1f} MB in s3://{BUCKET})"),
+            ("objects written to S3", f"{objects} ({nbytes / 1e6:.1f} MB in s3://{self.stack.bucket})"),
             ("total time", f"{self.progress.elapsed():.1f} s"),
         ]
         if self.tensorboard_url:
             rows.append(("TensorBoard", f"{self.tensorboard_url} ({len(self.results.get('tensorboard', {}))} "
-                                        f"run(s) of this demo read from s3://{BUCKET}/runs/)"))
+                                        f"run(s) of this demo read from S3)"))
         else:
             how = "" if (TB_VENV / "bin" / "tensorboard").exists() else \
                 f" (the first time it installs {TB_REQUIREMENTS.relative_to(ROOT)} into {TB_VENV.name})"
@@ -310,7 +319,7 @@ class Demo:
 
         s3 = boto3.client("s3", endpoint_url=self.server.endpoint, **_boto_kwargs())
         count = size = 0
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.stack.bucket):
             for obj in page.get("Contents", []):
                 count += 1
                 size += obj["Size"]
@@ -321,10 +330,6 @@ def deploy_commands(workers: int) -> list[str]:
     # Pulumi.dev.yaml is in the repository; the stack allows 1 to 64 workers beside the chief.
     return ["pulumi stack init dev", f"pulumi config set kubeflow-e2e:workers {min(64, max(1, workers))}",
             "pulumi up"]
-
-
-def _trainer_cmd(args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "trainer", *args]
 
 
 def _boto_kwargs() -> dict:

@@ -225,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo.serving", description=__doc__.splitlines()[0])
     parser.add_argument("--model_name", default="default")
     parser.add_argument("--model_base_path", required=True)
+    parser.add_argument("--port", type=int, default=8500,
+                        help="TF Serving's gRPC port: accepted so the stack's flags pass as they are; the stand-in "
+                             "serves REST only")
     parser.add_argument("--rest_api_port", type=int, default=8501, help="0 picks a free port")
     parser.add_argument("--rest_api_host", default="127.0.0.1")
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
