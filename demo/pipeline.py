@@ -41,11 +41,22 @@ def trainer_env(s3_env: dict[str, str], **extra: str) -> dict[str, str]:
 
 
 def tf_config(ports: list[int], task_type: str, index: int, host: str = "127.0.0.1") -> str:
-    """TF_CONFIG exactly as the TFJob operator writes it: one chief (ports[0]) and len(ports)-1 workers."""
-    cluster = {"chief": [f"{host}:{ports[0]}"]}
-    if len(ports) > 1:
-        cluster["worker"] = [f"{host}:{p}" for p in ports[1:]]
-    return json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}, "environment": "cloud"})
+    """TF_CONFIG for a chief (ports[0]) and len(ports)-1 workers on `host`, for tests that start trainer
+    processes by hand: built by `demo.podspecs.tf_config` (the operator's way) from a TFJob of that shape, then
+    each replica's Service name replaced by its local address."""
+    from demo.podspecs import tf_config as operator_tf_config
+
+    def replica(n: int) -> dict:
+        return {"replicas": n, "template": {"spec": {"containers": [{"name": "tensorflow"}]}}}
+
+    job = {"metadata": {"name": "local", "namespace": "local"},
+           "spec": {"tfReplicaSpecs": {"Chief": replica(1), "Worker": replica(len(ports) - 1)}}}
+    config = json.loads(operator_tf_config(job, task_type.capitalize(), index) or "{}")
+    if not config:  # the chief alone: the operator sets no TF_CONFIG; this helper still names the chief
+        config = {"cluster": {}, "task": {"type": task_type, "index": index}, "environment": "cloud"}
+    config["cluster"] = {t: [f"{host}:{p}" for p in ([ports[0]] if t == "chief" else ports[1:])]
+                         for t in ("chief", "worker") if t == "chief" or len(ports) > 1}
+    return json.dumps(config)
 
 
 def last_json(lines) -> dict | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ["s3 server", "prepare-data", "train", "sync-model", "evaluate", "predict"]
+STAGES = ["s3 server", "render", "prepare-data", "train", "sync-model", "evaluate", "predict"]
 
 
 def run_demo(tmp_path, timeout: float, **env: str) -> subprocess.CompletedProcess:
@@ -22,6 +22,10 @@ def run_demo(tmp_path, timeout: float, **env: str) -> subprocess.CompletedProces
     clean.update({"DEMO_DIR": str(tmp_path / "demo"), "PYTHONPATH": str(ROOT), **env})
     return subprocess.run([sys.executable, "-m", "demo"], cwd=ROOT, env=clean, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def s3_endpoint(out: str) -> str:
+    return re.search(r"^\[1/\d\] s3 server .* (http://127\.0\.0\.1:\d+)$", out, re.M).group(1)
 
 
 def processes_with(marker: str) -> list[int]:
@@ -74,8 +78,7 @@ def test_demo_runs_every_stage_and_prints_the_summary(tmp_path):
     logs = tmp_path / "demo"
     for name in ("prepare-data", "train-chief-0", "train-worker-0", "sync-model", "evaluate", "predict"):
         assert (logs / f"{name}.log").is_file(), name
-    endpoint = re.search(r"(http://127\.0\.0\.1:\d+), bucket", out).group(1)
-    assert_all_stopped(str(logs), endpoint)
+    assert_all_stopped(str(logs), s3_endpoint(out))
 
 
 def test_a_failed_stage_is_named_with_its_log_and_everything_stops(tmp_path):
@@ -86,9 +89,8 @@ def test_a_failed_stage_is_named_with_its_log_and_everything_stops(tmp_path):
     assert log.parent == tmp_path / "demo" and log.name.startswith("train-")
     assert "error: --learning-rate must be a positive number" in log.read_text()
     assert "--learning-rate must be a positive number" in proc.stderr
-    assert "[2/6] prepare-data" in proc.stdout and "sync-model" not in proc.stdout
-    endpoint = re.search(r"(http://127\.0\.0\.1:\d+), bucket", proc.stdout).group(1)
-    assert_all_stopped(str(tmp_path / "demo"), endpoint)
+    assert "[3/7] prepare-data" in proc.stdout and "sync-model" not in proc.stdout
+    assert_all_stopped(str(tmp_path / "demo"), s3_endpoint(proc.stdout))
 
 
 def test_interrupting_the_demo_mid_training_stops_every_process(tmp_path):
@@ -110,5 +112,4 @@ def test_interrupting_the_demo_mid_training_stops_every_process(tmp_path):
             demo.kill()
     assert demo.returncode == 130
     assert "interrupted: stopping every process the demo started" in err
-    endpoint = re.search(r"(http://127\.0\.0\.1:\d+), bucket", "".join(lines)).group(1)
-    assert_all_stopped(str(tmp_path / "demo"), endpoint)
+    assert_all_stopped(str(tmp_path / "demo"), s3_endpoint("".join(lines)))
