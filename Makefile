@@ -7,11 +7,14 @@ STAMP  := $(VENV)/.installed
 # checkov, actionlint, shellcheck, pulumi-policy: their pins clash with the program's (requirements/scan.txt)
 SCAN_VENV  ?= .venv-scan
 SCAN_STAMP := $(SCAN_VENV)/.installed
-MAIN_REQS  := $(filter-out requirements/scan.txt,$(wildcard requirements/*.txt))
+# network-config-analyzer (the NetworkPolicy connectivity test): its pins clash with both (requirements/netpol.txt)
+NETPOL_VENV  ?= .venv-netpol
+NETPOL_STAMP := $(NETPOL_VENV)/.installed
+MAIN_REQS  := $(filter-out requirements/scan.txt requirements/netpol.txt,$(wildcard requirements/*.txt))
 
 .PHONY: install demo test bench lint lock clean
 
-install: $(STAMP) $(SCAN_STAMP)
+install: $(STAMP) $(SCAN_STAMP) $(NETPOL_STAMP)
 
 $(STAMP): $(MAIN_REQS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,14 +26,19 @@ $(SCAN_STAMP): requirements/scan.txt policy/requirements.txt
 	$(SCAN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/scan.txt
 	touch $(SCAN_STAMP)
 
+$(NETPOL_STAMP): requirements/netpol.txt
+	test -x $(NETPOL_VENV)/bin/python || $(PYTHON) -m venv $(NETPOL_VENV)
+	$(NETPOL_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/netpol.txt
+	touch $(NETPOL_STAMP)
+
 bench: $(STAMP)
 	$(PY) -m bench
 
 demo: $(STAMP)
 	$(PY) -m demo
 
-test: $(STAMP) $(SCAN_STAMP)
-	SCAN_VENV=$(SCAN_VENV) $(PY) -m pytest
+test: $(STAMP) $(SCAN_STAMP) $(NETPOL_STAMP)
+	SCAN_VENV=$(SCAN_VENV) NETPOL_VENV=$(NETPOL_VENV) $(PY) -m pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -44,4 +52,4 @@ lock:
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) $(SCAN_VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SCAN_VENV) $(NETPOL_VENV) .pytest_cache .ruff_cache

@@ -15,7 +15,9 @@
 6. render       `python -m infra.render --stack dev` at workers=1 and workers=64 (whole command) goal <= 2 s
 
 Training (2, 3) runs on an MNIST-sized split of random pixels, prepared by `prepare-data` like any source.
-The embedded S3 server (moto on 127.0.0.1) stands in for S3. Prints a table, then as its last line one JSON
+The embedded S3 server (moto on 127.0.0.1) stands in for S3. Every `python -m trainer` process is the dev
+stack's own (demo/podspecs.py: the Workflow's prepare-data, the TFJob's replicas), with only what a measurement
+varies set on top (URLs, flags, thread counts). Prints a table, then as its last line one JSON
 object with the keys input_s3_vs_local, train_s3_vs_local, workers_2_vs_1, tensorboard_lag_s,
 publish_s3_vs_local, render_s_1, render_s_64. Logs and the details go to .bench/<timestamp>/.
 `--tiny` runs every measurement on a toy size: it checks the script, not the speed.
@@ -36,8 +38,9 @@ import time
 import traceback
 from pathlib import Path
 
-from demo.pipeline import ROOT, Supervisor, tf_config, trainer_env
-from demo.s3server import S3Server, free_port
+from demo.pipeline import ROOT, Supervisor
+from demo.podspecs import LocalStack
+from demo.s3server import CREDENTIALS, S3Server
 
 KEYS = ("input_s3_vs_local", "train_s3_vs_local", "workers_2_vs_1", "tensorboard_lag_s", "publish_s3_vs_local",
         "render_s_1", "render_s_64")
@@ -80,7 +83,9 @@ class Bench:
         import boto3
 
         boto3.client("s3", endpoint_url=self.server.endpoint).create_bucket(Bucket=BUCKET)
-        self.env = trainer_env(self.server.env())
+        keys = {k: v for k, v in CREDENTIALS.items() if k != "AWS_REGION"}
+        self.stack = LocalStack.render({"training.run": "bench"}, self.server.endpoint, keys, self.out)
+        self.env = self.stack.prepare_data().env  # the render stage itself (6.) runs with this environment
         self._data_ready = False
 
     def stop(self) -> None:
@@ -111,7 +116,8 @@ class Bench:
                          y_train=rng.integers(0, 10, images).astype(np.int64),
                          x_test=rng.integers(0, 256, (test, 28, 28), dtype=np.uint8),
                          y_test=rng.integers(0, 10, test).astype(np.int64))
-            self.trainer("prepare-data", ["prepare-data", "--source", source], DATA_URL=s3_url)
+            prep = self.stack.prepare_data().with_args("--source", source).with_env(DATA_URL=s3_url)
+            self.sup.wait_all("prepare-data", [self.sup.start(prep.name, prep.cmd, prep.env)], 900)
             from trainer.store import open_store
 
             remote = open_store(s3_url)
@@ -123,11 +129,6 @@ class Bench:
     def data_name(self) -> str:
         images = self.size["train_images"]
         return f"{images:,} random MNIST-sized images" if images else "the offline digits"
-
-    def trainer(self, name: str, args: list[str], timeout: float = 900, **env: str):
-        proc = self.sup.trainer(name, args, dict(self.env, **env))
-        self.sup.wait_all(name, [proc], timeout)
-        return proc
 
     # --- 1. input pipeline ---------------------------------------------------------------------------------
 
@@ -179,18 +180,17 @@ class Bench:
     def timed_train(self, name: str, args: list[str], workers: int = 0, pin: bool = False, **env: str) -> dict:
         """A `train` run (a lone chief, or chief + workers, optionally each pinned to its own CPU): the wall
         time of the whole command and the chief's JSON."""
-        n = 1 + workers
-        ports = [free_port() for _ in range(n)]
+        replicas = self.stack.train(workers=workers)
+        n = len(replicas)
         cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         start = time.monotonic()
         procs = []
-        for rank in range(n):
-            kind, index = ("chief", 0) if rank == 0 else ("worker", rank - 1)
-            cmd = [sys.executable, "-m", "trainer", "train", *args]
+        for rank, p in enumerate(replicas):
+            p = p.with_args(*args).with_env(**env)
+            cmd = p.cmd
             if pin and shutil.which("taskset") and len(cpus) >= n:
                 cmd = ["taskset", "-c", str(cpus[rank]), *cmd]
-            penv = dict(self.env, **env, TF_CONFIG=tf_config(ports, kind, index))
-            procs.append(self.sup.start(f"{name}-{kind}-{index}", cmd, penv))
+            procs.append(self.sup.start(f"{name}-{p.name.removeprefix('train-')}", cmd, p.env))
         self.sup.wait_all(name, procs, timeout=1800)
         wall = time.monotonic() - start
         result = procs[0].result() or {}

@@ -115,6 +115,7 @@ class StackConfig:
     argo_install: bool
     argo_namespace: str
     fluid: Fluid
+    access_from_namespace: str | None
     resources: dict[str, Resources]
 
     # The bucket layout (docs/design.md); the bucket itself may be an Output, so these are plain strings
@@ -302,6 +303,7 @@ def load(stack: str, get: Getter, get_secret: Getter | None = None, present: Ite
             f"pulumi config set {NS}:argo.namespace argo",
         )
     check_foreign_namespaces(namespace, fluid)
+    access_from = p.dns_label("access.fromNamespace") if p.raw("access.fromNamespace") else None
     return StackConfig(
         project=NS,
         stack=stack,
@@ -320,6 +322,7 @@ def load(stack: str, get: Getter, get_secret: Getter | None = None, present: Ite
         argo_install=p.bool("argo.install"),
         argo_namespace=argo_namespace,
         fluid=fluid,
+        access_from_namespace=access_from,
         resources=resources,
     )
 

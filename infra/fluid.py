@@ -14,6 +14,9 @@ from infra.podspec import CREDENTIALS_SECRET, S3Access, labels
 REPO = "https://fluid-cloudnative.github.io/charts"
 DATASET = "mnist"
 MOUNT_PATH = "/data/mnist"
+# Host ports Fluid allocates to the Alluxio master and workers (the chart's `runtime.alluxio.portRange`, set here
+# so that the loader's NetworkPolicy names the same range: infra/namespace.py `dataload_egress`).
+PORT_RANGE = (20000, 26000)
 
 
 def dataset_mount(cfg: StackConfig, access: S3Access, data_url: str) -> dict:
@@ -58,7 +61,10 @@ class Fluid(pulumi.ComponentResource):
             repository_opts={"repo": REPO},
             namespace=cfg.fluid.namespace,
             # The CRD-upgrade Job is a Helm hook, which pulumi's Chart v4 does not run; CRDs come from crds/.
-            values={"crdUpgrade": {"enabled": False}},
+            values={
+                "crdUpgrade": {"enabled": False},
+                "runtime": {"alluxio": {"portRange": f"{PORT_RANGE[0]}-{PORT_RANGE[1]}"}},
+            },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
         )
         self.ready = [self.chart]

@@ -97,6 +97,12 @@ KEYS: list[Key] = [
     Key("serving.pollSeconds", 30, "sidecar sync interval and TF Serving's file-system poll"),
     Key("serving.keepVersions", 2, "model versions the sidecar keeps on disk (`sync-model --keep`)"),
     Key(
+        "access.fromNamespace",
+        None,
+        "namespace of your authenticating proxy or Ingress controller: its pods may reach TF Serving (8500, 8501) "
+        "and TensorBoard (6006); unset, only `kubectl port-forward` reaches them",
+    ),
+    Key(
         "operator.install",
         True,
         "install the training operator; `false`: use the cluster's own (its TFJob CRD must exist)",

@@ -1,6 +1,7 @@
 """The namespace, its ServiceAccounts and RBAC, and a default-deny NetworkPolicy with the allows the pipeline
-needs (DNS, the object store, the API server for Argo's executor, TF's gRPC between replicas, and the two
-in-cluster services)."""
+needs (DNS, the object store, the API server for Argo's executor, TF's gRPC between replicas, Argo's server to
+MinIO for archived logs, Fluid's loader to its cache, and serving/TensorBoard only from `access.fromNamespace`).
+tests/infra/test_connectivity.py checks the result path by path with a NetworkPolicy analyzer."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ from urllib.parse import urlparse
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra import fluid
 from infra.config import StackConfig
 from infra.podspec import S3_LABEL, SERVICE_ACCOUNTS, labels, selector
 
 ANYWHERE = [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
 WORKFLOW_POD = {"matchExpressions": [{"key": "workflows.argoproj.io/workflow", "operator": "Exists"}]}
+NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set on every namespace by the API server (Kubernetes >= 1.22)
+# The server pods' `app.kubernetes.io/name` in chart argo-workflows 1.0.18 (`argo-workflows.selectorLabels` in
+# templates/_helpers.tpl: `<chart name>-<server.name>`, server.name defaulting to "server").
+ARGO_SERVER = "argo-workflows-server"
 
 
 class Namespace(pulumi.ComponentResource):
@@ -115,6 +121,21 @@ def s3_egress(cfg: StackConfig) -> list[dict]:
     return [{"to": ANYWHERE, "ports": [{"protocol": "TCP", "port": port}]}]
 
 
+def dataload_egress() -> dict:
+    """Fluid's DataLoad loader pod (an Alluxio client running `alluxio fs distributedLoad`) talks to the
+    Alluxio master and workers, which Fluid runs on the host network (AlluxioRuntime's default network mode,
+    `api/v1alpha1/container_network.go`) on ports it allocates from the chart's `runtime.alluxio.portRange`.
+    The loader's labels `role: dataload-pod` and `targetDataset: <dataset>` come from Fluid 1.0.8's
+    `charts/fluid-dataloader/alluxio/templates/job.yaml`. Host-network pods have node addresses, which no pod
+    selector matches, so the peer is any address, on that port range only."""
+    low, high = fluid.PORT_RANGE
+    return {
+        "podSelector": {"matchLabels": {"role": "dataload-pod", "targetDataset": fluid.DATASET}},
+        "policyTypes": ["Egress"],
+        "egress": [{"to": ANYWHERE, "ports": [{"protocol": "TCP", "port": low, "endPort": high}]}],
+    }
+
+
 def network_policies(cfg: StackConfig) -> dict[str, dict]:
     s3_pods = {"matchLabels": {S3_LABEL: "true"}}
     policies: dict[str, dict] = {
@@ -153,26 +174,37 @@ def network_policies(cfg: StackConfig) -> dict[str, dict]:
                 }
             ],
         },
-        "allow-serving": {
-            "podSelector": {"matchLabels": selector("serving")},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "from": [{"namespaceSelector": {}}],
-                    "ports": [{"protocol": "TCP", "port": 8500}, {"protocol": "TCP", "port": 8501}],
-                }
-            ],
-        },
-        "allow-tensorboard": {
-            "podSelector": {"matchLabels": selector("tensorboard")},
-            "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": 6006}]}],
-        },
     }
+    # Serving and TensorBoard: no ingress by default. `kubectl port-forward` (the documented access) enters the
+    # pod through the kubelet, which NetworkPolicy does not govern, and the kubelet's probes are always allowed
+    # ("traffic to and from the node where a Pod is running is always allowed": kubernetes.io, Concepts >
+    # Network Policies). An authenticating proxy or Ingress controller gets in only from its own namespace.
+    if cfg.access_from_namespace:
+        proxy = [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: cfg.access_from_namespace}}}]
+        for name, ports in (("serving", (8500, 8501)), ("tensorboard", (6006,))):
+            policies[f"allow-{name}"] = {
+                "podSelector": {"matchLabels": selector(name)},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": proxy, "ports": [{"protocol": "TCP", "port": p} for p in ports]}],
+            }
+    if cfg.fluid.enabled:
+        policies["allow-dataload"] = dataload_egress()
     if cfg.storage.mode == "minio":
         policies["allow-minio"] = {
             "podSelector": {"matchLabels": selector("minio")},
             "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"podSelector": s3_pods}], "ports": [{"protocol": "TCP", "port": 9000}]}],
+            "ingress": [
+                {
+                    "from": [
+                        {"podSelector": s3_pods},
+                        # Argo's server reads the archived step logs from the artifact repository (our bucket).
+                        {
+                            "namespaceSelector": {"matchLabels": {NAMESPACE_NAME: cfg.argo_namespace}},
+                            "podSelector": {"matchLabels": {"app.kubernetes.io/name": ARGO_SERVER}},
+                        },
+                    ],
+                    "ports": [{"protocol": "TCP", "port": 9000}],
+                }
+            ],
         }
     return policies

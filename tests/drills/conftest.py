@@ -1,16 +1,25 @@
 """Shared pieces of the fault drills: a job's environment on the test S3 server, the prepared digits, and a
-chief + workers started as real processes with TF_CONFIG as the TFJob operator sets it."""
+chief + workers started as real processes from the dev stack's TFJob (demo/podspecs.py: its command, its
+environment, TF_CONFIG as the operator sets it), with the drill's own URLs on top."""
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 
 import boto3
 import pytest
 
-from demo.pipeline import Proc, Supervisor, tf_config, trainer_env
-from demo.s3server import free_port
+from demo.pipeline import Proc, Supervisor
+from demo.podspecs import LocalStack
+from demo.s3server import CREDENTIALS
+from infra.render import Rendered, render
+
+
+@functools.cache
+def dev_render() -> Rendered:
+    return render("dev", {"training.run": "drill"})
 
 
 class Job:
@@ -22,16 +31,16 @@ class Job:
         self.s3 = boto3.client("s3", endpoint_url=s3_server.endpoint, region_name="us-east-1")
         self.sup = Supervisor(tmp_path / "logs")
         self.attempt = 0
-        server_env = s3_server.env()
-        if endpoint:  # the trainer reaches S3 through this endpoint (the outage proxy)
-            server_env["S3_ENDPOINT"] = endpoint
-        self.env = trainer_env(
-            server_env,
-            DATA_URL=f"s3://{bucket}/data/digits",
-            RUN_URL=f"s3://{bucket}/{self.run}",
-            MODEL_URL=f"s3://{bucket}/models/mnist",
-            DATA_CACHE_DIR=str(tmp_path / "cache"),
-        )
+        # The trainer reaches S3 at `endpoint` (the outage proxy) if given.
+        keys = {k: v for k, v in CREDENTIALS.items() if k != "AWS_REGION"}
+        self.stack = LocalStack(dev_render(), endpoint or s3_server.endpoint, keys, tmp_path)
+        self.urls = {
+            "DATA_URL": f"s3://{bucket}/data/digits",
+            "RUN_URL": f"s3://{bucket}/{self.run}",
+            "MODEL_URL": f"s3://{bucket}/models/mnist",
+            "DATA_CACHE_DIR": str(tmp_path / "cache"),
+        }
+        self.env = {**self.stack.prepare_data().env, **self.urls}
 
     def trainer(self, name: str, *args: str, timeout: float = 300, **env: str) -> Proc:
         """Runs one `python -m trainer` command to the end; asserts it exits 0."""
@@ -43,13 +52,10 @@ class Job:
     def start(self, *args: str, workers: int = 1, **env: str) -> list[Proc]:
         """Chief + `workers` workers of one attempt, on fresh ports (a restarted pod gets a new address)."""
         self.attempt += 1
-        ports = [free_port() for _ in range(1 + workers)]
         procs = []
-        for rank in range(1 + workers):
-            kind, index = ("chief", 0) if rank == 0 else ("worker", rank - 1)
-            procs.append(self.sup.trainer(
-                f"attempt{self.attempt}-{kind}-{index}", ["train", *args],
-                dict(self.env, TF_CONFIG=tf_config(ports, kind, index), **env)))
+        for p in self.stack.train(workers=workers):
+            p = p.with_args(*args).with_env(**self.urls, **env)
+            procs.append(self.sup.start(f"attempt{self.attempt}-{p.name.removeprefix('train-')}", p.cmd, p.env))
         return procs
 
     def checkpoint_steps(self) -> list[int]:

@@ -204,10 +204,10 @@ def test_network_policies(stack):
         "allow-dns",
         "allow-s3",
         "allow-training-peers",
-        "allow-serving",
-        "allow-tensorboard",
         "allow-apiserver",
     } <= names
+    assert ("allow-dataload" in names) == (stack.stack == "prod")  # Fluid's loader, with Fluid on
+    assert not {"allow-serving", "allow-tensorboard"} & names  # port-forward only, unless access.fromNamespace
     deny = stack.one("NetworkPolicy", "default-deny")["spec"]
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     s3_pods = {"kubeflow-e2e.io/s3": "true"}
