@@ -186,9 +186,14 @@ class Demo:
         say(f"      training: {n} process{'es' if n > 1 else ''} from the TFJob's replica specs, TF_CONFIG as the "
             f"operator sets it; chief's progress:")
 
+        done = []
+
         def chief_line(line: str) -> None:
-            # The chief's own lines (epochs, resume, export), not TensorFlow's logging or the final JSON.
-            if line.strip() and not self.stopping and not line.lstrip().startswith("{") and not TF_LOG.match(line):
+            # The chief's own lines (epochs, resume, export), not TensorFlow's logging, nor the final JSON and
+            # what TensorFlow logs after it (the coordination service noticing workers leave).
+            if line.lstrip().startswith("{"):
+                done.append(True)
+            if line.strip() and not self.stopping and not done and not TF_LOG.match(line):
                 say(f"        {line}")
 
         with self.progress.stage("train") as info:

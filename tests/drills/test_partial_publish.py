@@ -2,7 +2,9 @@
 
 Meanwhile the TF Serving sidecar (`sync-model --watch`), a one-shot `sync-model` and `evaluate` must keep
 serving the previous complete version, and the folder TF Serving reads must never show the new one until it
-is whole. Then the upload finishes and the watching sidecar brings the new version down.
+is whole. Then the upload finishes and the watching sidecar brings the new version down. Each process is the
+dev stack's own (the serving pod's sidecar and init container, the retraining template's evaluate step: see
+tests/drills/conftest.py), on this test's bucket.
 """
 
 import json
@@ -12,7 +14,8 @@ import time
 
 import pytest
 
-from demo.pipeline import Proc, Supervisor, trainer_env
+from demo.pipeline import Proc, Supervisor
+from demo.podspecs import Process
 from trainer import publish
 from trainer.store import open_store
 
@@ -51,27 +54,29 @@ def watch_dir(path, stop: threading.Event, seen: set) -> None:
 
 
 @pytest.mark.slow
-def test_readers_keep_the_previous_version_while_a_new_one_uploads(s3_server, bucket, tmp_path):
-    env = trainer_env(s3_server.env(), DATA_URL=f"s3://{bucket}/data/digits",
-                      MODEL_URL=f"s3://{bucket}/models/mnist", DATA_CACHE_DIR=str(tmp_path / "cache"))
+def test_readers_keep_the_previous_version_while_a_new_one_uploads(job_factory, tmp_path):
+    job = job_factory()
+    stack = job.stack
     sup = Supervisor(tmp_path / "logs")
 
-    def trainer(name: str, *args: str) -> Proc:
-        proc = sup.trainer(name, list(args), env)
+    def start(p: Process, name: str | None = None) -> Proc:
+        return sup.start(name or p.name, p.cmd, {**p.env, **job.urls})
+
+    def trainer(p: Process, name: str | None = None) -> Proc:
+        proc = start(p, name)
         assert proc.wait(timeout=180) == 0, "\n".join(proc.tail)
         return proc
 
     try:
-        trainer("prepare-data", "prepare-data", "--source", "digits")
+        trainer(stack.prepare_data().with_args("--source", "digits"))
         exported = sup.start("export", [sys.executable, "-c", EXPORT, str(tmp_path / "v1"), str(tmp_path / "v2")],
-                             env)
+                             job.env)
         assert exported.wait(timeout=180) == 0, "\n".join(exported.tail)
-        models = open_store(env["MODEL_URL"], "MODEL_URL")
+        models = open_store(job.urls["MODEL_URL"], "MODEL_URL")
         publish.publish_dir(tmp_path / "v1", models.child("1"))
 
-        serving = tmp_path / "serving"
-        sidecar = sup.trainer("sidecar", ["sync-model", "--dest", str(serving), "--watch", "--interval", "0.3"],
-                              env)
+        serving = stack.model_dir()  # the serving pod's model volume, which TF Serving reads
+        sidecar = start(stack.sync_model(watch=True).with_args("--interval", "0.3"), "sidecar")
         deadline = time.monotonic() + 60
         while not (serving / "1").is_dir():
             assert sidecar.returncode is None and time.monotonic() < deadline, "\n".join(sidecar.tail)
@@ -87,9 +92,9 @@ def test_readers_keep_the_previous_version_while_a_new_one_uploads(s3_server, bu
         try:
             assert publish.next_version(models) == 3  # version 2 is on S3, partially: its number is taken
             assert publish.complete_versions(models) == [1]
-            once = json.loads(trainer("sync-once", "sync-model", "--dest", str(tmp_path / "once")).tail[-1])
-            assert once["versions"] == [1]
-            scored = trainer("evaluate", "evaluate").result()
+            once = trainer(stack.sync_model().with_args("--dest", str(tmp_path / "once")), "sync-once")
+            assert json.loads(once.tail[-1])["versions"] == [1]
+            scored = trainer(stack.evaluate("drill")).result()
             assert scored["model_version"] == 1 and scored["count"] == 360
             time.sleep(1.0)  # a few more passes of the watching sidecar over the half-uploaded version
         finally:
