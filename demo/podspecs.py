@@ -300,7 +300,8 @@ class LocalStack:
         self.local = Local(rendered, s3_endpoint, s3_keys, workdir, port or free_port, tensorboard)
         self.namespace = rendered.outputs["namespace"]
         self.bucket = rendered.outputs["bucket"]
-        self.model_name = rendered.outputs["predictCommand"].rsplit("--model ", 1)[1].split()[0]
+        (server,) = [c for c in self._pod("serving")["containers"] if c["name"] == "tf-serving"]
+        (self.model_name,) = [a.split("=", 1)[1] for a in server["args"] if a.startswith("--model_name=")]
         for svc in rendered.find("Service"):
             selector = svc["spec"].get("selector") or {}
             pod = self._pod_of(selector)
@@ -386,7 +387,7 @@ class LocalStack:
     def serving(self) -> Process:
         """TF Serving's container flags, for the stand-in."""
         spec = self._pod("serving")
-        c = next(c for c in spec["containers"] if (c.get("command") or [""])[0] == "tensorflow_model_server")
+        (c,) = [c for c in spec["containers"] if c["name"] == "tf-serving"]
         return self.local.process("serving", "serving", spec, c)
 
     def model_dir(self) -> Path:

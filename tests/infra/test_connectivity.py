@@ -92,6 +92,23 @@ def pods(r: Rendered) -> list[tuple[str, str, dict]]:
     return out + OUTSIDE
 
 
+WORK: list[Path] = []  # the module's temporary folder (set by the fixture below)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _work(tmp_path_factory):
+    WORK.append(tmp_path_factory.mktemp("connectivity"))
+    yield
+    WORK.pop()
+    table.cache_clear()
+
+
+def run_nca(work: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(nca()), "--connectivity", str(work / "policies"), "--pod_list", str(work / "pods.yaml"),
+                           "--ns_list", str(work / "ns.yaml"), "-o", "txt_no_fw_rules"],
+                          capture_output=True, text=True, timeout=120)
+
+
 @functools.cache
 def table(name: str) -> list[tuple[str, str, str]]:
     """`nca --connectivity` over the variant's policies and pods: (source, destination, connections) lines."""
@@ -99,7 +116,7 @@ def table(name: str) -> list[tuple[str, str, str]]:
 
     stack, overrides = VARIANTS[name]
     r = render(stack, overrides)
-    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"connectivity-{os.getpid()}-{name}"
+    work = WORK[-1] / name
     (work / "policies").mkdir(parents=True, exist_ok=True)
     for m in r.find("NetworkPolicy"):
         (work / "policies" / f"{m['metadata']['name']}.yaml").write_text(yaml.safe_dump(m))
@@ -111,9 +128,7 @@ def table(name: str) -> list[tuple[str, str, str]]:
     (work / "ns.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "NamespaceList", "items": [
         {"apiVersion": "v1", "kind": "Namespace",
          "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}} for ns in namespaces]}))
-    proc = subprocess.run([str(nca()), "--connectivity", str(work / "policies"), "--pod_list", str(work / "pods.yaml"),
-                           "--ns_list", str(work / "ns.yaml"), "-o", "txt_no_fw_rules"],
-                          capture_output=True, text=True, timeout=120)
+    proc = run_nca(work)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [line for line in proc.stdout.splitlines() if " => " in line]
     assert lines, proc.stdout + proc.stderr
@@ -243,19 +258,15 @@ def test_the_table_sees_every_pod_of_the_render():
         assert p(c) in seen, c
 
 
-def test_the_evaluator_catches_a_missing_allow(renders):
+def test_the_evaluator_catches_a_missing_allow():
     """Without allow-training-peers the chief cannot reach its worker: the table is not vacuous."""
     import shutil
 
     table("dev")  # builds the files
-    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"connectivity-{os.getpid()}-dev"
-    broken = work.with_name(work.name + "-broken")
-    shutil.rmtree(broken, ignore_errors=True)
-    shutil.copytree(work, broken)
+    broken = WORK[-1] / "dev-broken"
+    shutil.copytree(WORK[-1] / "dev", broken)
     (broken / "policies" / "allow-training-peers.yaml").unlink()
-    proc = subprocess.run([str(nca()), "--connectivity", str(broken / "policies"), "--pod_list",
-                           str(broken / "pods.yaml"), "--ns_list", str(broken / "ns.yaml"), "-o", "txt_no_fw_rules"],
-                          capture_output=True, text=True, timeout=120)
+    proc = run_nca(broken)
     assert proc.returncode == 0, proc.stderr
     assert f"{p('chief-0')}[Pod] => {p('worker-0')}[Pod]" not in proc.stdout
     assert f"{p('chief-0')}[Pod] => {p('minio')}[Pod]" in proc.stdout
