@@ -163,7 +163,7 @@ class Parser:
                 f"must be a DNS label: lower-case letters, digits and '-', at most {max_len} "
                 "characters, starting and ending with a letter or digit",
                 value,
-                f"pulumi config set {NS}:{key} {KEY_NAMES[key].default}",
+                f"pulumi config set {NS}:{key} {KEY_NAMES[key].default or 'name-of-the-namespace'}",
             )
         return value
 

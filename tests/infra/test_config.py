@@ -324,3 +324,11 @@ def test_every_key_has_a_meaning_and_workload_resources():
     for workload in config_mod.WORKLOADS:
         for suffix in ("cpu", "memory", "cpuLimit", "memoryLimit"):
             assert f"{workload}.{suffix}" in KEY_NAMES
+
+
+def test_access_namespace_is_a_dns_label_and_optional():
+    assert make_config().access_from_namespace is None
+    assert make_config(access__fromNamespace="ingress-nginx").access_from_namespace == "ingress-nginx"
+    e = error(access__fromNamespace="Ingress_NGINX")
+    assert e.key == "access.fromNamespace" and "(Ingress_NGINX)" in str(e)
+    assert "access.fromNamespace name-of-the-namespace" in str(e)
