@@ -25,6 +25,7 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,7 @@ NUM_CLASSES = 10
 SPLITS = ("train", "test")
 DIGITS_TEST_COUNT = 360
 DIGITS_SEED = 0
+DIGITS_FILE = "digits.npz"  # package data: the 8x8 digits and their split (see digits_arrays)
 _KEYS = ("x_train", "y_train", "x_test", "y_test")
 _SHARD = re.compile(r"^(train|test)-\d{5}-of-\d{5}\.tfrecord$")
 
@@ -92,23 +94,23 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
 
 def digits_arrays() -> dict[str, np.ndarray]:
     """scikit-learn's 1,797 bundled 8x8 digits, upscaled to a 20x20 box centred in 28x28 as MNIST is, split
-    with a fixed seed into 1,437 train and 360 test images (stratified by label)."""
-    try:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-    except ImportError as e:
-        raise UserError("--source digits needs scikit-learn", "not installed",
-                        "pip install scikit-learn, or pass an mnist.npz URL or path") from e
-    digits = load_digits()
-    images = _resize(digits.images.astype(np.float64) / 16.0, 20)
-    x = np.zeros((len(images), 28, 28), np.uint8)
-    x[:, 4:24, 4:24] = np.clip(np.rint(images * 255), 0, 255).astype(np.uint8)
-    y = digits.target.astype(np.int64)
-    # Stratified split with a fixed seed: the same 360 test images every time, every class represented.
-    train_idx, test_idx = train_test_split(
-        np.arange(len(y)), test_size=DIGITS_TEST_COUNT, stratify=y, random_state=DIGITS_SEED
-    )
-    return {"x_train": x[train_idx], "y_train": y[train_idx], "x_test": x[test_idx], "y_test": y[test_idx]}
+    into 1,437 train and 360 test images (stratified by label, fixed seed).
+
+    The 8x8 images (integers 0..16) and the split ship with this package as `digits.npz` (57 kB), so the
+    trainer image needs no scikit-learn (and its SciPy) for them. It holds exactly what
+    `sklearn.datasets.load_digits()` and `train_test_split(test_size=360, stratify=y, random_state=0)` give
+    with scikit-learn 1.9.1; tests/trainer/test_digits.py checks that and rewrites the file when run as a
+    script. Licence: `digits.LICENSE.txt` beside it (scikit-learn's BSD-3; the data come from the UCI
+    "Optical Recognition of Handwritten Digits" set, Alpaydin and Kaynak, 1998)."""
+    with (resources.files("trainer") / DIGITS_FILE).open("rb") as f, np.load(f) as shipped:
+        raw = {key: shipped[key] for key in _KEYS}
+    out = {}
+    for split in SPLITS:
+        images = _resize(raw[f"x_{split}"].astype(np.float64) / 16.0, 20)
+        x = np.zeros((len(images), 28, 28), np.uint8)
+        x[:, 4:24, 4:24] = np.clip(np.rint(images * 255), 0, 255).astype(np.uint8)
+        out[f"x_{split}"], out[f"y_{split}"] = x, raw[f"y_{split}"].astype(np.int64)
+    return out
 
 
 def _download(url: str, dest: Path) -> None:
