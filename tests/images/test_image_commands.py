@@ -1,0 +1,85 @@
+"""Each image runs its own commands: every command the rendered dev and prod manifests run in the trainer,
+sidecar and TensorBoard images, run for real in a venv holding only that image's requirements
+(tests/images/commands.py says what is mapped to run it on one machine, and how)."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.render import render
+from tests.images import commands, venvs
+from tests.infra.pods import containers
+
+STACKS = ("dev", "prod")
+
+
+@pytest.fixture(scope="module")
+def renders():
+    return {s: render(s) for s in STACKS}
+
+
+def test_every_container_of_our_images_is_collected(renders):
+    for stack, rendered in renders.items():
+        collected = commands.collect(rendered)
+        ours = [where for where, c, _ in containers(rendered) if commands._ours(c["image"])]
+        assert sorted(c.where for c in collected if c.ours) == sorted(ours)
+        by_image = {(c.image, c.verb()) for c in collected if c.ours}
+        # What the pipeline needs each image to run; a render that stops running one fails here.
+        assert by_image >= {
+            ("trainer", "prepare-data"),
+            ("trainer", "train"),
+            ("trainer", "evaluate"),
+            ("sidecar", "sync-model"),
+            ("tensorboard", "tensorboard"),
+        }, (stack, by_image)
+        # The retraining template's embedded TFJob and its parameters are in, filled with their defaults.
+        retrain = [c for c in collected if c.where.startswith("WorkflowTemplate/") and c.verb() == "train"]
+        assert retrain and all("{{" not in c.shell for c in retrain)
+        assert all(c.image in venvs.IMAGES for c in collected if c.ours)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_command_runs_in_its_own_image(stack, renders, s3_server, tmp_path):
+    rendered = renders[stack]
+    cluster = commands.LocalCluster(rendered, s3_server, tmp_path)
+    ran, failures, covered = {}, [], {}
+    for c in commands.run_order([c for c in commands.collect(rendered) if c.ours]):
+        sig = cluster.signature(c)
+        if sig in ran:
+            covered[c.where] = ran[sig]
+            continue
+        try:
+            result = cluster.run(c)
+        except commands.ImageCommandError as e:
+            failures.append(str(e))
+            ran[sig] = c.where
+            continue
+        ran[sig] = c.where
+        covered[c.where] = c.where
+        print(f"{stack} {c.image:11} {result.seconds:5.1f} s  {c.where}: {c.shell}")
+    assert not failures, "\n\n".join(failures)
+    assert set(covered) == {c.where for c in commands.collect(rendered) if c.ours}
+
+
+def test_a_missing_module_names_the_image_the_command_and_the_module(renders, s3_server, tmp_path):
+    """What removing boto3 from requirements/sidecar.txt does, without rebuilding the venv: an import hook
+    in the image venv's process makes `import boto3` fail as an absent package does."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Absent:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'boto3':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, _Absent())\n"
+    )
+    cluster = commands.LocalCluster(renders["dev"], s3_server, tmp_path / "run", extra_env={"PYTHONPATH": str(hook)})
+    once = next(c for c in commands.collect(renders["dev"]) if c.where.endswith("/sync-model-once"))
+    with pytest.raises(commands.ImageCommandError) as e:
+        cluster.run(once)
+    message = str(e.value).splitlines()[0]
+    assert message.startswith("image sidecar: `python -m trainer sync-model --dest /models/mnist --keep 2`")
+    assert "missing module boto3 (add it to requirements/sidecar.txt)" in message

@@ -1,0 +1,114 @@
+"""One virtualenv per image, holding only what that image installs: `requirements/<name>.txt` under
+`requirements/constraints.txt`, exactly as the Dockerfile's `pip install` line does.
+
+`python -m tests.images.venvs` (run by `make test` and `make image-venvs`) builds the missing ones; the tests
+only use them and never reach the package index. Each venv is cached by a hash of its requirement file, the
+constraints and the Python minor version, under `$IMAGE_VENVS` (default `~/.cache/kubeflow-e2e/venvs/`, outside
+the repository, so clones and worktrees share them): `trainer-<hash>/`, `sidecar-<hash>/`, ... A changed file
+means a new hash and a new venv. Builds take a lock, and a venv counts only once its `.complete` stamp exists,
+so two concurrent `make test` runs and an interrupted build are both safe.
+
+`serving-tf` is not an image: it is the TensorFlow that the pinned `tensorflow/serving` image is built on,
+for the test that loads the trainer's export under it (`requirements/serving-tf.txt`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+REQUIREMENTS = ROOT / "requirements"
+IMAGES = ("trainer", "sidecar", "tensorboard")
+VENVS = (*IMAGES, "serving-tf")
+STAMP = ".complete"
+_BUILDER_VERSION = "1"  # bump when the way a venv is built changes
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("IMAGE_VENVS") or Path.home() / ".cache" / "kubeflow-e2e" / "venvs")
+
+
+def requirement_file(name: str) -> Path:
+    return REQUIREMENTS / f"{name}.txt"
+
+
+def digest(name: str) -> str:
+    h = hashlib.sha256()
+    for part in (
+        _BUILDER_VERSION,
+        f"{sys.version_info.major}.{sys.version_info.minor}",
+        requirement_file(name).read_text(),
+        (REQUIREMENTS / "constraints.txt").read_text(),
+    ):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:12]
+
+
+def path(name: str) -> Path:
+    """Where the venv of `name` lives for the current requirement files (built or not)."""
+    if name not in VENVS:
+        raise ValueError(f"unknown venv {name!r}: one of {', '.join(VENVS)}")
+    return cache_dir() / f"{name}-{digest(name)}"
+
+
+def ready(name: str) -> Path | None:
+    p = path(name)
+    return p if (p / STAMP).is_file() else None
+
+
+def build(name: str, log=print) -> Path:
+    """Builds the venv of `name` unless a complete one exists; returns its path. Needs the package index."""
+    target = path(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{target}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent build of the same venv waits here, then finds it done
+        if (target / STAMP).is_file():
+            return target
+        shutil.rmtree(target, ignore_errors=True)  # a build that was interrupted
+        start = time.monotonic()
+        log(f"image venv {name}: building {target} from requirements/{name}.txt (once per change of the file)")
+        subprocess.run([sys.executable, "-m", "venv", str(target)], check=True)
+        pip = [str(target / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        proc = subprocess.run(
+            [*pip, "-r", str(requirement_file(name)), "-c", str(REQUIREMENTS / "constraints.txt")],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            shutil.rmtree(target, ignore_errors=True)
+            raise SystemExit(
+                f"image venv {name}: pip install -r requirements/{name}.txt failed (exit {proc.returncode}):\n"
+                f"{proc.stderr[-3000:]}"
+            )
+        freeze = subprocess.run(
+            [str(target / "bin" / "python"), "-m", "pip", "freeze"], capture_output=True, text=True, check=True
+        ).stdout
+        (target / STAMP).write_text(freeze)
+        log(f"image venv {name}: built in {time.monotonic() - start:.0f} s")
+        return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = (argv if argv is not None else sys.argv[1:]) or list(VENVS)
+    for name in names:
+        if name not in VENVS:
+            print(f"error: unknown image venv ({name}): pick from {', '.join(VENVS)}", file=sys.stderr)
+            return 2
+    for name in names:
+        p = ready(name)
+        print(f"image venv {name}: {p} (cached)" if p else "", end="\n" if p else "")
+        if not p:
+            build(name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
