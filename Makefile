@@ -10,9 +10,14 @@ SCAN_STAMP := $(SCAN_VENV)/.installed
 # network-config-analyzer (the NetworkPolicy connectivity test): its pins clash with both (requirements/netpol.txt)
 NETPOL_VENV  ?= .venv-netpol
 NETPOL_STAMP := $(NETPOL_VENV)/.installed
-MAIN_REQS  := $(filter-out requirements/scan.txt requirements/netpol.txt,$(wildcard requirements/*.txt))
+# serving-tf.txt is no part of .venv either: it pins another TensorFlow for its own venv (see image-venvs).
+MAIN_REQS  := $(filter-out requirements/scan.txt requirements/netpol.txt requirements/serving-tf.txt,$(wildcard requirements/*.txt))
+# The three images `make images` builds, tagged as the dev stack references them (image.* defaults).
+IMAGES    := trainer sidecar tensorboard
+IMAGE_TAG ?= 0.1.0
+IMAGE_REPO ?= kubeflow-e2e
 
-.PHONY: install demo test bench lint lock clean
+.PHONY: install demo test bench lint lock clean image-venvs images
 
 install: $(STAMP) $(SCAN_STAMP) $(NETPOL_STAMP)
 
@@ -37,8 +42,22 @@ bench: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m demo
 
-test: $(STAMP) $(SCAN_STAMP) $(NETPOL_STAMP)
+test: $(STAMP) $(SCAN_STAMP) $(NETPOL_STAMP) image-venvs
 	SCAN_VENV=$(SCAN_VENV) NETPOL_VENV=$(NETPOL_VENV) $(PY) -m pytest
+
+# One venv per image (only requirements/<image>.txt under the constraints) plus serving-tf, cached by the files'
+# hash under ~/.cache/kubeflow-e2e/venvs (or $$IMAGE_VENVS): tests/images runs each image's commands in its own.
+image-venvs: $(STAMP)
+	$(PY) -m tests.images.venvs
+
+# Builds the three images with a local Docker engine; says so in one line (exit 1) when none answers.
+images:
+	@command -v docker >/dev/null 2>&1 || { echo "make images: no docker command: install Docker (engine and client) and run make images again" >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make images: no Docker engine answers ('docker info' failed): start the Docker daemon, or point DOCKER_HOST at one, and run make images again" >&2; exit 1; }
+	@for image in $(IMAGES); do \
+	  echo "docker build -f docker/$$image.Dockerfile -t $(IMAGE_REPO)/$$image:$(IMAGE_TAG) ."; \
+	  docker build -f docker/$$image.Dockerfile -t $(IMAGE_REPO)/$$image:$(IMAGE_TAG) . || exit 1; \
+	done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

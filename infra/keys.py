@@ -74,7 +74,11 @@ KEYS: list[Key] = [
     ),
     Key("image.sidecar", "kubeflow-e2e/sidecar:0.1.0", "sync-model image (no TensorFlow); pinned"),
     Key("image.tensorboard", "kubeflow-e2e/tensorboard:0.1.0", "TensorBoard image (no TensorFlow); pinned"),
-    Key("image.serving", "tensorflow/serving:2.19.0", "TF Serving image; pinned"),
+    Key(
+        "image.serving",
+        "docker.io/tensorflow/serving:2.20.0",
+        "TF Serving image; pinned (its TensorFlow minor version is checked against the trainer's export)",
+    ),
     Key("image.minio", "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z", "MinIO server image; pinned"),
     Key(
         "image.mc",

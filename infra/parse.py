@@ -217,7 +217,7 @@ class Parser:
             name, digest = value.split("@", 1)
             if not name or not _DIGEST.match(digest):
                 raise ConfigError(key, "has a malformed digest", value, fix)
-            return value
+            return self._registry_host(key, value)
         name, _, tag = value.rpartition(":")
         if not name or "/" in tag:  # "host:5000/repo" has no tag
             raise ConfigError(key, "has no tag, so every pull may get a different image", value, fix)
@@ -225,7 +225,24 @@ class Parser:
             raise ConfigError(key, "uses the moving tag latest", value, fix)
         if not _TAG.match(tag):
             raise ConfigError(key, "has a malformed tag", value, fix)
-        return value
+        return self._registry_host(key, value)
+
+    def _registry_host(self, key: str, value: str) -> str:
+        """Outside the dev stack an image must name its registry: a bare `kubeflow-e2e/trainer:0.1.0` resolves
+        to Docker Hub's `kubeflow-e2e` namespace, which this project does not own. The host is the first path
+        component when it holds a `.` or `:` or is `localhost` (the rule of Docker's reference grammar,
+        distribution/reference `reference.go`)."""
+        first, slash, _ = value.partition("/")
+        if self.stack == "dev" or (slash and ("." in first or ":" in first or first == "localhost")):
+            return value
+        raise ConfigError(
+            key,
+            f"names no registry host, so on stack {self.stack} it would pull from Docker Hub's "
+            f"'{first if slash else 'library'}' namespace",
+            value,
+            f"pulumi config set {NS}:{key} REGISTRY/{value} (e.g. ghcr.io/OWNER/...; docker.io/{value} if Docker "
+            "Hub is meant); only the dev stack takes bare names, for images loaded into a local cluster",
+        )
 
     def chart_version(self, key: str) -> str:
         value = str(self.raw(key)).strip()

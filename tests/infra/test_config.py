@@ -144,6 +144,51 @@ def test_pinned_images_pass():
     assert cfg.images.trainer.endswith(":1.2.3")
 
 
+@pytest.mark.parametrize("stack", ["prod", "staging"])
+@pytest.mark.parametrize(
+    "image", ["kubeflow-e2e/trainer:0.1.0", "trainer:0.1.0", "tensorflow/serving@sha256:" + "a" * 64]
+)
+def test_outside_dev_an_image_needs_a_registry_host(stack, image):
+    with pytest.raises(ConfigError) as info:
+        make_config(stack, image__trainer=image)
+    e = info.value
+    assert_names(e, "image.trainer", image, f"pulumi config set {NS}:image.trainer REGISTRY/{image}")
+    assert f"names no registry host, so on stack {stack} it would pull from Docker Hub" in str(e)
+    assert len(str(e).splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "ghcr.io/acme/trainer:0.1.0",
+        "registry.local:5000/trainer:1.2.3",
+        "localhost/trainer:1",
+        "docker.io/kubeflow-e2e/trainer@sha256:" + "a" * 64,
+    ],
+)
+def test_registry_hosts_that_pass_outside_dev(image):
+    hosted = {f"image__{n}": f"ghcr.io/acme/{n}:0.1.0" for n in ("sidecar", "tensorboard")}
+    assert make_config("prod", image__trainer=image, **hosted).images.trainer == image
+    with pytest.raises(ConfigError, match="image.sidecar names no registry host"):
+        make_config("prod", image__trainer=image)  # the sidecar's default is a bare name
+
+
+def test_dev_takes_bare_names_for_a_local_cluster():
+    assert make_config("dev").images.trainer == KEY_NAMES["image.trainer"].default == "kubeflow-e2e/trainer:0.1.0"
+
+
+def test_prod_sets_its_images_to_a_placeholder_registry_the_user_replaces():
+    raw = config_mod.stack_values(stack_config("prod")[0])
+    for name in ("trainer", "sidecar", "tensorboard"):
+        assert raw[f"image.{name}"] == f"registry.example.com/kubeflow-e2e/{name}:0.1.0"  # RFC 2606: never resolves
+    assert "replace it with your registry" in (ROOT / "Pulumi.prod.yaml").read_text()
+    # Every other image of prod names its registry too (the defaults carry docker.io / quay.io).
+    cfg = config_mod.load("prod", raw.get)
+    assert all(ref.split("/", 1)[0] in ("registry.example.com", "docker.io", "quay.io") for ref in (
+        cfg.images.trainer, cfg.images.sidecar, cfg.images.tensorboard, cfg.images.serving, cfg.images.minio,
+        cfg.images.mc))
+
+
 def test_unknown_storage_mode():
     e = error(storage__mode="gcs")
     assert_names(e, "storage.mode", "gcs", f"pulumi config set {NS}:storage.mode minio")
