@@ -117,6 +117,23 @@ def _ours(ref: str) -> str | None:
     return name if name in venvs.IMAGES else None
 
 
+def image_files(image: str, app: Path) -> Path:
+    """Lays out the image's working directory in `app`: what its Dockerfile COPYs (the requirement files go to
+    pip, not here). A file the Dockerfile does not copy is not there, as in the image."""
+    for srcs, dest in dockerfile(image).copies:
+        for src in srcs:
+            if src.startswith("requirements/"):
+                continue
+            if (ROOT / src).is_dir():  # COPY dir/ dest/: the folder's contents into dest
+                shutil.copytree(ROOT / src, app / dest, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                target = app / dest / Path(src).name if dest.endswith("/") else app / dest
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / src, target)
+    app.mkdir(parents=True, exist_ok=True)
+    return app
+
+
 # ---- collecting -------------------------------------------------------------------------------------------
 
 
@@ -235,21 +252,8 @@ class LocalCluster:
         return (c.image, tuple(c.argv), env, tuple(sorted(m["mountPath"] for m in c.mounts)), c.long_running)
 
     def app(self, image: str) -> Path:
-        """The image's /app: what its Dockerfile copies (requirements go to pip, the rest is laid out here)."""
         if image not in self._apps:
-            app = self.workdir / f"app-{image}"
-            for srcs, dest in dockerfile(image).copies:
-                for src in srcs:
-                    if src.startswith("requirements/"):
-                        continue
-                    if (ROOT / src).is_dir():  # COPY dir/ dest/: the folder's contents into dest
-                        shutil.copytree(ROOT / src, app / dest, ignore=shutil.ignore_patterns("__pycache__"))
-                    else:
-                        target = app / dest / Path(src).name if dest.endswith("/") else app / dest
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copy2(ROOT / src, target)
-            app.mkdir(parents=True, exist_ok=True)
-            self._apps[image] = app
+            self._apps[image] = image_files(image, self.workdir / f"app-{image}")
         return self._apps[image]
 
     def _paths(self, c: PodCommand) -> dict[str, Path]:

@@ -9,7 +9,8 @@ means a new hash and a new venv. Builds take a lock, and a venv counts only once
 so two concurrent `make test` runs and an interrupted build are both safe.
 
 `serving-tf` is not an image: it is the TensorFlow that the pinned `tensorflow/serving` image is built on,
-for the test that loads the trainer's export under it (`requirements/serving-tf.txt`).
+for the test that loads the trainer's export under it (`requirements/serving-tf.txt`, which pins every package
+itself and is installed without the constraints).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "requirements"
 IMAGES = ("trainer", "sidecar", "tensorboard")
 VENVS = (*IMAGES, "serving-tf")
+OWN_PINS = ("serving-tf",)  # pins every package itself (another TensorFlow): installed without constraints.txt
 STAMP = ".complete"
 _BUILDER_VERSION = "1"  # bump when the way a venv is built changes
 
@@ -45,7 +47,7 @@ def digest(name: str) -> str:
         _BUILDER_VERSION,
         f"{sys.version_info.major}.{sys.version_info.minor}",
         requirement_file(name).read_text(),
-        (REQUIREMENTS / "constraints.txt").read_text(),
+        "" if name in OWN_PINS else (REQUIREMENTS / "constraints.txt").read_text(),
     ):
         h.update(part.encode())
         h.update(b"\0")
@@ -77,8 +79,9 @@ def build(name: str, log=print) -> Path:
         log(f"image venv {name}: building {target} from requirements/{name}.txt (once per change of the file)")
         subprocess.run([sys.executable, "-m", "venv", str(target)], check=True)
         pip = [str(target / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        constraints = [] if name in OWN_PINS else ["-c", str(REQUIREMENTS / "constraints.txt")]
         proc = subprocess.run(
-            [*pip, "-r", str(requirement_file(name)), "-c", str(REQUIREMENTS / "constraints.txt")],
+            [*pip, "-r", str(requirement_file(name)), *constraints],
             capture_output=True,
             text=True,
         )
