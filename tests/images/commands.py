@@ -163,7 +163,8 @@ def collect(rendered) -> list[PodCommand]:
     out = []
     view = _View([_fill_argo(m) for m in rendered.manifests])
     for where, spec in pod_specs(view):
-        for init, c in [*((True, c) for c in spec.get("initContainers", [])), *((False, c) for c in spec["containers"])]:
+        pairs = [*((True, c) for c in spec.get("initContainers", [])), *((False, c) for c in spec["containers"])]
+        for init, c in pairs:
             image = _ours(c["image"])
             argv = list(c.get("command") or [])
             if image:
@@ -336,7 +337,8 @@ class LocalCluster:
             bucket, _, prefix = self.datasets[claim][len("s3://") :].partition("/")
             local = paths[m["mountPath"].rstrip("/")]
             client = self._client()
-            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix.rstrip("/") + "/"):
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix.rstrip("/") + "/")
+            for page in pages:
                 for obj in page.get("Contents", []):
                     dest = local / obj["Key"][len(prefix.rstrip("/")) + 1 :]
                     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -378,9 +380,7 @@ class LocalCluster:
             return Result(c, argv, proc.returncode, out, err, time.monotonic() - start)
         try:
             self._wait_up(c, proc, settle)
-        except ImageCommandError:
-            raise
-        finally:
+        finally:  # up (or failed): stop it and its children
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
                 try:
@@ -388,7 +388,6 @@ class LocalCluster:
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
-            self._last = (argv, err)
         return Result(c, argv, None, out, err, time.monotonic() - start)
 
     def _wait_up(self, c: PodCommand, proc: subprocess.Popen, settle: float) -> None:

@@ -4,12 +4,15 @@ sidecar and TensorBoard images, run for real in a venv holding only that image's
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from infra.render import render
 from tests.images import commands, venvs
 from tests.infra.pods import containers
 
+ROOT = venvs.ROOT
 STACKS = ("dev", "prod")
 
 
@@ -61,6 +64,18 @@ def test_each_command_runs_in_its_own_image(stack, renders, s3_server, tmp_path)
         print(f"{stack} {c.image:11} {result.seconds:5.1f} s  {c.where}: {c.shell}")
     assert not failures, "\n\n".join(failures)
     assert set(covered) == {c.where for c in commands.collect(rendered) if c.ours}
+
+
+def test_the_trainer_does_not_hide_a_missing_module():
+    """The check reads Python's own `No module named '...'`: wrapping an ImportError in a friendlier error would
+    hide which package an image lacks (as `--source digits needs scikit-learn` once did)."""
+    hiding = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in sorted((ROOT / "trainer").glob("*.py"))
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if re.search(r"except\s*\(?[^:]*\b(ImportError|ModuleNotFoundError)\b", line)
+    ]
+    assert not hiding, hiding
 
 
 def test_a_missing_module_names_the_image_the_command_and_the_module(renders, s3_server, tmp_path):

@@ -42,7 +42,8 @@ def test_shipped_digits_equal_scikit_learns():
         assert sorted(shipped.files) == sorted(expected)
         for key, value in expected.items():
             assert shipped[key].dtype == value.dtype and np.array_equal(shipped[key], value), (
-                f"{SHIPPED.name}[{key}] differs from scikit-learn's: run `.venv/bin/python -m tests.trainer.test_digits`"
+                f"{SHIPPED.name}[{key}] differs from scikit-learn's: "
+                "run `.venv/bin/python -m tests.trainer.test_digits`"
             )
 
 
