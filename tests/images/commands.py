@@ -14,13 +14,15 @@ Dockerfile's `COPY` lines in a fresh `/app` stand-in as working directory, the D
 container's `env`, and nothing inherited from the test process. What must differ on one machine is mapped,
 and only this:
 - the object store: `S3_ENDPOINT` is the local S3 server (moto, 127.0.0.1) for every stack, MinIO or AWS;
-  `secretKeyRef` credentials are its keys; every bucket a command names is created there;
+  `secretKeyRef` credentials are its keys; every stack's bucket is the one local bucket `check` (so a prod
+  command that differs from a dev one only in its bucket runs once, and sees what the dev commands wrote);
 - volumes: each mount path (`/tmp`, `/models`, the dataset PVC's `/data/mnist`) is a local folder, rewritten
   wherever it appears in the env, the args or the image's ENV; a PVC of a Fluid `Dataset` is filled from the
   Dataset's `mountPoint` on the local S3 server first (what Fluid's DataLoad does on a cluster);
 - ports: a flag value equal to a declared `containerPort` becomes a free local port.
 A TFJob replica runs as one process without `TF_CONFIG` (the multi-process run is the demo's and the
-pipeline tests'): replicas whose command and env differ only in URL paths run once.
+pipeline tests'). Commands whose argv and env differ only in URL paths and buckets (the two replicas of a
+TFJob, the TFJob and the retraining template's, dev's and prod's) run once.
 """
 
 from __future__ import annotations
@@ -230,6 +232,13 @@ class Result:
     seconds: float
 
 
+BUCKET = "check"
+
+
+def _local_bucket(value: str) -> str:
+    return re.sub(r"s3://[a-z0-9][a-z0-9.-]*", f"s3://{BUCKET}", value)
+
+
 def _url_shape(value: str) -> str:
     m = re.match(r"^(s3|file)://", value)
     return m.group(1) if m else value
@@ -238,19 +247,21 @@ def _url_shape(value: str) -> str:
 class LocalCluster:
     """Runs pod commands of one stack in their image venvs against `s3` (a demo.s3server.S3Server)."""
 
-    def __init__(self, rendered, s3, workdir: Path, extra_env: dict[str, str] | None = None):
-        self.rendered = rendered
+    def __init__(self, renders: list, s3, workdir: Path, extra_env: dict[str, str] | None = None):
         self.s3 = s3
         self.workdir = workdir
         self.extra_env = extra_env or {}
-        self.datasets = datasets(rendered)
+        self.datasets = {(r.stack, name): url for r in renders for name, url in datasets(r).items()}
         self._apps: dict[str, Path] = {}
         self._done: set[tuple] = set()
 
     def signature(self, c: PodCommand) -> tuple:
         """Two replicas (or templates) with this same signature exercise the same code: run once."""
-        env = tuple(sorted((e["name"], _url_shape(str(e.get("value", "ref")))) for e in c.env))
-        return (c.image, tuple(c.argv), env, tuple(sorted(m["mountPath"] for m in c.mounts)), c.long_running)
+        env = {e["name"]: _url_shape(str(e.get("value", "ref"))) for e in c.env}
+        env["S3_ENDPOINT"] = "local"  # set for every stack (see _env)
+        argv = tuple(_local_bucket(a) for a in c.argv)
+        return (c.image, argv, tuple(sorted(env.items())), tuple(sorted(m["mountPath"] for m in c.mounts)),
+                c.long_running)
 
     def app(self, image: str) -> Path:
         if image not in self._apps:
@@ -268,6 +279,7 @@ class LocalCluster:
 
     @staticmethod
     def _rewrite(value: str, paths: dict[str, Path]) -> str:
+        value = _local_bucket(value)
         for mount, local in sorted(paths.items(), key=lambda kv: -len(kv[0])):
             for prefix, repl in ((f"file://{mount}", f"file://{local}"), (mount, str(local))):
                 if value == prefix or value.startswith(prefix + "/"):
@@ -305,14 +317,12 @@ class LocalCluster:
         self._ports = ports
         return argv
 
-    def _buckets(self, values: list[str]) -> None:
+    def _bucket(self) -> None:
         client = self._client()
-        for v in values:
-            for bucket in re.findall(r"s3://([a-z0-9.-]+)", v):
-                try:
-                    client.create_bucket(Bucket=bucket)
-                except client.exceptions.BucketAlreadyOwnedByYou:
-                    pass
+        try:
+            client.create_bucket(Bucket=BUCKET)
+        except client.exceptions.BucketAlreadyOwnedByYou:
+            pass
 
     def _client(self):
         import boto3
@@ -332,9 +342,9 @@ class LocalCluster:
             claim = claims.get(m["name"])
             if claim is None:
                 continue
-            if claim not in self.datasets:
+            if (c.stack, claim) not in self.datasets:
                 raise ImageCommandError(f"{c.stack} {c.where}: PVC {claim} is no Fluid Dataset: no local mapping")
-            bucket, _, prefix = self.datasets[claim][len("s3://") :].partition("/")
+            bucket, _, prefix = _local_bucket(self.datasets[c.stack, claim])[len("s3://") :].partition("/")
             local = paths[m["mountPath"].rstrip("/")]
             client = self._client()
             pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix.rstrip("/") + "/")
@@ -355,7 +365,7 @@ class LocalCluster:
         paths = self._paths(c)
         env = self._env(c, paths)
         argv = self._argv(c, paths)
-        self._buckets([*env.values(), *argv])
+        self._bucket()
         self._fill_volumes(c, paths)
         start = time.monotonic()
         proc = subprocess.Popen(
