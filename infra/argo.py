@@ -11,7 +11,7 @@ import yaml
 
 from infra import crds
 from infra.config import StackConfig
-from infra.podspec import CREDENTIALS_SECRET, S3Access, container_security, labels
+from infra.podspec import CREDENTIALS_SECRET, S3Access, executor_security, labels
 
 REPO = "https://argoproj.github.io/argo-helm"
 SERVER_PORT = 2746
@@ -53,7 +53,7 @@ def chart_values(cfg: StackConfig, access: S3Access) -> dict:
         },
         # We create the pipeline ServiceAccount and its Role ourselves (namespace component).
         "workflow": {"serviceAccount": {"create": False}, "rbac": {"create": False}},
-        "executor": {"resources": small, "securityContext": container_security()},
+        "executor": {"resources": small, "securityContext": executor_security()},
         "server": {
             "serviceType": "ClusterIP",
             "authModes": ["client"],

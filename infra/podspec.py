@@ -58,6 +58,15 @@ def container_security() -> dict:
     }
 
 
+def executor_security() -> dict:
+    """Argo's executor containers (init, wait, and the main container of a `resource` template): what the
+    restricted Pod Security level requires, with a writable root filesystem. `argoexec init` writes a
+    resource template's manifest to /tmp/manifest.yaml, and Argo mounts no /tmp into its init container
+    (argo-workflows v4.0.6 `workflow/controller/workflowpod.go`; argo-workflows#10787, open), so a read-only
+    root fails every `resource` step. Argo's own default leaves the flag off for init and wait for this reason."""
+    return {**container_security(), "readOnlyRootFilesystem": False}
+
+
 TMP_VOLUME = {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}
 TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
 
