@@ -19,6 +19,19 @@ NAME = "retrain-mnist"
 RUN = "{{workflow.name}}"
 PARAMS = ("epochs", "batch-size", "learning-rate")
 
+# Argo evaluates a resource step's conditions as Kubernetes label selectors whose keys are gjson paths
+# (argo-workflows v4.0.6 `workflow/executor/resource.go`: `labels.Parse`, then `gjson.GetBytes`): a key must be
+# a label key (letters, digits, '-', '_', '.'; at most 63 characters), so no gjson query such as
+# `conditions.#(type==Failed)` (argo-workflows#2288, open). Each failure requirement fails the step on its own,
+# while every success requirement must hold. training-operator v1.9.4 (`pkg/util/status.go`) keeps at most one
+# condition per type, of six types, and sets `status.completionTime` in the same update that adds the terminal
+# Succeeded or Failed condition. So: fail when any of the six positions holds Failed (a crashing chief that
+# restarts in place under `restartPolicy: OnFailure` ends there once `backoffLimit` is spent), and succeed when
+# the job has completed (failure is checked first, so a completed job that is not Failed has Succeeded).
+CONDITION_TYPES = 6
+TFJOB_FAILURE = ",".join(f"status.conditions.{i}.type == Failed" for i in range(CONDITION_TYPES))
+TFJOB_SUCCESS = "status.completionTime"
+
 
 class _PlainDumper(yaml.SafeDumper):
     def ignore_aliases(self, data: object) -> bool:  # the replicas share dicts; write them out in full
@@ -77,8 +90,8 @@ def workflow_template_spec(cfg: StackConfig, access: S3Access, data_url: str, bu
                 "resource": {
                     "action": "create",
                     "setOwnerReference": True,  # deleting the workflow deletes its TFJob
-                    "successCondition": "status.replicaStatuses.Chief.succeeded > 0",
-                    "failureCondition": "status.replicaStatuses.Chief.failed > 0",
+                    "successCondition": TFJOB_SUCCESS,
+                    "failureCondition": TFJOB_FAILURE,
                     "manifest": tfjob_manifest(cfg, access, data_url, bucket, model_url),
                 },
             },
