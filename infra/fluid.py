@@ -19,8 +19,20 @@ MOUNT_PATH = "/data/mnist"
 PORT_RANGE = (20000, 26000)
 
 
+def tls(access: S3Access) -> bool:
+    """Whether the cache must reach S3 over HTTPS: always on AWS (the bucket policy denies requests without
+    TLS), and wherever the endpoint URL says https. Alluxio's S3 client speaks plain HTTP unless
+    `alluxio.underfs.s3.secure.http.enabled` is true (default false in Alluxio 2.x, `PropertyKey.java`; Fluid
+    1.0.8's chart runs Alluxio 2.9.0)."""
+    return access.endpoint is None or access.endpoint.startswith("https://")
+
+
 def dataset_mount(cfg: StackConfig, access: S3Access, data_url: str) -> dict:
-    options = {"alluxio.underfs.s3.endpoint.region": access.region, "alluxio.underfs.s3.inherit.acl": "false"}
+    options = {
+        "alluxio.underfs.s3.endpoint.region": access.region,
+        "alluxio.underfs.s3.inherit.acl": "false",
+        "alluxio.underfs.s3.secure.http.enabled": "true" if tls(access) else "false",
+    }
     if access.endpoint:
         options["alluxio.underfs.s3.endpoint"] = access.endpoint
         options["alluxio.underfs.s3.disable.dns.buckets"] = "true"  # path-style, as S3-compatible servers want

@@ -45,7 +45,10 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
     data_ready: list[pulumi.Resource] = [prep.workflow]
     if cfg.fluid.enabled:
         volume = Fluid("fluid", cfg)
-        data_ready.append(volume.dataset(ns.name, access, data_url, depends_on=[prep.workflow]))
+        # The cache exists only when training reads from it (`data.source: volume`, which config refuses
+        # with IRSA: Alluxio would run without credentials).
+        if cfg.data_source == "volume":
+            data_ready.append(volume.dataset(ns.name, access, data_url, depends_on=[prep.workflow]))
     training = Training(
         "training",
         cfg,

@@ -85,7 +85,10 @@ STATUSES = {
         _tfjob([("Created", "True"), ("Running", "False"), ("Succeeded", "True")], {"succeeded": 1}, True),
         "succeeded",
     ),
-    "succeeded unseen running": (_tfjob([("Created", "True"), ("Succeeded", "True")], {"succeeded": 1}, True), "succeeded"),
+    "succeeded unseen running": (
+        _tfjob([("Created", "True"), ("Succeeded", "True")], {"succeeded": 1}, True),
+        "succeeded",
+    ),
 }
 
 
@@ -107,3 +110,73 @@ def test_train_step_conditions_parse_as_argo_parses_them(stack):
         argo_conditions.parse('status.conditions.#(type=="Failed").status == True')
     job = yaml.safe_load(step["manifest"])
     assert job["kind"] == "TFJob" and job["spec"]["runPolicy"]["backoffLimit"] >= 0
+
+
+# ---- 3. the cache reads S3 over TLS ------------------------------------------------------------------------
+
+
+def _s3_mount(rendered) -> dict:
+    mounts = [m for d in rendered.find("Dataset") for m in d["spec"]["mounts"] if m["mountPoint"].startswith("s3://")]
+    assert len(mounts) == 1, mounts
+    return mounts[0]
+
+
+def test_prod_cache_reads_s3_over_tls(prod):
+    """Alluxio's S3 client uses plain HTTP unless `alluxio.underfs.s3.secure.http.enabled` is true (default
+    false: Alluxio 2.x `core/common/src/main/java/alluxio/conf/PropertyKey.java`; Fluid 1.0.8's chart runs
+    Alluxio 2.9.0, `charts/fluid/fluid/values.yaml`), and the prod bucket denies every request without TLS
+    (`aws:SecureTransport` false), so without it every read gets 403 and the DataLoad never completes."""
+    options = _s3_mount(prod)["options"]
+    assert options["alluxio.underfs.s3.secure.http.enabled"] == "true"
+    (policy,) = [r for r in prod.resources if r["type"] == "aws:s3/bucketPolicy:BucketPolicy"]
+    assert '"aws:SecureTransport": "false"' in policy["inputs"]["policy"]
+
+
+@pytest.mark.parametrize(
+    "endpoint, secure",
+    [(None, "true"), ("https://s3.example.com:9443", "true"), ("http://minio.kubeflow-e2e.svc:9000", "false")],
+)
+def test_cache_tls_follows_the_endpoint(endpoint, secure):
+    from infra import fluid
+    from infra.podspec import S3Access
+
+    from .conftest import make_config
+
+    cfg = make_config(fluid__enabled=True, data__source="volume")
+    access = S3Access(bucket="b", region="us-east-1", endpoint=endpoint, secret_name="s3-credentials")
+    options = fluid.dataset_mount(cfg, access, "s3://b/data/mnist")["options"]
+    assert options["alluxio.underfs.s3.secure.http.enabled"] == secure
+    assert options.get("alluxio.underfs.s3.endpoint") == endpoint
+
+
+# ---- 5. no cache that nothing reads (and none without credentials) -----------------------------------------
+
+
+def test_no_cache_unless_training_reads_it(renders):
+    """With `data.source: s3` the TFJob reads S3 directly: no Dataset, runtime or DataLoad. Under IRSA such a
+    cache would run Alluxio under Fluid's own ServiceAccount, which no role trusts, so it would have no
+    credentials; `data.source: volume` with IRSA is refused by config."""
+    r = renders.variant("prod-irsa")
+    assert r.find("Dataset") == [] and r.find("AlluxioRuntime") == [] and r.find("DataLoad") == []
+    assert all(
+        "claimName" not in str(v)
+        for v in r.one("TFJob")["spec"]["tfReplicaSpecs"]["Chief"]["template"]["spec"]["volumes"]
+    )
+
+
+def test_irsa_with_the_cache_is_refused():
+    from infra.config import ConfigError
+
+    from .conftest import make_config
+
+    arn = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE0123"
+    with pytest.raises(ConfigError) as e:
+        make_config(
+            "prod",
+            storage__mode="aws",
+            storage__credentials="irsa",
+            storage__oidcProviderArn=arn,
+            fluid__enabled=True,
+            data__source="volume",
+        )
+    assert "data.source" in str(e.value) and "irsa" in str(e.value)
