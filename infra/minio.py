@@ -50,7 +50,15 @@ def declare(c: Storage) -> None:
     meta = lambda name: {"name": name, "namespace": ns, "labels": labels(cfg, "minio")}  # noqa: E731
 
     def credential(name: str) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
-        user = random.RandomString(f"{name}-user", length=16, special=False, upper=False, opts=child)
+        # A RandomString's result is not a secret output by itself: without this the user name (the root
+        # user, the pipeline's access key id) would sit in the state unencrypted.
+        user = random.RandomString(
+            f"{name}-user",
+            length=16,
+            special=False,
+            upper=False,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(additional_secret_outputs=["result"])),
+        )
         password = random.RandomPassword(f"{name}-password", length=40, special=False, opts=child)
         return pulumi.Output.secret(user.result), password.result
 

@@ -4,6 +4,11 @@ component tests. No provider runs, so nothing here reaches a cluster or a cloud.
 Facts the mocks work around (pulumi 3.272 / pulumi-kubernetes 4.34): names get no auto-suffix, so
 `new_resource` supplies `metadata.name`; numbers come back as floats (turned back into ints when integral);
 secret inputs arrive wrapped, and are recorded as "[secret]" so a render never holds a credential.
+
+Each record also holds `state`: the outputs the engine would store for the resource beyond its inputs, with
+those the program marks secret (`additional_secret_outputs`, which the mock monitor itself ignores) shown as
+"[secret]", as the engine encrypts them. A generated value (pulumi-random) comes back as "generated:<name>",
+so a render that holds one in plain text shows it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 
 REDACTED = "[secret]"
-RANDOM = "[random]"
+RANDOM = "generated:"  # prefix of every value the mocks "generate"
 ACCOUNT = "000000000000"  # a role's account comes from its trust policy; this is for everything else
 
 
@@ -99,7 +104,7 @@ class StackMocks(pulumi_mocks.Mocks):
             if kind == "AccessKey":
                 return "AKIA-RENDER-PLACEHOLDER", {**inputs, "secret": REDACTED}
         if typ.startswith("random:"):
-            return f"{name}-id", {**inputs, "result": RANDOM}
+            return f"{name}-id", {**inputs, "result": f"{RANDOM}{name}"}
         return f"{name}-id", inputs
 
     def call(self, args: pulumi_mocks.MockCallArgs):
@@ -120,6 +125,13 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             return response
         inputs = rpc.deserialize_properties(request.object)
         redact = request.type == "kubernetes:core/v1:Secret"
+        outputs = rpc.deserialize_properties(response.object) if response.object else {}
+        secret_outputs = set(request.additionalSecretOutputs)
+        state = {
+            k: REDACTED if k in secret_outputs else clean(v)
+            for k, v in outputs.items()
+            if k not in inputs and not request.type.startswith("kubernetes:")
+        }
         self.records.append(
             {
                 "urn": response.urn,
@@ -133,7 +145,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     "retainOnDelete": bool(request.retainOnDelete),
                     "deleteBeforeReplace": bool(request.deleteBeforeReplace),
                     "replaceOnChanges": sorted(request.replaceOnChanges),
+                    "additionalSecretOutputs": sorted(secret_outputs),
                 },
+                "state": state,
                 "inputs": {k: clean(v, redact and k in ("data", "stringData")) for k, v in inputs.items()},
             }
         )

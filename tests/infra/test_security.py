@@ -180,3 +180,26 @@ def test_irsa_with_the_cache_is_refused():
             data__source="volume",
         )
     assert "data.source" in str(e.value) and "irsa" in str(e.value)
+
+
+# ---- 8. no generated credential in plain text ---------------------------------------------------------------
+
+
+def test_generated_credentials_are_secret_in_the_state(variant, tmp_path):
+    """pulumi-random's RandomString declares no secret output (pulumi-random `random_string.py`; only
+    RandomPassword marks `result` secret), so MinIO's root user and the pipeline's access key id would be
+    stored in the state in plain text. The render records each resource's state as the engine would store it,
+    the mocks' generated values included: written out, it must hold none of them."""
+    randoms = [r for r in variant.resources if r["type"].startswith("random:")]
+    if variant.outputs["endpoint"].startswith("http://minio."):
+        assert {r["type"] for r in randoms} == {
+            "random:index/randomString:RandomString",
+            "random:index/randomPassword:RandomPassword",
+        }
+    for r in randoms:
+        assert r["state"]["result"] == "[secret]", r["name"]
+    for r in variant.by_type("aws:iam/accessKey:AccessKey"):
+        assert r["state"].get("secret") == "[secret]" and "secret" in r["options"]["additionalSecretOutputs"]
+    variant.write(tmp_path)
+    for path in tmp_path.rglob("*.yaml"):
+        assert "generated:" not in path.read_text(), path
