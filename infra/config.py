@@ -148,6 +148,19 @@ class StackConfig:
         partition, account = arn_parts(self.storage.oidc_provider_arn or "")
         return f"arn:{partition}:iam::{account}:role/{self.irsa_role_name}"
 
+    @property
+    def irsa_role_arns(self) -> dict[str, str]:
+        """ServiceAccount -> the IAM role it carries (IRSA only)."""
+        from infra.podspec import SERVICE_ACCOUNTS
+
+        return {sa: self.irsa_role_arn for sa in SERVICE_ACCOUNTS} if self.irsa_role_arn else {}
+
+    @property
+    def cache_namespace(self) -> str:
+        """Where Fluid's cache runtime runs (`data.source: volume`): its pods need the host network and
+        privileged FUSE, which our namespace's restricted Pod Security level refuses."""
+        return f"{self.namespace[:57].rstrip('-')}-cache"
+
 
 # ---- loading ----------------------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.config import StackConfig
-from infra.podspec import TMP_VOLUME, S3Access, container, labels, pod_security, trainer_command
+from infra.podspec import EXECUTOR_SA, TMP_VOLUME, S3Access, container, labels, pod_security, trainer_command
 
 NAME = "prepare-data"
 
@@ -31,9 +31,12 @@ def prepare_template(cfg: StackConfig, access: S3Access, data_url: pulumi.Input[
 
 
 def workflow_pod_spec(cfg: StackConfig) -> dict:
-    """Pod-level settings every workflow of the stack shares."""
+    """Pod-level settings every workflow of the stack shares. The pods run as `pipeline` (its S3 identity)
+    with no API token; only Argo's own containers get the executor account's token."""
     return {
         "serviceAccountName": "pipeline",
+        "automountServiceAccountToken": False,
+        "executor": {"serviceAccountName": EXECUTOR_SA},
         "securityContext": pod_security(),
         "podMetadata": {"labels": labels(cfg, "workflow", s3=True)},
         "volumes": [TMP_VOLUME],

@@ -1,6 +1,7 @@
 """Fluid (the maintained successor of the seeds' Kube Volume Controller): the Helm chart, a Dataset over
-DATA_URL served by an Alluxio runtime, and a DataLoad that preloads it onto the cache workers. With
-`data.source: volume` the TFJob mounts the dataset's PVC (named after the Dataset) read-only."""
+DATA_URL served by an Alluxio runtime in its own namespace, and a DataLoad that preloads it onto the cache
+workers. With `data.source: volume` the TFJob mounts, read-only, the PVC of a Dataset in our namespace that
+references the cache."""
 
 from __future__ import annotations
 
@@ -87,12 +88,35 @@ class Fluid(pulumi.ComponentResource):
         namespace: pulumi.Input[str],
         access: S3Access,
         data_url: pulumi.Input[str],
+        storage,
         depends_on: list[pulumi.Resource],
-    ) -> k8s.apiextensions.CustomResource:
-        """Dataset + AlluxioRuntime + DataLoad; returns the DataLoad, which `pulumi up` waits on."""
+    ) -> list[pulumi.Resource]:
+        """The cache, in its own namespace (`cfg.cache_namespace`: Alluxio's master and workers use the host
+        network and its FUSE pods are privileged, which our restricted namespace refuses): the Dataset over
+        DATA_URL, its AlluxioRuntime and the DataLoad that `pulumi up` waits on, plus a copy of the S3
+        credentials there. In our namespace, a Dataset that references it (`dataset://<cache ns>/mnist`,
+        Fluid's cross-namespace sharing: `docs/en/samples/dataset_across_namespace_with_csi.md` at v1.0.8; the
+        dataset controller adds its ThinRuntime) gives the TFJob the PVC `mnist`. Returns what the TFJob waits
+        for."""
         cfg = self.cfg
-        opts = pulumi.ResourceOptions(parent=self, depends_on=[*self.ready, *depends_on])
-        meta = {"name": DATASET, "namespace": namespace, "labels": labels(cfg, "dataset")}
+        cache_ns = k8s.core.v1.Namespace(
+            "cache-namespace",
+            metadata={
+                "name": cfg.cache_namespace,
+                "labels": {
+                    **labels(cfg, "dataset-cache"),
+                    # Stated, not inherited from a cluster default: this namespace needs privileged pods.
+                    "pod-security.kubernetes.io/enforce": "privileged",
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        cache = cache_ns.metadata.apply(lambda m: m["name"])
+        ready = [cache_ns]
+        if access.secret_name:
+            ready.append(storage.copy_secret(cache, "secret-cache-s3-credentials", depends_on=[cache_ns]))
+        opts = pulumi.ResourceOptions(parent=self, depends_on=[*self.ready, *ready, *depends_on])
+        meta = {"name": DATASET, "namespace": cache, "labels": labels(cfg, "dataset")}
         dataset = k8s.apiextensions.CustomResource(
             "dataset",
             api_version="data.fluid.io/v1alpha1",
@@ -127,13 +151,13 @@ class Fluid(pulumi.ComponentResource):
             },
             opts=opts,
         )
-        return k8s.apiextensions.CustomResource(
+        load = k8s.apiextensions.CustomResource(
             "dataload",
             api_version="data.fluid.io/v1alpha1",
             kind="DataLoad",
             metadata={
                 "name": f"{DATASET}-preload",
-                "namespace": namespace,
+                "namespace": cache,
                 "labels": labels(cfg, "dataset"),
                 "annotations": {
                     "pulumi.com/waitFor": "jsonpath={.status.phase}=Complete",
@@ -141,9 +165,18 @@ class Fluid(pulumi.ComponentResource):
                 },
             },
             spec={
-                "dataset": {"name": DATASET, "namespace": cfg.namespace},
+                "dataset": {"name": DATASET, "namespace": cfg.cache_namespace},
                 "loadMetadata": True,
                 "target": [{"path": "/", "replicas": cfg.fluid.replicas}],
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[dataset, runtime]),
         )
+        reference = k8s.apiextensions.CustomResource(
+            "dataset-reference",
+            api_version="data.fluid.io/v1alpha1",
+            kind="Dataset",
+            metadata={"name": DATASET, "namespace": namespace, "labels": labels(cfg, "dataset")},
+            spec={"mounts": [{"name": DATASET, "mountPoint": f"dataset://{cfg.cache_namespace}/{DATASET}"}]},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.ready, dataset, *depends_on]),
+        )
+        return [load, reference]

@@ -12,7 +12,7 @@ import pulumi_kubernetes as k8s
 
 from infra import fluid
 from infra.config import StackConfig
-from infra.podspec import S3_LABEL, SERVICE_ACCOUNTS, labels, selector
+from infra.podspec import EXECUTOR_SA, EXECUTOR_TOKEN_SECRET, S3_LABEL, SERVICE_ACCOUNTS, labels, selector
 
 ANYWHERE = [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
 WORKFLOW_POD = {"matchExpressions": [{"key": "workflows.argoproj.io/workflow", "operator": "Exists"}]}
@@ -40,20 +40,38 @@ class Namespace(pulumi.ComponentResource):
         inside = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
 
         self.service_accounts = {}
-        role_arn = cfg.irsa_role_arn
-        for sa, needs_token in SERVICE_ACCOUNTS.items():
+        for sa in SERVICE_ACCOUNTS:
             meta = {"name": sa, "namespace": self.name, "labels": labels(cfg, sa)}
-            if role_arn:
-                meta["annotations"] = {"eks.amazonaws.com/role-arn": role_arn}
+            if cfg.storage.credentials == "irsa":
+                meta["annotations"] = {"eks.amazonaws.com/role-arn": cfg.irsa_role_arns[sa]}
             self.service_accounts[sa] = k8s.core.v1.ServiceAccount(
-                f"sa-{sa}", metadata=meta, automount_service_account_token=needs_token, opts=inside
+                f"sa-{sa}", metadata=meta, automount_service_account_token=False, opts=inside
             )
+        executor = k8s.core.v1.ServiceAccount(
+            f"sa-{EXECUTOR_SA}",
+            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(cfg, EXECUTOR_SA)},
+            automount_service_account_token=False,
+            opts=inside,
+        )
+        # Kubernetes fills a Secret of this type with the account's token; Argo mounts it into its executor
+        # containers by this name.
+        token = k8s.core.v1.Secret(
+            "secret-executor-token",
+            metadata={
+                "name": EXECUTOR_TOKEN_SECRET,
+                "namespace": self.name,
+                "labels": labels(cfg, EXECUTOR_SA),
+                "annotations": {"kubernetes.io/service-account.name": EXECUTOR_SA},
+            },
+            type="kubernetes.io/service-account-token",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[executor]),
+        )
 
-        # The pipeline SA runs Argo steps: the executor reports results through workflowtaskresults, and the
-        # retraining template's resource step creates and watches a TFJob.
+        # The executor reports results through workflowtaskresults, and the retraining template's resource
+        # step creates and watches a TFJob.
         role = k8s.rbac.v1.Role(
-            "role-pipeline",
-            metadata={"name": "pipeline", "namespace": self.name, "labels": labels(cfg, "pipeline")},
+            "role-executor",
+            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(cfg, EXECUTOR_SA)},
             rules=[
                 {
                     "apiGroups": ["argoproj.io"],
@@ -69,11 +87,11 @@ class Namespace(pulumi.ComponentResource):
             opts=inside,
         )
         binding = k8s.rbac.v1.RoleBinding(
-            "rolebinding-pipeline",
-            metadata={"name": "pipeline", "namespace": self.name, "labels": labels(cfg, "pipeline")},
-            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pipeline"},
-            subjects=[{"kind": "ServiceAccount", "name": "pipeline", "namespace": cfg.namespace}],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role, self.service_accounts["pipeline"]]),
+            "rolebinding-executor",
+            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(cfg, EXECUTOR_SA)},
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": EXECUTOR_SA},
+            subjects=[{"kind": "ServiceAccount", "name": EXECUTOR_SA, "namespace": cfg.namespace}],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role, executor]),
         )
 
         self.policies = [self._policy(name, spec, inside) for name, spec in network_policies(cfg).items()]
@@ -81,6 +99,8 @@ class Namespace(pulumi.ComponentResource):
         self.ready: list[pulumi.Resource] = [
             self.namespace,
             *self.service_accounts.values(),
+            executor,
+            token,
             role,
             binding,
             *self.policies,
@@ -97,12 +117,9 @@ class Namespace(pulumi.ComponentResource):
 
 
 def pod_security_labels(cfg: StackConfig) -> dict[str, str]:
-    """Pod Security Admission: every pod of ours meets "restricted". Fluid's cache and FUSE pods run in this
-    namespace and need privileges, so with Fluid on the namespace only warns."""
-    out = {"pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/audit": "restricted"}
-    if not cfg.fluid.enabled:
-        out["pod-security.kubernetes.io/enforce"] = "restricted"
-    return out
+    """Pod Security Admission: every pod in our namespace meets "restricted", in every stack. Fluid's cache
+    runtime (which needs the host network and privileged FUSE) lives in its own namespace (`infra.fluid`)."""
+    return {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")}
 
 
 def s3_egress(cfg: StackConfig) -> list[dict]:

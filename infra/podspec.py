@@ -16,7 +16,15 @@ from infra.config import NS, Resources, StackConfig
 UID = 10001  # the user our images create (docker/*.Dockerfile); any non-root UID works for the rest
 S3_LABEL = "kubeflow-e2e.io/s3"  # pods allowed to reach the object store (NetworkPolicy)
 CREDENTIALS_SECRET = "s3-credentials"
-SERVICE_ACCOUNTS = {"pipeline": True, "serving": False, "tensorboard": False}  # name -> needs API token
+# The identities our pods run as (each its own S3 rights; IRSA roles trust them one by one). None of them
+# gets an API token: pods of ours never talk to the Kubernetes API.
+SERVICE_ACCOUNTS = ("pipeline", "serving", "tensorboard")
+# Argo's executor (the init and wait containers, and the `resource` step that creates a TFJob) is the only
+# holder of an API token: the workflows name it in `executor.serviceAccountName`, and Argo mounts its token from
+# the Secret `<name>.service-account-token` into those containers only (argo-workflows v4.0.6
+# `workflow/controller/workflowpod.go` setupServiceAccount/newExecContainer, `util/secrets/secret_name.go`).
+EXECUTOR_SA = "workflow-executor"
+EXECUTOR_TOKEN_SECRET = f"{EXECUTOR_SA}.service-account-token"
 
 
 def labels(cfg: StackConfig, component: str, s3: bool = False) -> dict[str, str]:

@@ -48,7 +48,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         # The cache exists only when training reads from it (`data.source: volume`, which config refuses
         # with IRSA: Alluxio would run without credentials).
         if cfg.data_source == "volume":
-            data_ready.append(volume.dataset(ns.name, access, data_url, depends_on=[prep.workflow]))
+            data_ready += volume.dataset(ns.name, access, data_url, storage, depends_on=[prep.workflow])
     training = Training(
         "training",
         cfg,

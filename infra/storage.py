@@ -36,13 +36,23 @@ class Storage(pulumi.ComponentResource):
         self.access.depends_on = self.ready
         self.register_outputs({"bucket": self.bucket, "endpoint": self.access.endpoint or ""})
 
-    def secret(self, key_id: pulumi.Input[str], secret: pulumi.Input[str], extra=None) -> k8s.core.v1.Secret:
-        """The `s3-credentials` Secret pods read their keys from (every mode but IRSA)."""
+    def secret(
+        self,
+        key_id: pulumi.Input[str],
+        secret: pulumi.Input[str],
+        extra=None,
+        namespace: pulumi.Input[str] | None = None,
+        resource_name: str = "secret-s3-credentials",
+    ) -> k8s.core.v1.Secret:
+        """The `s3-credentials` Secret pods read their keys from (every mode but IRSA); by default in our
+        namespace. The first call's keys are kept for `copy_secret`."""
+        if not hasattr(self, "_keys"):
+            self._keys = (key_id, secret, extra)
         return k8s.core.v1.Secret(
-            "secret-s3-credentials",
+            resource_name,
             metadata={
                 "name": CREDENTIALS_SECRET,
-                "namespace": self.ns.name,
+                "namespace": self.ns.name if namespace is None else namespace,
                 "labels": labels(self.cfg, "storage"),
             },
             type="Opaque",
@@ -52,6 +62,13 @@ class Storage(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, **(extra or {})),
         )
+
+    def copy_secret(self, namespace: pulumi.Input[str], resource_name: str, depends_on=()) -> k8s.core.v1.Secret:
+        """The same keys as `s3-credentials`, in another namespace (Fluid's cache runtime reads them there)."""
+        key_id, secret, extra = self._keys
+        extra = dict(extra or {})
+        extra["depends_on"] = [*extra.get("depends_on", []), *depends_on]
+        return self.secret(key_id, secret, extra, namespace=namespace, resource_name=resource_name)
 
     def _external(self) -> None:
         """An existing S3-compatible endpoint: nothing to create but the Secret with its keys."""

@@ -42,12 +42,13 @@ def test_namespace(declare):
     assert named(records, "namespace")["parent"] == component["urn"]
     sas = {r["inputs"]["metadata"]["name"]: r["inputs"] for r in records if r["type"].endswith("ServiceAccount")}
     assert {k: v["automountServiceAccountToken"] for k, v in sas.items()} == {
-        "pipeline": True,
+        "pipeline": False,
         "serving": False,
         "tensorboard": False,
+        "workflow-executor": False,
     }
     assert all("annotations" not in v["metadata"] for v in sas.values())
-    role = named(records, "role-pipeline")["inputs"]
+    role = named(records, "role-executor")["inputs"]
     assert {
         "apiGroups": ["argoproj.io"],
         "resources": ["workflowtaskresults"],
@@ -207,8 +208,12 @@ def test_fluid(declare):
     cfg = make_config(fluid__enabled=True, data__source="volume", fluid__replicas=3)
 
     def build():
+        from infra.namespace import Namespace
+        from infra.storage import Storage
+
+        storage = Storage("storage", cfg, Namespace("namespace", cfg))
         f = Fluid("fluid", cfg)
-        return f.dataset("kubeflow-e2e", MINIO, "s3://b/data/mnist", depends_on=[]).urn
+        return f.dataset("kubeflow-e2e", storage.access, "s3://b/data/mnist", storage, depends_on=[])[0].urn
 
     records = declare(build)
     chart = named(records, "fluid")["inputs"]
@@ -220,6 +225,15 @@ def test_fluid(declare):
     dataset = named(records, "dataset")["inputs"]
     (mount,) = dataset["spec"]["mounts"]
     assert mount["options"]["alluxio.underfs.s3.endpoint"] == MINIO.endpoint
+    assert dataset["metadata"]["namespace"] == "kubeflow-e2e-cache"
+    copy = named(records, "secret-cache-s3-credentials")["inputs"]
+    assert copy["metadata"]["namespace"] == "kubeflow-e2e-cache" and set(copy["stringData"]) == {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    }
+    reference = named(records, "dataset-reference")["inputs"]
+    assert reference["metadata"]["namespace"] == "kubeflow-e2e"
+    assert reference["spec"]["mounts"] == [{"name": "mnist", "mountPoint": "dataset://kubeflow-e2e-cache/mnist"}]
     assert mount["options"]["alluxio.underfs.s3.disable.dns.buckets"] == "true"
     load = named(records, "dataload")
     assert load["inputs"]["spec"]["target"] == [{"path": "/", "replicas": 3}]

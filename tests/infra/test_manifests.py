@@ -95,7 +95,7 @@ def test_retraining_creates_a_valid_tfjob(variant):
 def test_fluid_objects(prod):
     """No offline schema exists for Fluid's CRDs: check the fields its v1.0.8 CRDs require and the
     wiring between the three objects."""
-    dataset = prod.one("Dataset", "mnist")
+    (dataset,) = [d for d in prod.find("Dataset", "mnist") if d["metadata"]["namespace"] == "kubeflow-e2e-cache"]
     runtime = prod.one("AlluxioRuntime", "mnist")
     load = prod.one("DataLoad")
     assert {m["apiVersion"] for m in (dataset, runtime, load)} == {"data.fluid.io/v1alpha1"}

@@ -61,7 +61,8 @@ def test_prod_preloads_the_dataset_between_data_and_train(prod):
     after = graph(prod)
     prep, load, tfjob = urn(prod, ":Workflow"), urn(prod, ":DataLoad"), urn(prod, ":TFJob")
     assert prep in after[load] and load in after[tfjob]
-    assert urn(prod, ":Dataset") in after[load] and urn(prod, ":AlluxioRuntime") in after[load]
+    assert urn(prod, ":Dataset", "dataset") in after[load] and urn(prod, ":AlluxioRuntime") in after[load]
+    assert urn(prod, ":Dataset", "dataset-reference") in after[tfjob]
 
 
 def test_each_step_waits_for_what_it_runs_on(stack):
@@ -268,11 +269,12 @@ def test_retraining_runs_prepare_train_evaluate(stack):
 
 
 def test_namespace_pod_security(dev, prod):
-    assert (
-        dev.one("Namespace", "kubeflow-e2e")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    )
-    # Fluid's FUSE pods need privileges: prod only warns.
-    assert "pod-security.kubernetes.io/enforce" not in prod.one("Namespace", "kubeflow-e2e")["metadata"]["labels"]
+    for r in (dev, prod):
+        labels = r.one("Namespace", "kubeflow-e2e")["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    # Fluid's cache runtime needs privileges: it runs in its own namespace, which says so.
+    labels = prod.one("Namespace", "kubeflow-e2e-cache")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
 
 
 def test_resources_come_from_the_known_packages(stack):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from . import argo_conditions
+from . import argo_conditions, pods
 
 # What the restricted Pod Security level requires of every container (kubernetes.io/docs/concepts/security/
 # pod-security-standards, "Restricted"); a read-only root filesystem is not among them.
@@ -203,3 +203,63 @@ def test_generated_credentials_are_secret_in_the_state(variant, tmp_path):
     variant.write(tmp_path)
     for path in tmp_path.rglob("*.yaml"):
         assert "generated:" not in path.read_text(), path
+
+
+# ---- 6. the API token only in Argo's executor; restricted Pod Security in our namespace everywhere ---------
+
+EXECUTOR = "workflow-executor"
+
+
+def _pod_templates(rendered):
+    """(where, pod spec) of every pod we start outside Argo's own settings: Deployments, Jobs, TFJobs (the
+    stack's and the one inside the retraining template)."""
+    for where, spec in pods.pod_specs(rendered):
+        if not where.startswith(("Workflow/", "WorkflowTemplate/")) or "/train/" in where:
+            yield where, spec
+
+
+def test_only_argo_executor_holds_an_api_token(variant):
+    """Argo v4.0.6 mounts the token of `executor.serviceAccountName` (from the Secret
+    `<name>.service-account-token`) into its executor containers only: init, wait, and the main container of a
+    `resource` step (`workflow/controller/workflowpod.go` newExecContainer, setupServiceAccount;
+    `util/secrets/secret_name.go`), and with `automountServiceAccountToken: false` it requires that account.
+    So the workflows' own containers, which run as `pipeline`, hold no token, and only the executor's account
+    may create TFJobs."""
+    ns = "kubeflow-e2e"
+    for m in variant.find("ServiceAccount"):
+        assert m["automountServiceAccountToken"] is False, m["metadata"]["name"]
+    for where, spec in _pod_templates(variant):
+        assert spec.get("automountServiceAccountToken") is False, where
+    for kind in ("Workflow", "WorkflowTemplate"):
+        for wf in variant.find(kind):
+            spec = wf["spec"]
+            assert spec["automountServiceAccountToken"] is False, wf["metadata"]["name"]
+            assert spec["executor"] == {"serviceAccountName": EXECUTOR}
+            assert spec["serviceAccountName"] == "pipeline"
+    token = variant.one("Secret", f"{EXECUTOR}.service-account-token")
+    assert token["type"] == "kubernetes.io/service-account-token"
+    assert token["metadata"]["annotations"] == {"kubernetes.io/service-account.name": EXECUTOR}
+    bound = {(s["kind"], s["name"]) for b in variant.find("RoleBinding") for s in b["subjects"]}
+    assert bound == {("ServiceAccount", EXECUTOR)}
+    (role,) = [
+        r for r in variant.find("Role") if r["metadata"]["namespace"] == ns and r["metadata"]["name"] == EXECUTOR
+    ]
+    assert {
+        "apiGroups": ["kubeflow.org"],
+        "resources": ["tfjobs"],
+        "verbs": ["create", "get", "list", "watch", "patch", "delete"],
+    } in role["rules"]
+
+
+def test_restricted_pod_security_in_our_namespace(variant):
+    """Our namespace enforces the restricted level in every stack, Fluid on or off: the cache runtime's
+    privileged pods (host network, FUSE) run in their own namespace, and ours holds only the Dataset that
+    references it (Fluid 1.0.8 `docs/en/samples/dataset_across_namespace_with_csi.md`)."""
+    labels = variant.one("Namespace", "kubeflow-e2e")["metadata"]["labels"]
+    for mode in ("enforce", "warn", "audit"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+    for kind in ("AlluxioRuntime", "DataLoad"):
+        assert all(m["metadata"]["namespace"] == "kubeflow-e2e-cache" for m in variant.find(kind))
+    for d in variant.find("Dataset"):
+        if d["metadata"]["namespace"] == "kubeflow-e2e":
+            assert d["spec"]["mounts"] == [{"name": "mnist", "mountPoint": "dataset://kubeflow-e2e-cache/mnist"}]

@@ -72,7 +72,7 @@ def test_iam_policy_is_scoped_to_the_bucket(prod):
 def test_access_key_mode_puts_the_key_in_a_secret(prod):
     key = only(prod, "aws:iam/accessKey:AccessKey")
     assert key["inputs"]["user"] == only(prod, "aws:iam/user:User")["inputs"]["name"]
-    secret = prod.one("Secret", "s3-credentials")
+    (secret,) = [s for s in prod.find("Secret", "s3-credentials") if s["metadata"]["namespace"] == "kubeflow-e2e"]
     assert secret["stringData"] == {"AWS_ACCESS_KEY_ID": "[secret]", "AWS_SECRET_ACCESS_KEY": "[secret]"}
     assert not prod.by_type("aws:iam/role:Role")
 
@@ -91,7 +91,8 @@ def test_irsa_role_and_annotated_service_accounts(renders):
     arn = f"arn:aws:iam::123456789012:role/{role['inputs']['name']}"
     for sa in SERVICE_ACCOUNTS:
         assert r.one("ServiceAccount", sa)["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": arn}
-    assert not r.find("Secret") and not r.by_type("aws:iam/accessKey:AccessKey")
+    assert [s["type"] for s in r.find("Secret")] == ["kubernetes.io/service-account-token"]
+    assert not r.by_type("aws:iam/accessKey:AccessKey")
     attach = only(r, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     assert attach["inputs"]["role"] == role["inputs"]["name"]
     s3 = [c for c in r.by_type("kubernetes:helm.sh/v4:Chart") if c["name"] == "argo-workflows"][0]
