@@ -11,7 +11,7 @@ import yaml
 
 from infra import crds
 from infra.config import StackConfig
-from infra.podspec import CREDENTIALS_SECRET, S3Access, executor_security, labels
+from infra.podspec import ARGO_SERVER_SA, CREDENTIALS_SECRET, S3Access, executor_security, labels
 
 REPO = "https://argoproj.github.io/argo-helm"
 SERVER_PORT = 2746
@@ -37,6 +37,13 @@ def artifact_repository(cfg: StackConfig, access: S3Access) -> dict:
     return {"archiveLogs": True, "s3": s3}
 
 
+def server_account(cfg: StackConfig) -> dict:
+    account: dict = {"create": True, "name": ARGO_SERVER_SA}
+    if cfg.storage.credentials == "irsa":
+        account["annotations"] = {"eks.amazonaws.com/role-arn": cfg.irsa_role_arn("argo-server")}
+    return account
+
+
 def chart_values(cfg: StackConfig, access: S3Access) -> dict:
     small = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
     return {
@@ -56,6 +63,8 @@ def chart_values(cfg: StackConfig, access: S3Access) -> dict:
         "executor": {"resources": small, "securityContext": executor_security()},
         "server": {
             "serviceType": "ClusterIP",
+            # The name the IRSA role trusts; under IRSA the server reads archived logs (`argo/`) with it.
+            "serviceAccount": server_account(cfg),
             "authModes": ["client"],
             "resources": {
                 "requests": {"cpu": "50m", "memory": "64Mi"},

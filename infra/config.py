@@ -137,23 +137,29 @@ class StackConfig:
         return f"mnist-{self.training.run}"
 
     @property
-    def irsa_role_name(self) -> str:
-        return f"{self.project}-{self.stack}-{self.namespace}"[:64]
+    def irsa_subjects(self) -> dict[str, tuple[str, str]]:
+        """S3 role -> the (namespace, ServiceAccount) its IAM role trusts, one each (IRSA)."""
+        from infra.podspec import ARGO_SERVER_SA
+
+        out = {sa: (self.namespace, sa) for sa in ("pipeline", "serving", "tensorboard")}
+        out["argo-server"] = (self.argo_namespace, ARGO_SERVER_SA)
+        return out
 
     @property
-    def irsa_role_arn(self) -> str | None:
-        """The role's ARN is known from config: a role lives in the account of the OIDC provider it trusts."""
+    def irsa_role_names(self) -> dict[str, str]:
+        """S3 role -> its IAM role's name (the pipeline's as earlier versions named it)."""
+        base = f"{self.project}-{self.stack}-{self.namespace}"
+        return {
+            role: (base if role == "pipeline" else f"{base[: 63 - len(role)]}-{role}")[:64]
+            for role in self.irsa_subjects
+        }
+
+    def irsa_role_arn(self, role: str) -> str | None:
+        """A role's ARN is known from config: a role lives in the account of the OIDC provider it trusts."""
         if self.storage.credentials != "irsa":
             return None
         partition, account = arn_parts(self.storage.oidc_provider_arn or "")
-        return f"arn:{partition}:iam::{account}:role/{self.irsa_role_name}"
-
-    @property
-    def irsa_role_arns(self) -> dict[str, str]:
-        """ServiceAccount -> the IAM role it carries (IRSA only)."""
-        from infra.podspec import SERVICE_ACCOUNTS
-
-        return {sa: self.irsa_role_arn for sa in SERVICE_ACCOUNTS} if self.irsa_role_arn else {}
+        return f"arn:{partition}:iam::{account}:role/{self.irsa_role_names[role]}"
 
     @property
     def cache_namespace(self) -> str:

@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 
 from infra import crds
 from infra.config import StackConfig
-from infra.podspec import CREDENTIALS_SECRET, S3Access, labels
+from infra.podspec import S3Access, labels
 
 REPO = "https://fluid-cloudnative.github.io/charts"
 DATASET = "mnist"
@@ -40,7 +40,7 @@ def dataset_mount(cfg: StackConfig, access: S3Access, data_url: str) -> dict:
     mount = {"name": DATASET, "mountPoint": data_url, "path": "/", "readOnly": True, "options": options}
     if access.secret_name:
         mount["encryptOptions"] = [
-            {"name": name, "valueFrom": {"secretKeyRef": {"name": CREDENTIALS_SECRET, "key": key}}}
+            {"name": name, "valueFrom": {"secretKeyRef": {"name": access.secret_name, "key": key}}}
             for name, key in (
                 ("aws.accessKeyId", "AWS_ACCESS_KEY_ID"),
                 ("aws.secretKey", "AWS_SECRET_ACCESS_KEY"),
@@ -93,11 +93,11 @@ class Fluid(pulumi.ComponentResource):
     ) -> list[pulumi.Resource]:
         """The cache, in its own namespace (`cfg.cache_namespace`: Alluxio's master and workers use the host
         network and its FUSE pods are privileged, which our restricted namespace refuses): the Dataset over
-        DATA_URL, its AlluxioRuntime and the DataLoad that `pulumi up` waits on, plus a copy of the S3
-        credentials there. In our namespace, a Dataset that references it (`dataset://<cache ns>/mnist`,
-        Fluid's cross-namespace sharing: `docs/en/samples/dataset_across_namespace_with_csi.md` at v1.0.8; the
-        dataset controller adds its ThinRuntime) gives the TFJob the PVC `mnist`. Returns what the TFJob waits
-        for."""
+        DATA_URL, its AlluxioRuntime and the DataLoad that `pulumi up` waits on, plus the cache role's S3 keys
+        (read-only, `data/`) there; `access` is the cache role's. In our namespace, a Dataset that references
+        it (`dataset://<cache ns>/mnist`, Fluid's cross-namespace sharing:
+        `docs/en/samples/dataset_across_namespace_with_csi.md` at v1.0.8; the dataset controller adds its
+        ThinRuntime) gives the TFJob the PVC `mnist`. Returns what the TFJob waits for."""
         cfg = self.cfg
         cache_ns = k8s.core.v1.Namespace(
             "cache-namespace",
@@ -114,7 +114,7 @@ class Fluid(pulumi.ComponentResource):
         cache = cache_ns.metadata.apply(lambda m: m["name"])
         ready = [cache_ns]
         if access.secret_name:
-            ready.append(storage.copy_secret(cache, "secret-cache-s3-credentials", depends_on=[cache_ns]))
+            ready.append(storage.role_secret("cache", namespace=cache, depends_on=[cache_ns]))
         opts = pulumi.ResourceOptions(parent=self, depends_on=[*self.ready, *ready, *depends_on])
         meta = {"name": DATASET, "namespace": cache, "labels": labels(cfg, "dataset")}
         dataset = k8s.apiextensions.CustomResource(

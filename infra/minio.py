@@ -11,12 +11,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.podspec import (
-    CREDENTIALS_SECRET,
     TMP_VOLUME,
     S3Access,
     container,
+    credentials_secret,
     labels,
     pod_security,
+    s3_roles,
     selector,
 )
 from infra.s3bucket import bucket_policy_statements
@@ -25,18 +26,25 @@ if TYPE_CHECKING:
     from infra.storage import Storage
 
 MINIO_PORT = 9000
-# The bucket-creation step. Idempotent, so a re-run (the Job replaced) changes nothing; it also makes the
-# pipeline's own MinIO user, limited to the bucket, so no pod but MinIO's holds the root credentials.
+# The bucket-creation step. Idempotent, so a re-run (the Job replaced) changes nothing; it also makes one MinIO
+# user per role (`podspec.S3_ROLES`) with that role's policy, so no pod but MinIO's holds the root credentials
+# and each pod holds only its own role's key.
 MINIO_SETUP = """\
 set -eu
 until mc alias set local "$S3_ENDPOINT" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD"; do sleep 2; done
 mc mb --ignore-existing "local/$BUCKET"
-mc admin policy create local "$BUCKET-rw" /policy/policy.json
-mc admin user add local "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY"
-if ! out=$(mc admin policy attach local "$BUCKET-rw" --user "$AWS_ACCESS_KEY_ID" 2>&1); then
-  case "$out" in *already*) ;; *) echo "$out" >&2; exit 1 ;; esac
-fi
-echo "bucket $BUCKET ready"
+for role in $ROLES; do
+  id=$(cat "/users/$role.id")
+  mc admin policy create local "$BUCKET-$role" "/policy/$role.json"
+  mc admin user add local "$id" "$(cat "/users/$role.key")"
+  if [ "$role" = pipeline ]; then  # earlier versions gave the pipeline one read-write policy on everything
+    mc admin policy detach local "$BUCKET-rw" --user "$id" >/dev/null 2>&1 || true
+  fi
+  if ! out=$(mc admin policy attach local "$BUCKET-$role" --user "$id" 2>&1); then
+    case "$out" in *already*) ;; *) echo "$out" >&2; exit 1 ;; esac
+  fi
+done
+echo "bucket $BUCKET ready, users: $ROLES"
 """
 
 
@@ -63,7 +71,10 @@ def declare(c: Storage) -> None:
         return pulumi.Output.secret(user.result), password.result
 
     root_user, root_password = credential("minio-root")
-    key_id, secret = credential("minio-pipeline")
+    roles = s3_roles(cfg)
+    for role in roles:
+        key_id, secret = credential(f"minio-{role}")
+        c.keys[role] = (key_id, secret, [])
     root = k8s.core.v1.Secret(
         "secret-minio-root",
         metadata=meta("minio-root"),
@@ -71,7 +82,19 @@ def declare(c: Storage) -> None:
         string_data={"MINIO_ROOT_USER": root_user, "MINIO_ROOT_PASSWORD": root_password},
         opts=child,
     )
-    pipeline_secret = c.secret(key_id, secret)
+    # Our pods' Secrets (the cache's goes to the cache namespace, `infra.fluid`), and every user for the Job.
+    role_secrets = [c.role_secret(role) for role in roles if role != "cache"]
+    users = k8s.core.v1.Secret(
+        "secret-minio-users",
+        metadata=meta("minio-users"),
+        type="Opaque",
+        string_data={
+            f"{role}.{part}": value
+            for role in roles
+            for part, value in zip(("id", "key"), c.keys[role][:2], strict=True)
+        },
+        opts=child,
+    )
     pvc = k8s.core.v1.PersistentVolumeClaim(
         "pvc-minio",
         # Local clusters bind a claim only when its first pod is scheduled (WaitForFirstConsumer), and
@@ -151,13 +174,14 @@ def declare(c: Storage) -> None:
         "configmap-minio-policy",
         metadata=meta("minio-bucket-policy"),
         data={
-            "policy.json": json.dumps(
+            f"{role}.json": json.dumps(
                 {
                     "Version": "2012-10-17",
-                    "Statement": bucket_policy_statements(f"arn:aws:s3:::{cfg.storage.bucket}"),
+                    "Statement": bucket_policy_statements(f"arn:aws:s3:::{cfg.storage.bucket}", role),
                 },
                 indent=2,
             )
+            for role in roles
         },
         opts=child,
     )
@@ -183,32 +207,34 @@ def declare(c: Storage) -> None:
                                 {"name": "S3_ENDPOINT", "value": c.endpoint},
                                 {"name": "BUCKET", "value": cfg.storage.bucket},
                                 {"name": "MC_CONFIG_DIR", "value": "/tmp/.mc"},
+                                {"name": "ROLES", "value": " ".join(roles)},
                                 *root_env,
-                                *[
-                                    {
-                                        "name": k,
-                                        "valueFrom": {"secretKeyRef": {"name": CREDENTIALS_SECRET, "key": k}},
-                                    }
-                                    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-                                ],
                             ],
-                            mounts=[{"name": "policy", "mountPath": "/policy", "readOnly": True}],
+                            mounts=[
+                                {"name": "policy", "mountPath": "/policy", "readOnly": True},
+                                {"name": "users", "mountPath": "/users", "readOnly": True},
+                            ],
                         )
                     ],
                     "volumes": [
                         TMP_VOLUME,
                         {"name": "policy", "configMap": {"name": "minio-bucket-policy"}},
+                        {"name": "users", "secret": {"secretName": "minio-users"}},
                     ],
                 },
             },
         },
-        opts=pulumi.ResourceOptions(parent=c, depends_on=[server, service, policy, pipeline_secret, *c.ns.ready]),
+        opts=pulumi.ResourceOptions(parent=c, depends_on=[server, service, policy, users, *c.ns.ready]),
     )
     c.bucket = pulumi.Output.from_input(cfg.storage.bucket)
-    c.ready = [job, pipeline_secret]
-    c.access = S3Access(
-        bucket=c.bucket,
-        region=cfg.storage.region,
-        endpoint=c.endpoint,
-        secret_name=CREDENTIALS_SECRET,
-    )
+    c.ready = [job, *role_secrets]
+    c.accesses = {
+        role: S3Access(
+            bucket=c.bucket,
+            region=cfg.storage.region,
+            endpoint=c.endpoint,
+            secret_name=credentials_secret(role),
+        )
+        for role in roles
+    }
+    c.access = c.accesses["pipeline"]

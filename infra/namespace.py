@@ -43,7 +43,7 @@ class Namespace(pulumi.ComponentResource):
         for sa in SERVICE_ACCOUNTS:
             meta = {"name": sa, "namespace": self.name, "labels": labels(cfg, sa)}
             if cfg.storage.credentials == "irsa":
-                meta["annotations"] = {"eks.amazonaws.com/role-arn": cfg.irsa_role_arns[sa]}
+                meta["annotations"] = {"eks.amazonaws.com/role-arn": cfg.irsa_role_arn(sa)}
             self.service_accounts[sa] = k8s.core.v1.ServiceAccount(
                 f"sa-{sa}", metadata=meta, automount_service_account_token=False, opts=inside
             )

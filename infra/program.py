@@ -48,7 +48,9 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         # The cache exists only when training reads from it (`data.source: volume`, which config refuses
         # with IRSA: Alluxio would run without credentials).
         if cfg.data_source == "volume":
-            data_ready += volume.dataset(ns.name, access, data_url, storage, depends_on=[prep.workflow])
+            data_ready += volume.dataset(
+                ns.name, storage.accesses["cache"], data_url, storage, depends_on=[prep.workflow]
+            )
     training = Training(
         "training",
         cfg,
@@ -63,7 +65,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         "tensorboard",
         cfg,
         ns.name,
-        access,
+        storage.accesses["tensorboard"],
         logdir,
         depends_on=[*access.depends_on, *ns.ready],
     )
@@ -72,7 +74,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         "serving",
         cfg,
         ns.name,
-        access,
+        storage.accesses["serving"],
         model_url,
         depends_on=[*access.depends_on, *ns.ready, *serve_after],
     )

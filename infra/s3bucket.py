@@ -10,28 +10,35 @@ from typing import TYPE_CHECKING
 import pulumi
 
 from infra.config import oidc_issuer
-from infra.podspec import CREDENTIALS_SECRET, SERVICE_ACCOUNTS, S3Access
+from infra.podspec import S3_ROLES, S3Access, credentials_secret, s3_roles
 
 if TYPE_CHECKING:
     from infra.storage import Storage
 
 
-def bucket_policy_statements(bucket_arn: str) -> list[dict]:
-    """The pipeline's rights: list and read/write objects in this bucket, nothing else."""
+def bucket_policy_statements(bucket_arn: str, role: str) -> list[dict]:
+    """One role's rights in this bucket (`S3_ROLES`): list under its prefixes, read (and for a writer, write
+    and delete) the objects there, nothing else. `s3:prefix` limits what ListObjects may name (AWS: "Amazon
+    S3 condition keys"; MinIO supports the same key)."""
+    rights = S3_ROLES[role]
+    prefixes = rights.get("write", ()) + rights.get("read", ())
+    actions = ["s3:GetObject"]
+    if "write" in rights:
+        actions += ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
     return [
-        {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": [bucket_arn]},
+        {"Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": [bucket_arn]},
         {
             "Effect": "Allow",
-            "Action": [
-                "s3:GetObject",
-                "s3:PutObject",
-                "s3:DeleteObject",
-                "s3:AbortMultipartUpload",
-                "s3:ListMultipartUploadParts",
-            ],
-            "Resource": [f"{bucket_arn}/*"],
+            "Action": ["s3:ListBucket"],
+            "Resource": [bucket_arn],
+            "Condition": {"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}},
         },
+        {"Effect": "Allow", "Action": actions, "Resource": [f"{bucket_arn}/{p}*" for p in prefixes]},
     ]
+
+
+def policy_document(bucket_arn: str, role: str) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": bucket_policy_statements(bucket_arn, role)})
 
 
 def declare(c: Storage) -> None:
@@ -139,40 +146,51 @@ def declare(c: Storage) -> None:
             on_aws, pulumi.ResourceOptions(depends_on=[r for r in (versioning, tls_only) if r])
         ),
     )
-    policy = aws.iam.Policy(
-        "bucket-access",
-        name=f"{cfg.project}-{cfg.stack}-{cfg.namespace}-bucket"[:128],
-        description=f"read/write objects in the {cfg.project} bucket of stack {cfg.stack}",
-        policy=bucket.arn.apply(
-            lambda arn: json.dumps({"Version": "2012-10-17", "Statement": bucket_policy_statements(arn)})
-        ),
-        opts=on_aws,
-    )
     c.ready = [bucket, ownership, public_block, encryption, tls_only, lifecycle]
-    if s.credentials == "irsa":
-        _irsa(c, aws, policy, on_aws)
-        secret_name = None
-    else:
-        user = aws.iam.User("pipeline-user", name=f"{cfg.project}-{cfg.stack}-{cfg.namespace}"[:64], opts=on_aws)
-        attach = aws.iam.UserPolicyAttachment(
-            "pipeline-user-policy", user=user.name, policy_arn=policy.arn, opts=on_aws
+    c.accesses = {}
+    for role in s3_roles(cfg):
+        # The pipeline's resource names are the ones earlier versions used (no replacement on update).
+        prefix = "bucket-access" if role == "pipeline" else f"bucket-access-{role}"
+        policy = aws.iam.Policy(
+            prefix,
+            name=f"{cfg.project}-{cfg.stack}-{cfg.namespace}-{'bucket' if role == 'pipeline' else role}"[:128],
+            description=f"{role}: its prefixes in the {cfg.project} bucket of stack {cfg.stack}",
+            policy=bucket.arn.apply(lambda arn, role=role: policy_document(arn, role)),
+            opts=on_aws,
         )
-        key = aws.iam.AccessKey("pipeline-user-key", user=user.name, opts=on_aws)
-        c.ready.append(c.secret(key.id, key.secret, {"depends_on": [attach]}))
-        secret_name = CREDENTIALS_SECRET
-    c.access = S3Access(bucket=c.bucket, region=s.region, endpoint=None, secret_name=secret_name)
+        if s.credentials == "irsa":
+            c.ready.append(_irsa_role(c, aws, role, policy, on_aws))
+            secret_name = None
+        else:
+            secret_name = _user_key(c, aws, role, policy, on_aws)
+        c.accesses[role] = S3Access(bucket=c.bucket, region=s.region, endpoint=None, secret_name=secret_name)
+    c.access = c.accesses["pipeline"]
 
 
-def _irsa(c: Storage, aws, policy, on_aws: pulumi.ResourceOptions) -> None:
-    """A role trusted by the cluster's OIDC provider for our ServiceAccounts."""
+def _user_key(c: Storage, aws, role: str, policy, on_aws: pulumi.ResourceOptions) -> str | None:
+    """An IAM user with this role's policy and an access key, in the role's Secret (the cache's lives in the
+    cache namespace: `infra.fluid` asks `Storage.role_secret` for it)."""
+    cfg = c.cfg
+    base = "pipeline-user" if role == "pipeline" else f"{role}-user"
+    name = f"{cfg.project}-{cfg.stack}-{cfg.namespace}"  # the pipeline's, as earlier versions named it
+    user = aws.iam.User(base, name=(name if role == "pipeline" else f"{name}-{role}")[:64], opts=on_aws)
+    attach = aws.iam.UserPolicyAttachment(f"{base}-policy", user=user.name, policy_arn=policy.arn, opts=on_aws)
+    key = aws.iam.AccessKey(f"{base}-key", user=user.name, opts=on_aws)
+    c.keys[role] = (key.id, key.secret, [attach])
+    if role != "cache":
+        c.ready.append(c.role_secret(role))
+    return credentials_secret(role)
+
+
+def _irsa_role(c: Storage, aws, role: str, policy, on_aws: pulumi.ResourceOptions):
+    """A role trusted by the cluster's OIDC provider for exactly one ServiceAccount."""
     cfg = c.cfg
     arn = cfg.storage.oidc_provider_arn
     issuer = oidc_issuer(arn)
-    subjects = [f"system:serviceaccount:{cfg.namespace}:{sa}" for sa in SERVICE_ACCOUNTS]
-    # The ServiceAccounts (namespace component) carry this role's ARN, computed from the same config.
-    c.role = aws.iam.Role(
-        "pipeline-role",
-        name=cfg.irsa_role_name,
+    namespace, account = cfg.irsa_subjects[role]
+    iam_role = aws.iam.Role(
+        "pipeline-role" if role == "pipeline" else f"{role}-role",
+        name=cfg.irsa_role_names[role],
         assume_role_policy=json.dumps(
             {
                 "Version": "2012-10-17",
@@ -184,7 +202,7 @@ def _irsa(c: Storage, aws, policy, on_aws: pulumi.ResourceOptions) -> None:
                         "Condition": {
                             "StringEquals": {
                                 f"{issuer}:aud": "sts.amazonaws.com",
-                                f"{issuer}:sub": subjects,
+                                f"{issuer}:sub": f"system:serviceaccount:{namespace}:{account}",
                             }
                         },
                     }
@@ -193,6 +211,9 @@ def _irsa(c: Storage, aws, policy, on_aws: pulumi.ResourceOptions) -> None:
         ),
         opts=on_aws,
     )
-    c.ready.append(
-        aws.iam.RolePolicyAttachment("pipeline-role-policy", role=c.role.name, policy_arn=policy.arn, opts=on_aws)
+    return aws.iam.RolePolicyAttachment(
+        "pipeline-role-policy" if role == "pipeline" else f"{role}-role-policy",
+        role=iam_role.name,
+        policy_arn=policy.arn,
+        opts=on_aws,
     )

@@ -26,6 +26,20 @@ REST_PORT = 8501
 MODELS = "/models"
 
 
+def pod_metadata(cfg: StackConfig) -> dict:
+    """The serving pod's labels and, under IRSA, the annotation that keeps the EKS pod identity webhook from
+    giving TF Serving's container the role's token and variables (`eks.amazonaws.com/skip-containers`:
+    amazon-eks-pod-identity-webhook README and `pkg/handler/handler.go`). Only the sync-model containers read
+    S3; TF Serving reads the local copy and gets no credentials in any mode."""
+    meta: dict = {"labels": labels(cfg, "serving", s3=True)}
+    if cfg.storage.credentials == "irsa":
+        meta["annotations"] = {"eks.amazonaws.com/skip-containers": SERVER}
+    return meta
+
+
+SERVER = "tf-serving"
+
+
 class Serving(pulumi.ComponentResource):
     def __init__(
         self,
@@ -57,7 +71,7 @@ class Serving(pulumi.ComponentResource):
             )
 
         server = container(
-            "tf-serving",
+            SERVER,
             cfg.images.serving,
             cfg,
             cfg.resources["serving"],
@@ -90,7 +104,7 @@ class Serving(pulumi.ComponentResource):
                 "replicas": s.replicas,
                 "selector": {"matchLabels": selector("serving")},
                 "template": {
-                    "metadata": {"labels": labels(cfg, "serving", s3=True)},
+                    "metadata": pod_metadata(cfg),
                     "spec": {
                         "serviceAccountName": "serving",
                         "automountServiceAccountToken": False,

@@ -16,42 +16,41 @@ import pulumi_kubernetes as k8s
 from infra import minio, s3bucket
 from infra.config import StackConfig
 from infra.namespace import Namespace
-from infra.podspec import CREDENTIALS_SECRET, S3Access, labels
+from infra.podspec import CREDENTIALS_SECRET, S3Access, credentials_secret, labels, s3_roles
 
 
 class Storage(pulumi.ComponentResource):
-    access: S3Access
+    access: S3Access  # the pipeline's
+    accesses: dict[str, S3Access]  # per role (`podspec.s3_roles`)
     bucket: pulumi.Output[str]
 
     def __init__(self, name: str, cfg: StackConfig, ns: Namespace, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kubeflow-e2e:infra:Storage", name, None, opts)
         self.cfg, self.ns = cfg, ns
         self.ready: list[pulumi.Resource] = []
+        # role -> (access key id, secret key, what the key needs first); every mode but IRSA
+        self.keys: dict[str, tuple[pulumi.Input[str], pulumi.Input[str], list[pulumi.Resource]]] = {}
         if cfg.storage.mode == "aws":
             s3bucket.declare(self)
         elif cfg.storage.mode == "external":
             self._external()
         else:
             minio.declare(self)
-        self.access.depends_on = self.ready
+        for a in self.accesses.values():
+            a.depends_on = self.ready
         self.register_outputs({"bucket": self.bucket, "endpoint": self.access.endpoint or ""})
 
-    def secret(
-        self,
-        key_id: pulumi.Input[str],
-        secret: pulumi.Input[str],
-        extra=None,
-        namespace: pulumi.Input[str] | None = None,
-        resource_name: str = "secret-s3-credentials",
+    def role_secret(
+        self, role: str, namespace: pulumi.Input[str] | None = None, depends_on=(), resource_name: str | None = None
     ) -> k8s.core.v1.Secret:
-        """The `s3-credentials` Secret pods read their keys from (every mode but IRSA); by default in our
-        namespace. The first call's keys are kept for `copy_secret`."""
-        if not hasattr(self, "_keys"):
-            self._keys = (key_id, secret, extra)
+        """The Secret holding a role's keys (`s3-credentials` for the pipeline, `s3-credentials-<role>` for
+        the others), by default in our namespace."""
+        key_id, secret, needs = self.keys[role]
+        default = "secret-s3-credentials" if role == "pipeline" else f"secret-s3-credentials-{role}"
         return k8s.core.v1.Secret(
-            resource_name,
+            resource_name or default,
             metadata={
-                "name": CREDENTIALS_SECRET,
+                "name": credentials_secret(role),
                 "namespace": self.ns.name if namespace is None else namespace,
                 "labels": labels(self.cfg, "storage"),
             },
@@ -60,19 +59,16 @@ class Storage(pulumi.ComponentResource):
                 "AWS_ACCESS_KEY_ID": pulumi.Output.secret(key_id),
                 "AWS_SECRET_ACCESS_KEY": pulumi.Output.secret(secret),
             },
-            opts=pulumi.ResourceOptions(parent=self, **(extra or {})),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*needs, *depends_on]),
         )
 
-    def copy_secret(self, namespace: pulumi.Input[str], resource_name: str, depends_on=()) -> k8s.core.v1.Secret:
-        """The same keys as `s3-credentials`, in another namespace (Fluid's cache runtime reads them there)."""
-        key_id, secret, extra = self._keys
-        extra = dict(extra or {})
-        extra["depends_on"] = [*extra.get("depends_on", []), *depends_on]
-        return self.secret(key_id, secret, extra, namespace=namespace, resource_name=resource_name)
-
     def _external(self) -> None:
-        """An existing S3-compatible endpoint: nothing to create but the Secret with its keys."""
+        """An existing S3-compatible endpoint: nothing to create but the Secret with its keys. The endpoint
+        comes with one key from config, so every role shares it (separate rights need keys made there)."""
         s = self.cfg.storage
         self.bucket = pulumi.Output.from_input(s.bucket)
-        self.ready = [self.secret(s.access_key_id, s.secret_access_key)]
+        for role in s3_roles(self.cfg):
+            self.keys[role] = (s.access_key_id, s.secret_access_key, [])
+        self.ready = [self.role_secret("pipeline")]
         self.access = S3Access(bucket=self.bucket, region=s.region, endpoint=s.endpoint, secret_name=CREDENTIALS_SECRET)
+        self.accesses = {role: self.access for role in s3_roles(self.cfg)}

@@ -274,7 +274,8 @@ def delete(bucket: str, keys: list[str]) -> None:
                              _url(bucket, first.get("Key", "")), "check that the credentials may delete here")
 
 
-def check_bucket(bucket: str) -> None:
+def check_bucket(bucket: str, prefix: str = "") -> None:
     """Endpoint reachable, credentials accepted, bucket present: one small LIST (unlike HEAD, its error has a
-    body, so a wrong key reads as InvalidAccessKeyId rather than a bare 403)."""
-    _call(bucket, "", client().list_objects_v2, Bucket=bucket, MaxKeys=1)
+    body, so a wrong key reads as InvalidAccessKeyId rather than a bare 403). Listed under `prefix`, so a role
+    that may list only its own prefixes (the stack's per-role policies) passes."""
+    _call(bucket, "", client().list_objects_v2, Bucket=bucket, Prefix=prefix, MaxKeys=1)

@@ -191,7 +191,7 @@ class S3Store(Store):
     def check(self) -> None:
         from trainer import s3
 
-        s3.check_bucket(self.bucket)
+        s3.check_bucket(self.bucket, f"{self.prefix}/" if self.prefix else "")
 
 
 class LocalStore(Store):

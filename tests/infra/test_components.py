@@ -72,7 +72,7 @@ def test_namespace_with_irsa(declare):
     records = declare(lambda: Namespace("namespace", cfg).name)
     for sa in ("pipeline", "serving", "tensorboard"):
         meta = named(records, f"sa-{sa}")["inputs"]["metadata"]
-        assert meta["annotations"]["eks.amazonaws.com/role-arn"] == cfg.irsa_role_arn
+        assert meta["annotations"]["eks.amazonaws.com/role-arn"] == cfg.irsa_role_arn(sa)
     policies = {r["inputs"]["metadata"]["name"] for r in records if r["type"].endswith("NetworkPolicy")}
     assert "allow-minio" not in policies
 
@@ -94,7 +94,10 @@ def test_storage_minio(declare):
     assert {type(r).__name__ for r in access.depends_on} == {"Job", "Secret"}  # pods wait for the bucket
     job = named(records, "job-minio-bucket")
     secret = named(records, "secret-s3-credentials")
-    assert secret["urn"] in job["dependencies"]
+    assert named(records, "secret-minio-users")["urn"] in job["dependencies"]
+    assert set(named(records, "secret-minio-users")["inputs"]["stringData"]) == {
+        f"{role}.{part}" for role in ("pipeline", "serving", "tensorboard") for part in ("id", "key")
+    }
     assert named(records, "deployment-minio")["urn"] in job["dependencies"]
     assert secret["inputs"]["stringData"] == {
         "AWS_ACCESS_KEY_ID": "[secret]",
@@ -141,14 +144,14 @@ def test_storage_irsa(declare):
 
     def build():
         box["s"] = Storage("storage", cfg, Namespace("namespace", cfg))
-        return box["s"].role.arn
+        return box["s"].bucket
 
     records = declare(build)
     assert box["s"].access.secret_name is None and box["s"].access.env() == [
         {"name": "AWS_REGION", "value": "us-east-1"}
     ]
     role = named(records, "pipeline-role")["inputs"]
-    assert role["name"] == cfg.irsa_role_name
+    assert role["name"] == cfg.irsa_role_names["pipeline"]
     assert json.loads(role["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Federated": ARN}
 
 
@@ -226,7 +229,7 @@ def test_fluid(declare):
     (mount,) = dataset["spec"]["mounts"]
     assert mount["options"]["alluxio.underfs.s3.endpoint"] == MINIO.endpoint
     assert dataset["metadata"]["namespace"] == "kubeflow-e2e-cache"
-    copy = named(records, "secret-cache-s3-credentials")["inputs"]
+    copy = named(records, "secret-s3-credentials-cache")["inputs"]
     assert copy["metadata"]["namespace"] == "kubeflow-e2e-cache" and set(copy["stringData"]) == {
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",

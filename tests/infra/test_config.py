@@ -286,7 +286,8 @@ def test_irsa_only_on_aws():
 
 def test_irsa_role_arn_comes_from_the_provider_account():
     cfg = make_config(storage__mode="aws", storage__credentials="irsa", storage__oidcProviderArn=ARN)
-    assert cfg.irsa_role_arn == "arn:aws:iam::123456789012:role/kubeflow-e2e-dev-kubeflow-e2e"
+    assert cfg.irsa_role_arn("pipeline") == "arn:aws:iam::123456789012:role/kubeflow-e2e-dev-kubeflow-e2e"
+    assert cfg.irsa_role_arn("serving") == "arn:aws:iam::123456789012:role/kubeflow-e2e-dev-kubeflow-e2e-serving"
 
 
 def test_volume_needs_fluid():

@@ -102,7 +102,7 @@ def test_fluid_objects(prod):
     (mount,) = dataset["spec"]["mounts"]
     assert mount["mountPoint"] == prod.outputs["dataUrl"] and len(mount["mountPoint"]) >= 5
     assert all(
-        set(o) == {"name", "valueFrom"} and o["valueFrom"]["secretKeyRef"]["name"] == "s3-credentials"
+        set(o) == {"name", "valueFrom"} and o["valueFrom"]["secretKeyRef"]["name"] == "s3-credentials-cache"
         for o in mount["encryptOptions"]
     )
     assert all(isinstance(v, str) for v in mount["options"].values())

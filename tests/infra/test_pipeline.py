@@ -120,12 +120,19 @@ def test_trainer_environment_contract(variant):
         if _irsa(variant):
             assert keys == {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None}, where
         else:
+            # each role its own keys; an external endpoint comes with one key for all
+            serving = command == "sync-model" and not _external(variant)
+            secret = "s3-credentials-serving" if serving else "s3-credentials"
             for k, v in keys.items():
                 assert v == {
                     "name": k,
-                    "valueFrom": {"secretKeyRef": {"name": "s3-credentials", "key": k}},
+                    "valueFrom": {"secretKeyRef": {"name": secret, "key": k}},
                 }, where
     assert seen == set(TRAINER_VARS)
+
+
+def _external(rendered) -> bool:
+    return rendered.outputs["endpoint"] == "https://s3.example.com:9443"
 
 
 def _irsa(rendered) -> bool:

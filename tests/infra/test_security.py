@@ -3,10 +3,12 @@ what the stack declares (rendered under mocks) against the upstream behaviour it
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
-from . import argo_conditions, pods
+from . import argo_conditions, iam_eval, pods
 
 # What the restricted Pod Security level requires of every container (kubernetes.io/docs/concepts/security/
 # pod-security-standards, "Restricted"); a read-only root filesystem is not among them.
@@ -263,3 +265,117 @@ def test_restricted_pod_security_in_our_namespace(variant):
     for d in variant.find("Dataset"):
         if d["metadata"]["namespace"] == "kubeflow-e2e":
             assert d["spec"]["mounts"] == [{"name": "mnist", "mountPoint": "dataset://kubeflow-e2e-cache/mnist"}]
+
+
+# ---- 7. one identity per role, rights by prefix --------------------------------------------------------------
+
+
+def _role_policies(rendered) -> dict[str, dict]:
+    """role -> its policy document, from the IAM policies (aws) or the MinIO policy files (minio)."""
+    if rendered.outputs["endpoint"].startswith("http://minio."):
+        data = rendered.one("ConfigMap", "minio-bucket-policy")["data"]
+        return {name.removesuffix(".json"): json.loads(doc) for name, doc in data.items()}
+    out = {}
+    for p in rendered.by_type("aws:iam/policy:Policy"):
+        role = "pipeline" if p["name"] == "bucket-access" else p["name"].removeprefix("bucket-access-")
+        out[role] = json.loads(p["inputs"]["policy"])
+    return out
+
+
+# (role, action, key, allowed): what each role needs (the trainer's reads and writes, TensorBoard's and the
+# sidecar's reads, Alluxio's, Argo's log archive) and what it must not do.
+REQUESTS = [
+    ("pipeline", "s3:PutObject", "data/mnist/manifest.json", True),
+    ("pipeline", "s3:DeleteObject", "runs/baseline/checkpoints/88/_COMPLETE", True),
+    ("pipeline", "s3:PutObject", "models/mnist/2/saved_model.pb", True),
+    ("pipeline", "s3:PutObject", "argo/prepare-data/prepare-data/main.log", True),
+    ("pipeline", "s3:PutObject", "elsewhere/x", False),
+    ("serving", "s3:GetObject", "models/mnist/1/saved_model.pb", True),
+    ("serving", "s3:PutObject", "models/mnist/1/saved_model.pb", False),
+    ("serving", "s3:DeleteObject", "models/mnist/1/_COMPLETE", False),
+    ("serving", "s3:GetObject", "runs/baseline/logs/chief-0/events", False),
+    ("serving", "s3:GetObject", "data/mnist/manifest.json", False),
+    ("tensorboard", "s3:GetObject", "runs/baseline/logs/chief-0/events", True),
+    ("tensorboard", "s3:PutObject", "runs/baseline/logs/chief-0/events", False),
+    ("tensorboard", "s3:GetObject", "models/mnist/1/saved_model.pb", False),
+    ("cache", "s3:GetObject", "data/mnist/train-00000-of-00004.tfrecord", True),
+    ("cache", "s3:PutObject", "data/mnist/manifest.json", False),
+    ("cache", "s3:GetObject", "models/mnist/1/saved_model.pb", False),
+    ("argo-server", "s3:GetObject", "argo/retrain-abc/retrain-abc-1/main.log", True),
+    ("argo-server", "s3:GetObject", "models/mnist/1/saved_model.pb", False),
+]
+LISTS = [
+    ("pipeline", "data/mnist/", True),
+    ("serving", "models/mnist/", True),
+    ("serving", "runs/", False),
+    ("serving", "", False),
+    ("tensorboard", "runs/", True),
+    ("tensorboard", "models/mnist/", False),
+    ("cache", "data/mnist", True),
+]
+
+
+@pytest.mark.parametrize("name", ["dev", "prod", "prod-irsa"])
+def test_each_role_may_do_only_its_part(renders, name):
+    """Training writes data, runs and models; serving, TensorBoard and the cache only read their prefix; no
+    role but the pipeline writes or deletes. Evaluated by AWS's rules for Allow statements
+    (`tests/infra/iam_eval.py`); MinIO applies the same policy language, `s3:prefix` included."""
+    rendered = renders.variant(name)
+    policies = _role_policies(rendered)
+    bucket = rendered.outputs["bucket"]
+    assert {"pipeline", "serving", "tensorboard"} <= set(policies)
+    assert ("cache" in policies) == (name == "prod") and ("argo-server" in policies) == (name == "prod-irsa")
+    for role, action, key, expected in REQUESTS:
+        if role in policies:
+            got = iam_eval.allowed(policies[role], action, f"arn:aws:s3:::{bucket}/{key}")
+            assert got is expected, (role, action, key)
+    for role, prefix, expected in LISTS:
+        if role in policies:
+            got = iam_eval.allowed(policies[role], "s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": prefix})
+            assert got is expected, (role, "list", prefix)
+
+
+def test_each_pod_holds_only_its_roles_keys(stack):
+    """The sync-model containers get the serving keys, TensorBoard its own, the cache its own in the cache
+    namespace; TF Serving's container gets no S3 environment at all."""
+    expected = {"sync-model": "s3-credentials-serving", "sync-model-once": "s3-credentials-serving"}
+    expected["tensorboard"] = "s3-credentials-tensorboard"
+    for where, c, _ in pods.containers(stack):
+        refs = {
+            e["valueFrom"]["secretKeyRef"]["name"] for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})
+        }
+        if c["name"] == "tf-serving":
+            assert "env" not in c, where
+        elif c["name"] in expected:
+            assert refs == {expected[c["name"]]}, where
+        elif c["name"] not in ("minio", "mc"):
+            assert refs <= {"s3-credentials"}, where
+    for d in stack.find("Dataset"):
+        for m in d["spec"]["mounts"]:
+            for o in m.get("encryptOptions", []):
+                assert o["valueFrom"]["secretKeyRef"]["name"] == "s3-credentials-cache"
+                assert d["metadata"]["namespace"] == "kubeflow-e2e-cache"
+
+
+def test_irsa_gives_each_account_its_own_role_and_none_to_tf_serving(renders):
+    """Under IRSA the EKS pod identity webhook injects the role's token and variables into every container
+    of a pod whose ServiceAccount carries `eks.amazonaws.com/role-arn`, except those named in the pod's
+    `eks.amazonaws.com/skip-containers` annotation (amazon-eks-pod-identity-webhook README,
+    `pkg/handler/handler.go`). Each account has its own role, and the Argo server one that reads `argo/`."""
+    r = renders.variant("prod-irsa")
+    arns = {
+        sa: r.one("ServiceAccount", sa)["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        for sa in ("pipeline", "serving", "tensorboard")
+    }
+    assert len(set(arns.values())) == 3
+    meta = r.one("Deployment", "serving")["spec"]["template"]["metadata"]
+    assert meta["annotations"] == {"eks.amazonaws.com/skip-containers": "tf-serving"}
+    server = argo_values(r)["server"]["serviceAccount"]
+    assert server["name"] == "argo-workflows-server"
+    role = server["annotations"]["eks.amazonaws.com/role-arn"].rsplit("/", 1)[1]
+    (iam_role,) = [x for x in r.by_type("aws:iam/role:Role") if x["inputs"]["name"] == role]
+    (statement,) = json.loads(iam_role["inputs"]["assumeRolePolicy"])["Statement"]
+    assert (
+        statement["Condition"]["StringEquals"]["oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE0123:sub"]
+        == "system:serviceaccount:argo:argo-workflows-server"
+    )

@@ -60,18 +60,20 @@ def test_dev_on_aws_force_destroys(renders):
 
 
 def test_iam_policy_is_scoped_to_the_bucket(prod):
-    doc = json.loads(only(prod, "aws:iam/policy:Policy")["inputs"]["policy"])
     arn = f"arn:aws:s3:::{prod.outputs['bucket']}"
-    resources = {res for s in doc["Statement"] for res in s["Resource"]}
-    assert resources == {arn, f"{arn}/*"}
-    actions = {a for s in doc["Statement"] for a in s["Action"]}
-    assert all(a.startswith("s3:") and "*" not in a for a in actions)
-    assert "s3:DeleteBucket" not in actions and "s3:PutBucketPolicy" not in actions
+    for policy in prod.by_type("aws:iam/policy:Policy"):
+        doc = json.loads(policy["inputs"]["policy"])
+        resources = {res for s in doc["Statement"] for res in s["Resource"]}
+        assert all(res == arn or res.startswith(f"{arn}/") for res in resources), resources
+        actions = {a for s in doc["Statement"] for a in s["Action"]}
+        assert all(a.startswith("s3:") and "*" not in a for a in actions)
+        assert "s3:DeleteBucket" not in actions and "s3:PutBucketPolicy" not in actions
 
 
 def test_access_key_mode_puts_the_key_in_a_secret(prod):
-    key = only(prod, "aws:iam/accessKey:AccessKey")
-    assert key["inputs"]["user"] == only(prod, "aws:iam/user:User")["inputs"]["name"]
+    (key,) = [k for k in prod.by_type("aws:iam/accessKey:AccessKey") if k["name"] == "pipeline-user-key"]
+    (user,) = [u for u in prod.by_type("aws:iam/user:User") if u["name"] == "pipeline-user"]
+    assert key["inputs"]["user"] == user["inputs"]["name"]
     (secret,) = [s for s in prod.find("Secret", "s3-credentials") if s["metadata"]["namespace"] == "kubeflow-e2e"]
     assert secret["stringData"] == {"AWS_ACCESS_KEY_ID": "[secret]", "AWS_SECRET_ACCESS_KEY": "[secret]"}
     assert not prod.by_type("aws:iam/role:Role")
@@ -79,22 +81,23 @@ def test_access_key_mode_puts_the_key_in_a_secret(prod):
 
 def test_irsa_role_and_annotated_service_accounts(renders):
     r = renders.variant("prod-irsa")
-    role = only(r, "aws:iam/role:Role")
-    trust = json.loads(role["inputs"]["assumeRolePolicy"])
-    (statement,) = trust["Statement"]
     issuer = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE0123"
-    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
-    assert statement["Principal"]["Federated"].endswith(f":oidc-provider/{issuer}")
-    subjects = statement["Condition"]["StringEquals"][f"{issuer}:sub"]
-    assert subjects == [f"system:serviceaccount:kubeflow-e2e:{sa}" for sa in SERVICE_ACCOUNTS]
-    assert statement["Condition"]["StringEquals"][f"{issuer}:aud"] == "sts.amazonaws.com"
-    arn = f"arn:aws:iam::123456789012:role/{role['inputs']['name']}"
+    roles = {x["inputs"]["name"]: x for x in r.by_type("aws:iam/role:Role")}
     for sa in SERVICE_ACCOUNTS:
-        assert r.one("ServiceAccount", sa)["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": arn}
+        arn = r.one("ServiceAccount", sa)["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        role = roles[arn.rsplit("/", 1)[1]]
+        (statement,) = json.loads(role["inputs"]["assumeRolePolicy"])["Statement"]
+        assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+        assert statement["Principal"]["Federated"].endswith(f":oidc-provider/{issuer}")
+        assert statement["Condition"]["StringEquals"] == {
+            f"{issuer}:aud": "sts.amazonaws.com",
+            f"{issuer}:sub": f"system:serviceaccount:kubeflow-e2e:{sa}",
+        }
+        assert arn.startswith("arn:aws:iam::123456789012:role/")
     assert [s["type"] for s in r.find("Secret")] == ["kubernetes.io/service-account-token"]
     assert not r.by_type("aws:iam/accessKey:AccessKey")
-    attach = only(r, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-    assert attach["inputs"]["role"] == role["inputs"]["name"]
+    attached = {a["inputs"]["role"] for a in r.by_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
+    assert attached == set(roles)
     s3 = [c for c in r.by_type("kubernetes:helm.sh/v4:Chart") if c["name"] == "argo-workflows"][0]
     values = s3["inputs"]["values"]
     assert values["artifactRepository"]["s3"]["useSDKCreds"] is True and values["useStaticCredentials"] is False
@@ -129,13 +132,17 @@ def test_minio_in_the_namespace(dev):
         "minio-root-password",
         "minio-pipeline-user",
         "minio-pipeline-password",
+        "minio-serving-user",
+        "minio-serving-password",
+        "minio-tensorboard-user",
+        "minio-tensorboard-password",
     }
     job = dev.one("Job", "minio-bucket")
     script = job["spec"]["template"]["spec"]["containers"][0]["command"][2]
     assert 'mc mb --ignore-existing "local/$BUCKET"' in script
     assert "mc admin user add" in script and "mc admin policy attach" in script
-    policy = json.loads(dev.one("ConfigMap", "minio-bucket-policy")["data"]["policy.json"])
+    policy = json.loads(dev.one("ConfigMap", "minio-bucket-policy")["data"]["pipeline.json"])
     assert {res for s in policy["Statement"] for res in s["Resource"]} == {
         "arn:aws:s3:::kubeflow-e2e-dev",
-        "arn:aws:s3:::kubeflow-e2e-dev/*",
+        *(f"arn:aws:s3:::kubeflow-e2e-dev/{p}/*" for p in ("data", "runs", "models", "argo")),
     }
