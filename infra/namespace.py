@@ -94,6 +94,14 @@ class Namespace(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[role, executor]),
         )
 
+        # For people who run retrains: bind it to a user or group (the README's Security section).
+        self.submitter = k8s.rbac.v1.Role(
+            "role-retrain-submitter",
+            metadata={"name": SUBMITTER_ROLE, "namespace": self.name, "labels": labels(cfg, SUBMITTER_ROLE)},
+            rules=submitter_rules(),
+            opts=inside,
+        )
+
         self.policies = [self._policy(name, spec, inside) for name, spec in network_policies(cfg).items()]
         # What a pod of ours needs in place before it starts: its account, its rights, its network allows.
         self.ready: list[pulumi.Resource] = [
@@ -114,6 +122,24 @@ class Namespace(pulumi.ComponentResource):
             spec=spec,
             opts=opts,
         )
+
+
+SUBMITTER_ROLE = "retrain-submitter"
+
+
+def submitter_rules() -> list[dict]:
+    """What `argo submit -n NS --from workflowtemplate/retrain-mnist --watch` needs, plus following the run
+    (`argo logs`, the TFJob) and stopping or deleting it, and nothing else: no Secrets, no pods or TFJobs of
+    one's own. The CLI without an Argo server (argo-workflows v4.0.6 `pkg/apiclient/argo-kube-client.go`,
+    `server/workflow/workflow_server.go` SubmitWorkflow) reads the WorkflowTemplate, validates and creates the
+    Workflow in the namespace; it uses ClusterWorkflowTemplates only where the user may read them."""
+    read = ["get", "list", "watch"]
+    return [
+        {"apiGroups": ["argoproj.io"], "resources": ["workflowtemplates"], "verbs": read},
+        {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": [*read, "create", "patch", "delete"]},
+        {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": read},
+        {"apiGroups": ["kubeflow.org"], "resources": ["tfjobs"], "verbs": read},
+    ]
 
 
 def pod_security_labels(cfg: StackConfig) -> dict[str, str]:

@@ -10,7 +10,7 @@ from infra.argo import SERVER_PORT, Argo
 from infra.config import StackConfig
 from infra.dataprep import DataPrep
 from infra.fluid import Fluid
-from infra.namespace import Namespace
+from infra.namespace import SUBMITTER_ROLE, Namespace
 from infra.operator import TrainingOperator
 from infra.retraining import Retraining
 from infra.serving import REST_PORT, Serving
@@ -103,6 +103,9 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         "tensorboardUrl": tensorboard.url,
         "servingUrl": serving.url,
         "retrainCommand": retraining.submit,
+        # Who may run that: bind the declared Role (or use a Group, `--group NAME`).
+        "grantRetrain": f"kubectl -n {cfg.namespace} create rolebinding retrain-submitters "
+        f"--role {SUBMITTER_ROLE} --user USER",
         "portForward": {
             "tensorboard": f"kubectl -n {n} port-forward svc/tensorboard {tb}:{tb}",
             "serving": f"kubectl -n {n} port-forward svc/serving {REST_PORT}:{REST_PORT}",

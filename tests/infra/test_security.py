@@ -379,3 +379,23 @@ def test_irsa_gives_each_account_its_own_role_and_none_to_tf_serving(renders):
         statement["Condition"]["StringEquals"]["oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE0123:sub"]
         == "system:serviceaccount:argo:argo-workflows-server"
     )
+
+
+# ---- 10. people who submit retrains ------------------------------------------------------------------------
+
+
+def test_retrain_submitters_have_a_role(stack):
+    """`argo submit --from workflowtemplate/...` without an Argo server reads the WorkflowTemplate and creates
+    the Workflow with the user's own rights (argo-workflows v4.0.6 `pkg/apiclient/argo-kube-client.go`,
+    `server/workflow/workflow_server.go` SubmitWorkflow); the stack declares a Role for that (and for
+    following the run), grants nothing it does not need, and its outputs say how to bind it."""
+    role = stack.one("Role", "retrain-submitter")
+    rules = {(g, r): set(x["verbs"]) for x in role["rules"] for g in x["apiGroups"] for r in x["resources"]}
+    assert {"get"} <= rules[("argoproj.io", "workflowtemplates")]
+    assert {"create", "get", "watch"} <= rules[("argoproj.io", "workflows")]
+    assert {"get", "list"} <= rules[("", "pods/log")]
+    assert rules[("kubeflow.org", "tfjobs")] == {"get", "list", "watch"}
+    assert ("", "secrets") not in rules and "create" not in rules[("", "pods")]
+    assert all("*" not in verbs for verbs in rules.values())
+    grant = stack.outputs["grantRetrain"]
+    assert grant.startswith("kubectl -n kubeflow-e2e create rolebinding") and "--role retrain-submitter" in grant
