@@ -56,7 +56,8 @@ KEYS: list[Key] = [
     Key(
         "storage.credentials",
         "access-key",
-        "`aws` only: `access-key` (IAM user key in a Secret) or `irsa` (IAM role for the ServiceAccounts)",
+        "`aws` only: `access-key` (an IAM user key per role, in Secrets) or `irsa` (an IAM role per "
+        "ServiceAccount; the prod path on EKS)",
     ),
     Key("storage.oidcProviderArn", None, "`irsa` only: ARN of the cluster's IAM OIDC provider"),
     Key(
@@ -119,7 +120,7 @@ KEYS: list[Key] = [
     ),
     Key("argo.chartVersion", "1.0.18", "`argo-workflows` Helm chart version (Argo Workflows v4.0.6)"),
     Key("argo.namespace", "argo", "namespace of the Argo controller and server"),
-    Key("fluid.enabled", False, "install Fluid and preload the dataset onto nodes"),
+    Key("fluid.enabled", False, "install Fluid; with `data.source: volume` the dataset is preloaded onto nodes"),
     Key(
         "fluid.install",
         True,
