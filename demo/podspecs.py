@@ -20,7 +20,8 @@ Only what must differ on one machine is mapped, here and nowhere else (`Local`):
   port-forwarded `localhost:8501`) becomes `127.0.0.1:<port>`: the S3 server's, or a free port per listener;
 - a container port given as a flag value (`--rest_api_port=8501`, `--port 6006`) becomes that local port, and
   `--bind_all` becomes `--host 127.0.0.1` (nothing listens beyond loopback);
-- `valueFrom.secretKeyRef` on the stack's S3 credentials Secret becomes the local S3 server's keys;
+- `valueFrom.secretKeyRef` on one of the stack's S3 credentials Secrets (one per role) becomes the local S3
+  server's keys (the embedded server has one user, so every role reads and writes all of the bucket here);
 - each volume becomes a folder `<workdir>/pods/<pod>/<volume>`: mount paths in flags and env values are
   rewritten, and a pod whose scratch volume is mounted at /tmp gets TMPDIR there;
 - the image's executable becomes this machine's: `python` is this interpreter (with the source tree on
@@ -42,8 +43,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.podspec import CREDENTIALS_SECRET
+from infra.podspec import S3_ROLES, credentials_secret
 from infra.render import Rendered, render
+
+CREDENTIAL_SECRETS = {credentials_secret(role) for role in S3_ROLES}
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = "dev"
@@ -254,7 +257,7 @@ class Local:
         if "value" in var:
             return self.address(self._path(self._argo(str(var["value"]), variables), mounts))
         ref = (var.get("valueFrom") or {}).get("secretKeyRef")
-        if ref and ref.get("name") == CREDENTIALS_SECRET and ref.get("key") in self.s3_keys:
+        if ref and ref.get("name") in CREDENTIAL_SECRETS and ref.get("key") in self.s3_keys:
             return self.s3_keys[ref["key"]]
         raise PodSpecError(f"env {var['name']}: no local value for {json.dumps(var.get('valueFrom'))}")
 

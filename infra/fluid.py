@@ -112,7 +112,16 @@ class Fluid(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         cache = cache_ns.metadata.apply(lambda m: m["name"])
-        ready = [cache_ns]
+        from infra.namespace import dataload_egress  # infra.namespace imports this module
+
+        # The DataLoad's loader runs here, beside the host-network Alluxio pods: only its egress is opened.
+        loader_policy = k8s.networking.v1.NetworkPolicy(
+            "netpol-allow-dataload",
+            metadata={"name": "allow-dataload", "namespace": cache, "labels": labels(cfg, "network-policy")},
+            spec=dataload_egress(),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cache_ns]),
+        )
+        ready = [cache_ns, loader_policy]
         if access.secret_name:
             ready.append(storage.role_secret("cache", namespace=cache, depends_on=[cache_ns]))
         opts = pulumi.ResourceOptions(parent=self, depends_on=[*self.ready, *ready, *depends_on])

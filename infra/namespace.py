@@ -170,12 +170,16 @@ def dataload_egress() -> dict:
     `api/v1alpha1/container_network.go`) on ports it allocates from the chart's `runtime.alluxio.portRange`.
     The loader's labels `role: dataload-pod` and `targetDataset: <dataset>` come from Fluid 1.0.8's
     `charts/fluid-dataloader/alluxio/templates/job.yaml`. Host-network pods have node addresses, which no pod
-    selector matches, so the peer is any address, on that port range only."""
+    selector matches, so the peer is any address, on that port range only. The loader runs in the cache's
+    namespace (`infra.fluid`), which has no other policy, so DNS is allowed here too."""
     low, high = fluid.PORT_RANGE
     return {
         "podSelector": {"matchLabels": {"role": "dataload-pod", "targetDataset": fluid.DATASET}},
         "policyTypes": ["Egress"],
-        "egress": [{"to": ANYWHERE, "ports": [{"protocol": "TCP", "port": low, "endPort": high}]}],
+        "egress": [
+            {"to": ANYWHERE, "ports": [{"protocol": "TCP", "port": low, "endPort": high}]},
+            {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        ],
     }
 
 
@@ -230,8 +234,7 @@ def network_policies(cfg: StackConfig) -> dict[str, dict]:
                 "policyTypes": ["Ingress"],
                 "ingress": [{"from": proxy, "ports": [{"protocol": "TCP", "port": p} for p in ports]}],
             }
-    if cfg.fluid.enabled:
-        policies["allow-dataload"] = dataload_egress()
+    # Fluid's DataLoad loader runs beside the cache, in `<namespace>-cache`: its policy is there (infra.fluid).
     if cfg.storage.mode == "minio":
         policies["allow-minio"] = {
             "podSelector": {"matchLabels": selector("minio")},

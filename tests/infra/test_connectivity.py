@@ -88,7 +88,7 @@ def pods(r: Rendered) -> list[tuple[str, str, dict]]:
     for m in r.find("DataLoad"):
         labels = {"role": "dataload-pod", "app": "alluxio", "targetDataset": m["spec"]["dataset"]["name"],
                   "release": f"{m['metadata']['name']}-load"}
-        out.append((NS, "dataload-loader", labels))
+        out.append((m["metadata"]["namespace"], "dataload-loader", labels))  # beside the cache
     return out + OUTSIDE
 
 
@@ -173,7 +173,10 @@ def allowed(name: str, src: str, dst: str, proto: str, port: int) -> bool:
 
 
 def p(name: str) -> str:
-    return f"{NS}/{name}"
+    return f"{CACHE_NS if name == 'dataload-loader' else NS}/{name}"
+
+
+CACHE_NS = f"{NS}-cache"  # Fluid's cache runtime and its DataLoad loader (infra/fluid.py)
 
 
 S3_CLIENTS_DEV = ["prepare-data-prepare-data", "chief-0", "worker-0", "serving", "tensorboard",

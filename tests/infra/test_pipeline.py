@@ -214,7 +214,9 @@ def test_network_policies(stack):
         "allow-training-peers",
         "allow-apiserver",
     } <= names
-    assert ("allow-dataload" in names) == (stack.stack == "prod")  # Fluid's loader, with Fluid on
+    # Fluid's loader, with the cache on: in the cache's namespace, where the loader runs
+    loader = [m["metadata"]["namespace"] for m in stack.find("NetworkPolicy", "allow-dataload")]
+    assert loader == (["kubeflow-e2e-cache"] if stack.stack == "prod" else [])
     assert not {"allow-serving", "allow-tensorboard"} & names  # port-forward only, unless access.fromNamespace
     deny = stack.one("NetworkPolicy", "default-deny")["spec"]
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
