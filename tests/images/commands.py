@@ -198,9 +198,21 @@ def collect(rendered) -> list[PodCommand]:
     return out
 
 
-def datasets(rendered) -> dict[str, str]:
-    """Fluid Dataset name (= its PVC's claimName) -> the S3 URL it mounts."""
-    return {m["metadata"]["name"]: m["spec"]["mounts"][0]["mountPoint"] for m in rendered.find("Dataset")}
+def datasets(rendered, namespace: str = "kubeflow-e2e") -> dict[str, str]:
+    """Fluid Dataset name in our namespace (= its PVC's claimName) -> the S3 URL it mounts, following a
+    Dataset that references another (`dataset://<namespace>/<name>`, the cache in its own namespace)."""
+    points = {
+        (m["metadata"]["namespace"], m["metadata"]["name"]): m["spec"]["mounts"][0]["mountPoint"]
+        for m in rendered.find("Dataset")
+    }
+    out = {}
+    for (ns, name), url in points.items():
+        if ns != namespace:
+            continue
+        while url.startswith("dataset://"):
+            url = points[tuple(url[len("dataset://") :].split("/", 1))]
+        out[name] = url
+    return out
 
 
 def run_order(commands: list[PodCommand]) -> list[PodCommand]:
