@@ -319,7 +319,8 @@ LISTS = [
 def test_each_role_may_do_only_its_part(renders, name):
     """Training writes data, runs and models; serving, TensorBoard and the cache only read their prefix; no
     role but the pipeline writes or deletes. Evaluated by AWS's rules for Allow statements
-    (`tests/infra/iam_eval.py`); MinIO applies the same policy language, `s3:prefix` included."""
+    (`tests/infra/iam_eval.py`); MinIO applies the same policy language, `s3:prefix` on ListObjects
+    included, as AWS does (minio/mc#2647)."""
     rendered = renders.variant(name)
     policies = _role_policies(rendered)
     bucket = rendered.outputs["bucket"]
