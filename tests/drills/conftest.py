@@ -49,6 +49,14 @@ class Job:
         assert rc == 0, f"{name} exited {rc}:\n" + "\n".join(proc.tail)
         return proc
 
+    def prepare(self, timeout: float = 300) -> Proc:
+        """Runs the stack's own data-prep container (command and args from the rendered Workflow) to the end."""
+        p = self.stack.prepare_data().with_env(**self.urls)
+        proc = self.sup.start("prepare-data", p.cmd, p.env)
+        rc = proc.wait(timeout=timeout)
+        assert rc == 0, f"prepare-data exited {rc}:\n" + "\n".join(proc.tail)
+        return proc
+
     def start(self, *args: str, workers: int = 1, **env: str) -> list[Proc]:
         """Chief + `workers` workers of one attempt, on fresh ports (a restarted pod gets a new address)."""
         self.attempt += 1
@@ -101,6 +109,6 @@ def job_factory(s3_server, bucket, tmp_path):
 def job(job_factory) -> Job:
     """A job whose dataset (the offline digits) is already prepared."""
     j = job_factory()
-    j.trainer("prepare-data", "prepare-data", "--source", "digits")
+    j.prepare()
     return j
 

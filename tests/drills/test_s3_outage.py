@@ -18,7 +18,7 @@ OUTAGE_S = 6.0
 def test_training_rides_out_a_short_s3_outage(s3_server, job_factory):
     with Proxy.to(s3_server.endpoint) as proxy:
         job = job_factory(endpoint=proxy.endpoint)
-        job.trainer("prepare-data", "prepare-data", "--source", "digits")
+        job.prepare()
         chief, worker = job.start()
         first = job.wait_for_checkpoint([chief, worker], min_step=22)
         served_before = proxy.served
