@@ -196,6 +196,8 @@ NEEDED = {
         *[(p(c), INTERNET, "TCP", 443) for c in ("prepare-data-prepare-data", "chief-0", "worker-0", "serving",
                                                  "tensorboard", "retrain-mnist-evaluate")],
         *[(p(c), "kube-system/coredns", "UDP", 53) for c in EVERY_POD + ["dataload-loader"]],
+        # the loader reaches the Alluxio cache on the nodes' host ports: Fluid 1.0.8 allocates them from the
+        # chart's `runtime.alluxio.portRange` (charts/fluid/fluid/values.yaml), which infra/fluid.py pins
         *[(p("dataload-loader"), NODE, "TCP", port) for port in (20000, 23456, 26000)],
         (p("retrain-mnist-train"), API_SERVER, "TCP", 443),
     ],

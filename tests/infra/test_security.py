@@ -167,6 +167,7 @@ def test_no_cache_unless_training_reads_it(renders):
 
 
 def test_irsa_with_the_cache_is_refused():
+    """Alluxio reads the bucket with keys from a Secret; IRSA gives none, so the pair is refused up front."""
     from infra.config import ConfigError
 
     from .conftest import make_config
@@ -180,6 +181,10 @@ def test_irsa_with_the_cache_is_refused():
             storage__oidcProviderArn=arn,
             fluid__enabled=True,
             data__source="volume",
+            # prod takes only images with a registry host; give them so the IRSA rule is what refuses
+            image__trainer="registry.example.com/kubeflow-e2e/trainer:0.1.0",
+            image__sidecar="registry.example.com/kubeflow-e2e/sidecar:0.1.0",
+            image__tensorboard="registry.example.com/kubeflow-e2e/tensorboard:0.1.0",
         )
     assert "data.source" in str(e.value) and "irsa" in str(e.value)
 
