@@ -4,6 +4,14 @@ TF 2.21 cannot write `s3://` itself, so the event files go to a local folder and
 the writer and uploads every file that changed, every `interval` seconds (S3 objects are immutable: a growing
 event file is re-uploaded whole). So S3 is at most about `interval` plus one upload behind the training loop;
 `close()` flushes and uploads one last time.
+
+Restarts: every attempt of a run starts its event file with a `SessionLog.START` event at the first step it
+trains (`start_step + 1`). TensorBoard treats the first START of a run as its start and every later one as a
+restart, and then drops every point it has read at that step or after (`purge_orphaned_data`, on by default;
+tensorboard/backend/event_processing/plugin_event_accumulator.py, `_CheckForRestartAndMaybePurge`). So after a
+resume from checkpoint step N, the dead attempt's points after N disappear and each step shows once. TF 2.21
+has no public call that writes a SessionLog event, so it goes through `summary_ops_v2.import_event`, which
+writes a raw `Event` into the same writer (TF's own file, right after its `file_version` event).
 """
 
 from __future__ import annotations
@@ -78,15 +86,28 @@ class LogSync:
 class Summaries:
     """Scalars for one task: `tf.summary` into a temporary folder, mirrored to `store` by a `LogSync`."""
 
-    def __init__(self, store: Store, interval: float = 5.0):
+    def __init__(self, store: Store, interval: float = 5.0, start_step: int = 0):
         import tensorflow as tf
 
         self._tf = tf
         self.local_dir = Path(tempfile.mkdtemp(prefix="trainer-logs-"))
         self.store = store
         self.writer = tf.summary.create_file_writer(str(self.local_dir), flush_millis=max(100, int(interval * 500)))
+        self._mark_start(start_step + 1)
         # The sync thread flushes the writer before each upload (the writer's ops lock internally).
         self.sync = LogSync(self.local_dir, store, interval, before=self.writer.flush).start()
+
+    def _mark_start(self, step: int) -> None:
+        """SessionLog.START at `step`: a restart there, for TensorBoard, if this run wrote a START before."""
+        import time
+
+        from tensorboard.compat.proto import event_pb2
+        from tensorflow.python.ops import summary_ops_v2
+
+        event = event_pb2.Event(step=step, wall_time=time.time(),
+                                session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START))
+        with self.writer.as_default():
+            summary_ops_v2.import_event(self._tf.constant(event.SerializeToString()))
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         with self.writer.as_default(step=step):

@@ -137,7 +137,8 @@ class Trainer:
 
         dist_data = self._dataset(strategy, seed=args.seed + 7919 * config.rank + start_step)
         train_step = _train_step(strategy, net, optimizer, self.global_batch)
-        logs = summaries.Summaries(self.run_store.child("logs", config.task_name), interval=args.summary_secs)
+        logs = summaries.Summaries(self.run_store.child("logs", config.task_name), interval=args.summary_secs,
+                                   start_step=start_step)
         try:
             stats = self._loop(strategy, dist_data, train_step, optimizer, schedule, checkpoint, ckpts, logs,
                                start_step)

@@ -287,27 +287,49 @@ def test_predict_through_sync_model_and_serving(trained, s3, tmp_path):
     assert result["error_rate"] <= 0.03
 
 
+def tensorboard_scalars(s3, logdir: str) -> dict:
+    """{run: {tag: [[step, value], ...]}} as TensorBoard shows them, read from S3 in a TF-free process."""
+    proc = subprocess.run([sys.executable, "-m", "tests.trainer.tensorboard_reader", logdir], cwd=ROOT,
+                          env=env_for(s3), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return last_json(proc.stdout.splitlines())
+
+
 def test_resume_continues_the_step_counter(s3, dataset):
     bucket = s3["bucket"]
     run_url, model_url = f"s3://{bucket}/runs/resume", f"s3://{bucket}/models/resume"
     env = env_for(s3, RUN_URL=run_url, MODEL_URL=model_url)
-    args = ["train", "--epochs", "30"]
+    args = ["train", "--epochs", "30", "--summary-secs", "0.3", "--log-steps", "2", "--keep-checkpoints", "0"]
     ckpts = open_store(run_url).child("checkpoints")
+    logs = open_store(run_url).child("logs", "chief-0")
     total = 30 * STEPS_PER_EPOCH
+    resumed = 2 * STEPS_PER_EPOCH
+
+    def logged_past_second_epoch() -> bool:
+        try:
+            return any(step > resumed + 4 for scalars in read_logs(logs).values()
+                       for step, _ in scalars.get("loss", []))
+        except Exception:
+            return False  # an event file caught mid-upload
 
     first = Proc(args, env)
     deadline = time.monotonic() + 180
-    while not publish.complete_versions(ckpts):
+    while not (resumed in publish.complete_versions(ckpts) and logged_past_second_epoch()):
         assert first.popen.poll() is None and time.monotonic() < deadline, first.log()
         time.sleep(0.05)
-    first.kill()  # SIGKILL mid-training: a crashed pod
+    first.kill()  # SIGKILL mid-training, after its second epoch: a crashed pod
     first.wait(timeout=30)
-    steps = publish.complete_versions(ckpts)
-    resumed = steps[-1]
-    assert 0 < resumed < total and resumed % STEPS_PER_EPOCH == 0, steps
     assert publish.complete_versions(open_store(model_url)) == []  # nothing exported by the killed run
+    # Checkpoints after the second epoch lose their _COMPLETE (uploads cut short): the resume is from step 44,
+    # while the dead attempt's TensorBoard points already go past it.
+    for step in publish.complete_versions(ckpts):
+        if step > resumed:
+            ckpts.delete([f"{step}/_COMPLETE"])
+    assert publish.complete_versions(ckpts) == [STEPS_PER_EPOCH, resumed]
     # A newer checkpoint whose upload never finished (no _COMPLETE) does not exist for the restore.
     ckpts.put_bytes(f"{total + 1000}/ckpt.index", b"half an upload")
+    dead = read_logs(logs)
+    assert max(step for scalars in dead.values() for step, _ in scalars["loss"]) > resumed
 
     second = Proc(args, env)
     assert second.wait(timeout=300) == 0, second.log()
@@ -317,11 +339,22 @@ def test_resume_continues_the_step_counter(s3, dataset):
     assert second.lines[0].startswith(f"resumed from checkpoint step {resumed} ")
     epochs = [line.split()[1] for line in second.lines if line.startswith("epoch ")]
     assert epochs[0] == f"{resumed // STEPS_PER_EPOCH + 1}/30" and epochs[-1] == "30/30"
-    # TensorBoard sees the step counter go on: the second run's event file (the newest; the killed run's may
-    # never have reached S3) starts after the checkpoint.
-    runs = sorted(read_logs(open_store(run_url).child("logs", "chief-0")).items(),
-                  key=lambda item: int(item[0].split("tfevents.")[1].split(".")[0]))
-    assert min(step for step, _ in runs[-1][1]["loss"]) > resumed
+    # The second run's event file (the newest) starts after the checkpoint.
+    runs = sorted(read_logs(logs).items(), key=lambda item: int(item[0].split("tfevents.")[1].split(".")[0]))
+    (old_name, old), (_, new) = runs
+    assert old_name in dead and min(step for step, _ in new["loss"]) > resumed
+    raw_steps = [step for _, scalars in runs for step, _ in scalars["loss"]]
+    assert len(raw_steps) > len(set(raw_steps))  # on S3 both attempts' points past step 44 are there
+
+    # TensorBoard, reading S3 without TensorFlow: each step once, the dead attempt's points up to the checkpoint,
+    # the resumed attempt's after it, to the last step.
+    shown = tensorboard_scalars(s3, f"{run_url}/logs")["chief-0"]
+    for tag in ("loss", "accuracy", "learning_rate"):
+        steps = [step for step, _ in shown[tag]]
+        assert steps == sorted(set(steps)), (tag, steps)
+        assert steps[-1] == total, tag
+    expected = {**{s: v for s, v in old["loss"] if s <= resumed}, **dict(new["loss"])}
+    assert {s: pytest.approx(v) for s, v in expected.items()} == dict(shown["loss"])
 
     # Once more: nothing left to train, and the version this run exported is still complete: no new version.
     third = Proc(args, env)
