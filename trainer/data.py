@@ -25,6 +25,8 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
+import zipfile
+import zlib
 from importlib import resources
 from pathlib import Path
 
@@ -123,72 +125,241 @@ def _download(url: str, dest: Path) -> None:
                         f"check the URL and network, or pass --source digits or a local path ({e})") from e
 
 
-def load_source(source: str) -> dict[str, np.ndarray]:
-    """The four arrays of the source: 'digits', an http(s) URL (downloaded) or a path / file:// URL."""
+class _Column:
+    """One array of a source, read front to back a block of rows at a time, as uint8 images [n,28,28] or
+    int64 labels [n]: from memory, or streamed out of an `.npy` member of an `.npz` (a zip) without loading the
+    whole array, so prepare-data's memory does not grow with the dataset."""
+
+    def __init__(self, key: str, shape: tuple, dtype: np.dtype, open_rows):
+        self.key, self.shape, self.dtype = key, tuple(shape), np.dtype(dtype)
+        self._open_rows = open_rows  # () -> read(n) returning the next n rows as an array
+
+    @property
+    def count(self) -> int:
+        return int(self.shape[0]) if self.shape else 0
+
+    @property
+    def out_shape(self) -> tuple:
+        return (self.count, 28, 28) if self.key.startswith("x_") else (self.count,)
+
+    @property
+    def out_dtype(self) -> np.dtype:
+        return np.dtype(np.uint8) if self.key.startswith("x_") else np.dtype(np.int64)
+
+    def blocks(self, sizes):
+        """The rows in consecutive blocks of the given sizes, normalized (uint8 [n,28,28] / int64 [n])."""
+        read = self._open_rows()
+        for n in sizes:
+            rows = read(n)
+            if len(rows) != n:
+                raise EOFError(f"{self.key} ends after fewer rows than its header says")
+            yield rows.reshape((n, *self.out_shape[1:])).astype(self.out_dtype, copy=False)
+
+
+def _block_sizes(total: int, block: int = 4096):
+    for start in range(0, total, block):
+        yield min(block, total - start)
+
+
+def _memory_column(key: str, array: np.ndarray) -> _Column:
+    array = np.asarray(array)
+
+    def open_rows():
+        position = [0]
+
+        def read(n: int) -> np.ndarray:
+            rows = array[position[0]:position[0] + n]
+            position[0] += len(rows)
+            return rows
+
+        return read
+
+    return _Column(key, array.shape, array.dtype, open_rows)
+
+
+def _npy_header(stream, member: str) -> tuple[tuple, bool, np.dtype]:
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(stream)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(stream)
+    raise ValueError(f"{member} uses .npy format version {version[0]}.{version[1]}, not 1.0 or 2.0")
+
+
+def _npz_column(archive: zipfile.ZipFile, key: str, source: str, layout: str) -> _Column:
+    member = f"{key}.npy"
+    with archive.open(member) as stream:
+        shape, fortran, dtype = _npy_header(stream, member)
+    if dtype.hasobject:
+        raise UserError(f"wrong npz layout: {key} holds Python objects (pickled data), not numbers", source,
+                        f"provide {layout}, saved from numeric numpy arrays")
+    row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+
+    def open_rows():
+        stream = archive.open(member)
+        _npy_header(stream, member)
+        if fortran and len(shape) > 1:  # column-major rows are not contiguous: this one array is read whole
+            whole = np.lib.format.read_array(archive.open(member), allow_pickle=False)
+            return _memory_column(key, whole)._open_rows()
+
+        def read(n: int) -> np.ndarray:
+            raw = stream.read(n * row_bytes)
+            whole_rows = len(raw) // row_bytes if row_bytes else n
+            return np.frombuffer(raw, dtype=dtype, count=whole_rows * row_bytes // dtype.itemsize).reshape(
+                (whole_rows, *shape[1:]))
+
+        return read
+
+    return _Column(key, shape, dtype, open_rows)
+
+
+def _what_it_is(head: bytes) -> str:
+    """A plain description of a file that is not a zip archive, from its first bytes."""
+    text = head.lstrip().lower()
+    if head.startswith(b"\x93NUMPY"):
+        return "a single .npy array (np.save), not an .npz archive of the four arrays"
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive cut short or damaged (an interrupted download?), not a readable .npz"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip-compressed, not an .npz archive (decompress it first)"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a Python pickle, not an .npz archive"
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<")):
+        return "an HTML or XML page (an error page saved in place of the dataset?), not an .npz archive"
+    if not head:
+        return "an empty file, not an .npz archive"
+    return "not an .npz archive (not a zip file)"
+
+
+class Source:
+    """The four arrays of a dataset source (x_train, y_train, x_test, y_test), checked, read a block at a time.
+
+    Use as a context manager; `columns[key]` streams one array. Shapes are checked on opening (from the .npy
+    headers: no data read), values by `fingerprint()`, which reads every array once."""
+
+    def __init__(self, name: str, columns: dict[str, _Column], closers=()):
+        self.name, self.columns, self._closers = name, columns, list(closers)
+
+    def count(self, split: str) -> int:
+        return self.columns[f"x_{split}"].count
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for close in reversed(self._closers):
+            close()
+        self._closers.clear()
+
+    def check_shapes(self, layout: str) -> None:
+        source = self.name
+        for split in SPLITS:
+            x, y = self.columns[f"x_{split}"], self.columns[f"y_{split}"]
+            xs = x.shape[:-1] if len(x.shape) == 4 and x.shape[-1] == 1 else x.shape
+            ys = y.shape[:-1] if len(y.shape) == 2 and y.shape[-1] == 1 else y.shape
+            if x.count == 0 or y.count == 0:
+                raise UserError(f"empty dataset: the {split} split has no images", source,
+                                "provide a dataset with images in both x_train and x_test")
+            if len(xs) != 3 or xs[1:] != (28, 28):
+                raise UserError(f"wrong npz layout: x_{split} has shape {list(x.shape)}, not [N,28,28]", source,
+                                f"provide {layout}")
+            if len(ys) != 1 or ys[0] != x.count:
+                raise UserError(f"wrong npz layout: y_{split} has shape {list(y.shape)} for {x.count} images",
+                                source, f"provide {layout}")
+            for column, what in ((x, "integers 0..255"), (y, f"labels 0..{NUM_CLASSES - 1}")):
+                if not np.issubdtype(column.dtype, np.integer):
+                    raise UserError(f"wrong npz layout: {column.key} must be {what} (is {column.dtype})", source,
+                                    f"provide {layout}")
+
+    def fingerprint(self, layout: str = "mnist.npz layout") -> str:
+        """sha256 of the normalized arrays (as `fingerprint` computes it), checking every value on the way."""
+        h = hashlib.sha256()
+        for key in _KEYS:
+            column = self.columns[key]
+            high = 255 if key.startswith("x_") else NUM_CLASSES - 1
+            h.update(f"{key}:{column.out_dtype.str}:{column.out_shape};".encode())
+            read = column._open_rows()
+            for n in _block_sizes(column.count):
+                rows = read(n)
+                if len(rows) != n:
+                    raise EOFError(f"{key} ends after fewer rows than its header says")
+                if rows.size and (rows.min() < 0 or rows.max() > high):
+                    what = "integers 0..255" if key.startswith("x_") else f"labels 0..{high}"
+                    raise UserError(f"wrong npz layout: {key} must be {what}", self.name, f"provide {layout}")
+                h.update(np.ascontiguousarray(rows.astype(column.out_dtype, copy=False)).tobytes())
+        return h.hexdigest()
+
+
+_LAYOUT = "an .npz with x_train [N,28,28], y_train [N], x_test [M,28,28], y_test [M] (mnist.npz layout)"
+
+
+def open_source(source: str) -> Source:
+    """The source's arrays, opened for streaming: 'digits', an http(s) URL (downloaded to a temporary file) or a
+    path / file:// URL of an `.npz`. Anything else that is readable (an `.npy`, a pickle, a gzip, an HTML page)
+    is a UserError that says what the file is."""
     if source == "digits":
-        return digits_arrays()
+        return Source(source, {k: _memory_column(k, v) for k, v in digits_arrays().items()})
     if source.startswith(("http://", "https://")):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "source.npz"
+        tmp = tempfile.TemporaryDirectory(prefix="prepare-data-source-")
+        try:
+            path = Path(tmp.name) / "source.npz"
             _download(source, path)
-            return _read_npz(path, source)
+            opened = _open_npz(path, source)
+        except BaseException:
+            tmp.cleanup()
+            raise
+        opened._closers.insert(0, tmp.cleanup)
+        return opened
     path = Path(source[len("file://"):] if source.startswith("file://") else source)
     if not path.is_file():
         raise UserError("dataset source not found", source,
                         "pass an existing .npz path, an https:// URL, or --source digits")
-    return _read_npz(path, source)
+    return _open_npz(path, source)
 
 
-def _read_npz(path: Path, source: str) -> dict[str, np.ndarray]:
-    layout = "an .npz with x_train [N,28,28], y_train [N], x_test [M,28,28], y_test [M] (mnist.npz layout)"
+def _open_npz(path: Path, source: str) -> Source:
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in _KEYS if k not in npz.files]
-            if missing:
-                has = ", ".join(npz.files) or "nothing"
-                raise UserError(f"wrong npz layout: missing {', '.join(missing)} (has {has})",
-                                source, f"provide {layout}")
-            arrays = {k: npz[k] for k in _KEYS}
+        with open(path, "rb") as f:
+            head = f.read(64)
+        if not zipfile.is_zipfile(path):
+            raise UserError(f"the dataset source is {_what_it_is(head)}", source,
+                            f"provide {_LAYOUT}, e.g. written by np.savez(path, x_train=..., y_train=..., "
+                            "x_test=..., y_test=...)")
+        archive = zipfile.ZipFile(path)
     except UserError:
         raise
-    except (OSError, ValueError, EOFError) as e:
-        raise UserError("cannot read the dataset as .npz", source, f"provide {layout} ({e})") from e
-    return _validate(arrays, source, layout)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise UserError("cannot read the dataset as .npz", source, f"provide {_LAYOUT} ({_short(e)})") from e
+    try:
+        names = [n[:-len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
+        missing = [k for k in _KEYS if k not in names]
+        if missing:
+            has = ", ".join(names) or "no .npy arrays"
+            raise UserError(f"wrong npz layout: missing {', '.join(missing)} (has {has})", source,
+                            f"provide {_LAYOUT}")
+        opened = Source(source, {k: _npz_column(archive, k, source, _LAYOUT) for k in _KEYS}, [archive.close])
+        opened.check_shapes(_LAYOUT)
+        return opened
+    except UserError:
+        archive.close()
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        archive.close()
+        raise UserError("cannot read the dataset as .npz", source, f"provide {_LAYOUT} ({_short(e)})") from e
 
 
-def _validate(arrays: dict[str, np.ndarray], source: str, layout: str = "mnist.npz layout") -> dict:
-    out = {}
-    for split in SPLITS:
-        x, y = np.asarray(arrays[f"x_{split}"]), np.asarray(arrays[f"y_{split}"])
-        if x.ndim == 4 and x.shape[-1] == 1:
-            x = x[..., 0]
-        y = y.reshape(-1) if y.ndim == 2 and y.shape[-1] == 1 else y
-        if len(x) == 0 or len(y) == 0:
-            raise UserError(f"empty dataset: the {split} split has no images", source,
-                            "provide a dataset with images in both x_train and x_test")
-        if x.ndim != 3 or x.shape[1:] != (28, 28):
-            raise UserError(f"wrong npz layout: x_{split} has shape {list(x.shape)}, not [N,28,28]", source,
-                            f"provide {layout}")
-        if y.ndim != 1 or len(y) != len(x):
-            raise UserError(f"wrong npz layout: y_{split} has shape {list(y.shape)} for {len(x)} images",
-                            source, f"provide {layout}")
-        if not np.issubdtype(x.dtype, np.integer) or x.min() < 0 or x.max() > 255:
-            raise UserError(f"wrong npz layout: x_{split} must be integers 0..255 (is {x.dtype})", source,
-                            f"provide {layout}")
-        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= NUM_CLASSES:
-            raise UserError(f"wrong npz layout: y_{split} must be labels 0..{NUM_CLASSES - 1}", source,
-                            f"provide {layout}")
-        out[f"x_{split}"], out[f"y_{split}"] = x.astype(np.uint8), y.astype(np.int64)
-    return out
+def _short(e: Exception) -> str:
+    """An exception's text for a one-line error, never one that suggests unsafe loading options."""
+    text = " ".join(str(e).split())[:200] or type(e).__name__
+    return type(e).__name__ if "pickle" in text.lower() else text
 
 
 def fingerprint(arrays: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for key in _KEYS:
-        a = np.ascontiguousarray(arrays[key])
-        h.update(f"{key}:{a.dtype.str}:{a.shape};".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+    """sha256 of four in-memory arrays, the same value `Source.fingerprint` gives for them."""
+    return Source("arrays", {k: _memory_column(k, arrays[k]) for k in _KEYS}).fingerprint()
 
 
 # --- writing ------------------------------------------------------------------------------------------------
@@ -198,16 +369,30 @@ def shard_name(split: str, index: int, total: int) -> str:
     return f"{split}-{index:05d}-of-{total:05d}.tfrecord"
 
 
-def _write_tfrecord(path: Path, x: np.ndarray, y: np.ndarray) -> None:
+def _write_tfrecord(path: Path, rows) -> None:
+    """One TFRecord file from (x uint8 [n,28,28], y int64 [n]) blocks."""
     import tensorflow as tf
 
     with tf.io.TFRecordWriter(str(path)) as writer:
-        for image, label in zip(x, y, strict=True):
-            example = tf.train.Example(features=tf.train.Features(feature={
-                "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.tobytes()])),
-                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
-            }))
-            writer.write(example.SerializeToString())
+        for x, y in rows:
+            for image, label in zip(x, y, strict=True):
+                example = tf.train.Example(features=tf.train.Features(feature={
+                    "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.tobytes()])),
+                    "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+                }))
+                writer.write(example.SerializeToString())
+
+
+def _write_npz(path: Path, columns: dict[str, _Column]) -> None:
+    """An uncompressed `.npz` (as np.savez writes) of the given columns, streamed a block at a time."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, column in columns.items():
+            header = np.lib.format.header_data_from_array_1_0(np.empty((0,), column.out_dtype))
+            header["shape"] = column.out_shape
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as out:
+                np.lib.format.write_array_header_1_0(out, header)
+                for rows in column.blocks(_block_sizes(column.count)):
+                    out.write(np.ascontiguousarray(rows).tobytes())
 
 
 def _unchanged(store: Store, fp: str, shards: int) -> dict | None:
@@ -230,8 +415,16 @@ def prepare(source: str, store: Store, shards: int = 4) -> dict:
 
 
 def _prepare(source: str, store: Store, shards: int) -> tuple[dict, bool]:
-    arrays = load_source(source)
-    fp = fingerprint(arrays)
+    with open_source(source) as opened:
+        return _prepare_from(opened, source, store, shards)
+
+
+def _prepare_from(opened: Source, source: str, store: Store, shards: int) -> tuple[dict, bool]:
+    """Streams the source twice (fingerprint and checks, then the shards): memory stays flat in its size."""
+    try:
+        fp = opened.fingerprint(_LAYOUT)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # truncated or corrupt data
+        raise UserError("cannot read the dataset as .npz", source, f"provide {_LAYOUT} ({_short(e)})") from e
     existing = _unchanged(store, fp, shards)
     if existing is not None:
         return existing, False
@@ -244,18 +437,21 @@ def _prepare(source: str, store: Store, shards: int) -> tuple[dict, bool]:
         tmp = Path(tmp)
         jobs = []
         for split in SPLITS:
-            x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-            n = max(1, min(shards, len(x)))
+            count = opened.count(split)
+            n = max(1, min(shards, count))
+            sizes = [count // n + (1 if i < count % n else 0) for i in range(n)]  # as np.array_split divides
+            xs = opened.columns[f"x_{split}"].blocks(b for size in sizes for b in _block_sizes(size))
+            ys = opened.columns[f"y_{split}"].blocks(b for size in sizes for b in _block_sizes(size))
             entries = []
-            for i, idx in enumerate(np.array_split(np.arange(len(x)), n)):
+            for i, size in enumerate(sizes):
                 name = shard_name(split, i, n)
-                _write_tfrecord(tmp / name, x[idx], y[idx])
-                entries.append({"name": name, "count": int(len(idx)), "size": (tmp / name).stat().st_size,
+                blocks = ((next(xs), next(ys)) for _ in _block_sizes(size))
+                _write_tfrecord(tmp / name, blocks)
+                entries.append({"name": name, "count": size, "size": (tmp / name).stat().st_size,
                                 "sha256": sha256_file(tmp / name)})
                 jobs.append(name)
-            manifest["splits"][split] = {"count": int(len(x)), "shards": entries}
-        with open(tmp / TEST_ARRAYS, "wb") as f:
-            np.savez(f, x=arrays["x_test"], y=arrays["y_test"])
+            manifest["splits"][split] = {"count": count, "shards": entries}
+        _write_npz(tmp / TEST_ARRAYS, {"x": opened.columns["x_test"], "y": opened.columns["y_test"]})
         manifest["arrays"]["test"] = {"name": TEST_ARRAYS, "size": (tmp / TEST_ARRAYS).stat().st_size,
                                       "sha256": sha256_file(tmp / TEST_ARRAYS)}
         jobs.append(TEST_ARRAYS)
