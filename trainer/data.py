@@ -598,6 +598,15 @@ def read_files(paths: list, *, shard_index: int = 0, num_shards: int = 1):
     return parse_records(records).prefetch(tf.data.AUTOTUNE)
 
 
+def share_counts(info: dict, num_shards: int) -> list[int]:
+    """Examples each of `num_shards` readers gets from a split's manifest entry, by `dataset`'s rule: whole
+    shard files `shards[i::n]`, or, with more readers than files, every n-th record."""
+    shards = info["shards"]
+    if num_shards <= len(shards):
+        return [sum(int(s["count"]) for s in shards[i::num_shards]) for i in range(num_shards)]
+    return [len(range(i, int(info["count"]), num_shards)) for i in range(num_shards)]
+
+
 def dataset(store: Store, split: str, *, shard_index: int = 0, num_shards: int = 1, cache_dir=None):
     """(tf.data.Dataset of (image float32 [28,28,1], label int64), number of examples) for this reader.
 

@@ -84,10 +84,38 @@ def run(args) -> dict:
     if train_count == 0:
         raise UserError("empty dataset: the train split has no examples", data_store.url,
                         "run `python -m trainer prepare-data` with a non-empty source")
+    _check_shares(manifest, config, data_store)
     if args.batch_size < config.num_workers:
         raise UserError("--batch-size is smaller than the number of processes", args.batch_size,
                         f"pass --batch-size {config.num_workers} or more (it is the global batch)")
     return Trainer(args, config, data_store, run_store, model_store, train_count).run()
+
+
+def _task_of_rank(config: tfconfig.TFConfig, rank: int) -> str:
+    if config.cluster.get("chief"):
+        return "chief-0" if rank == 0 else f"worker-{rank - 1}"
+    return f"worker-{rank}" if config.cluster else "chief-0"
+
+
+def _check_shares(manifest: dict, config: tfconfig.TFConfig, data_store) -> None:
+    """Every process computes every process's share of the training set from the manifest, before TensorFlow
+    starts, so all of them fail at once with the reason (rather than one failing and the others reporting a
+    lost peer)."""
+    from trainer import data
+
+    info, n = manifest["splits"]["train"], config.num_workers
+    count = int(info["count"])
+    if count < n:
+        raise UserError(f"the training set has fewer examples than there are training processes ({n})",
+                        f"{count} examples at {data_store.url}",
+                        f"train with at most {count} process(es) (a chief and {max(count - 1, 0)} worker(s)), "
+                        "or prepare a dataset with more examples")
+    empty = [_task_of_rank(config, r) for r, c in enumerate(data.share_counts(info, n)) if c == 0]
+    if empty:
+        raise UserError(f"the training set's shards leave {', '.join(empty)} with no examples",
+                        f"{len(info['shards'])} shard(s) with counts "
+                        f"{[int(s['count']) for s in info['shards']]} at {data_store.url}",
+                        "run prepare-data again (it writes no empty shards), or train with fewer workers")
 
 
 class Trainer:
@@ -196,7 +224,7 @@ class Trainer:
                                  num_shards=config.num_workers)
         if count == 0:
             raise UserError("this process's share of the training set is empty", self.data_store.url,
-                            "run prepare-data with more --shards, or use fewer workers")
+                            "the dataset changed after the job started: run the job again")
 
         def augment(image, label):
             if shift:

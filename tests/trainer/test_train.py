@@ -125,7 +125,7 @@ def s3(s3_server):
 
 
 def env_for(s3, **extra: str) -> dict[str, str]:
-    return trainer_env(s3["server"], DATA_URL=s3["data_url"], **extra)
+    return trainer_env(s3["server"], **{"DATA_URL": s3["data_url"], **extra})
 
 
 @pytest.fixture(scope="module")
@@ -432,3 +432,56 @@ def test_log_sync_uploads_changed_files_only(tmp_path):
         time.sleep(0.02)
     sync.close()
     assert flushed
+
+
+def test_more_processes_than_examples_fail_at_once_everywhere(s3, tmp_path):
+    """2 training images, a chief and 2 workers: every process stops before TensorFlow starts, with the reason
+    (not one process failing and the others reporting a lost peer)."""
+    import numpy as np
+
+    bucket = s3["bucket"]
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "tiny.npz", x_train=rng.integers(0, 256, (2, 28, 28), np.uint8), y_train=np.array([3, 7]),
+             x_test=rng.integers(0, 256, (2, 28, 28), np.uint8), y_test=np.array([1, 2]))
+    data_url = f"s3://{bucket}/data/tiny"
+    prep = Proc(["prepare-data", "--source", str(tmp_path / "tiny.npz")], env_for(s3, DATA_URL=data_url))
+    assert prep.wait(timeout=120) == 0, prep.log()
+    ports = [free_port() for _ in range(3)]
+    procs = {}
+    for task, index in (("chief", 0), ("worker", 0), ("worker", 1)):
+        env = env_for(s3, DATA_URL=data_url, RUN_URL=f"s3://{bucket}/runs/tiny",
+                      MODEL_URL=f"s3://{bucket}/models/tiny", TF_CONFIG=tf_config(ports, task, index))
+        procs[f"{task}-{index}"] = Proc(["train"], env)
+    for name, proc in procs.items():
+        assert proc.wait(timeout=60) == 2, (name, proc.log())
+        err = "\n".join(proc.err)
+        assert ("error: the training set has fewer examples than there are training processes (3) "
+                f"(2 examples at {data_url}): train with at most 2 process(es)") in err, (name, err)
+        assert "lost contact" not in err and "Traceback" not in err, (name, err)
+    assert not open_store(f"s3://{bucket}/runs/tiny").list()
+
+
+@pytest.mark.parametrize("counts,workers,empty", [
+    ([5, 0, 0, 0], 1, ["worker-0"]),  # whole files: the chief gets shards 0 and 2, the worker 1 and 3
+    ([3, 3, 0], 2, ["worker-1"]),
+    ([4, 4], 0, []),
+    ([2, 2], 3, []),  # more processes than files: a record-level split, one example each
+])
+def test_an_empty_share_is_found_from_the_manifest(counts, workers, empty):
+    from trainer import data, tfconfig
+    from trainer.errors import UserError
+    from trainer.train import _check_shares
+
+    info = {"count": sum(counts), "shards": [{"name": f"s{i}", "count": c} for i, c in enumerate(counts)]}
+    manifest = {"splits": {"train": info}}
+    config = tfconfig.parse(tf_config(list(range(2000, 2001 + workers)), "chief", 0)) if workers else tfconfig.load({})
+    shares = data.share_counts(info, config.num_workers)
+    assert sum(shares) == sum(counts)
+    store = open_store("s3://bucket-x/data")
+    if not empty:
+        _check_shares(manifest, config, store)
+        return
+    with pytest.raises(UserError) as e:
+        _check_shares(manifest, config, store)
+    assert f"leave {', '.join(empty)} with no examples ({len(counts)} shard(s) with counts {counts}" in str(e.value)
+    assert "run prepare-data again" in e.value.fix
