@@ -2,7 +2,12 @@
 
 
 class UserError(Exception):
-    """Something the user can fix: names the thing, the bad value and the fix."""
+    """Something the user can fix: names the thing, the bad value and the fix.
+
+    `transient` is False here: the same call fails the same way until the configuration or the input
+    changes. Subclasses for failures that can go away by themselves (an outage) set it True."""
+
+    transient = False
 
     def __init__(self, what: str, value: object, fix: str):
         self.what, self.value, self.fix = what, value, fix

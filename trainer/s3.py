@@ -29,7 +29,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from trainer.errors import UserError
-from trainer.store import NotFound, StoreError
+from trainer.store import AccessError, NotFound, StoreError
 
 MULTIPART_BYTES = 8 * 1024 * 1024
 RANGED_BYTES = 64 * 1024 * 1024
@@ -132,7 +132,7 @@ def translate(err: Exception, bucket: str, key: str = "") -> Exception:
         code = str(error.get("Code", ""))
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code in _CREDENTIAL_CODES:
-            return StoreError(
+            return AccessError(
                 f"S3 rejected the credentials ({code}) at {where()}",
                 url,
                 "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the pod's IAM role) for this endpoint",
@@ -162,7 +162,7 @@ def translate(err: Exception, bucket: str, key: str = "") -> Exception:
             f"({type(err).__name__})",
         )
     if isinstance(err, (bx.NoCredentialsError, bx.PartialCredentialsError, bx.CredentialRetrievalError)):
-        return StoreError(
+        return AccessError(
             "no usable AWS credentials",
             url,
             "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give the pod an IAM role (IRSA)",

@@ -17,7 +17,17 @@ from trainer.errors import UserError
 
 
 class StoreError(UserError):
-    """S3 or the local store failed in a way the user can fix (endpoint, credentials, bucket, key)."""
+    """S3 or the local store failed in a way the user can fix (endpoint, credentials, bucket, key). Transient:
+    an outage ends, a missing bucket or object gets created, a corrupt upload gets replaced."""
+
+    transient = True
+
+
+class AccessError(StoreError):
+    """No credentials, or the server rejected them. Not transient: a process's keys come from its environment
+    and never change while it runs (a restarted pod picks up a rotated Secret)."""
+
+    transient = False
 
 
 class NotFound(StoreError):

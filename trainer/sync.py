@@ -91,9 +91,11 @@ def run(args) -> dict | None:
 
 
 def watch(store: Store, dest: Path, keep: int, interval: float) -> None:
-    """Syncs every `interval` seconds until SIGTERM/SIGINT; one log line per change. S3 errors (an outage, a
-    credentials rotation) are logged and retried at the next interval, never fatal: serving goes on with
-    what is already on disk."""
+    """Syncs every `interval` seconds until SIGTERM/SIGINT; one log line per change. Transient errors (an
+    outage, a missing bucket, a corrupt upload) are logged and retried at the next interval: serving goes on
+    with what is already on disk. Permanent ones (`UserError.transient` False: a malformed S3_ENDPOINT or
+    S3_* setting, credentials that are missing or rejected) raise, so the process exits 2 and Kubernetes
+    restarts the container visibly (CrashLoopBackOff), which also picks up a rotated Secret."""
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s sync-model %(message)s")
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
@@ -112,7 +114,10 @@ def watch(store: Store, dest: Path, keep: int, interval: float) -> None:
             if not result["remote"] and not waiting_logged:
                 log.info("no complete version under %s yet; waiting", store.url)
                 waiting_logged = True
-        except UserError as e:  # StoreError mostly: S3 down, credentials rotated, a corrupt upload
+        except UserError as e:
+            if not e.transient:
+                log.error("error: %s; not retrying: this needs a configuration change", e)
+                raise
             log.warning("error: %s; retrying in %ss", e, interval)
             failing = True
         deadline = time.monotonic() + interval

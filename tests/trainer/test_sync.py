@@ -242,3 +242,37 @@ def test_watch_follows_new_versions_and_survives_an_outage(tmp_path, monkeypatch
         assert lines[-1] == "stopped"
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("setting,value,message", [
+    ("S3_ENDPOINT", "minio.minio:9000", "S3_ENDPOINT must be a full URL with scheme (minio.minio:9000)"),
+    ("S3_MAX_ATTEMPTS", "many", "S3_MAX_ATTEMPTS must be a positive number (many)"),
+])
+def test_watch_exits_on_a_permanent_error(run_trainer, models, tmp_path, setting, value, message):
+    """A configuration error is not an outage: the watcher exits 2 at once (the pod restarts visibly)."""
+    start = time.monotonic()
+    proc = run_trainer("sync-model", "--dest", str(tmp_path / "serving"), "--watch", "--interval", "0.2",
+                       env={"MODEL_URL": models.url, setting: value}, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert time.monotonic() - start < 30
+    assert proc.stderr.count(message) == 2, proc.stderr  # the log line, then the CLI's one-line error
+    assert "not retrying" in proc.stderr and "retrying in" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
+
+
+def test_permanent_and_transient_kinds():
+    """Which S3 failures a watcher retries: what can end by itself, not what needs new configuration."""
+    import botocore.exceptions as bx
+
+    from trainer import s3
+
+    def client_error(code: str, status: int = 400):
+        return bx.ClientError({"Error": {"Code": code, "Message": code},
+                               "ResponseMetadata": {"HTTPStatusCode": status}}, "ListObjectsV2")
+
+    transient = [bx.EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), client_error("NoSuchBucket", 404),
+                 client_error("InternalError", 500), client_error("SlowDown", 503), client_error("AccessDenied", 403)]
+    permanent = [client_error("InvalidAccessKeyId", 403), client_error("SignatureDoesNotMatch", 403),
+                 bx.NoCredentialsError()]
+    assert all(s3.translate(e, "bucket").transient for e in transient)
+    assert not any(s3.translate(e, "bucket").transient for e in permanent)
