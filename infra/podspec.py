@@ -129,10 +129,21 @@ class S3Access:
                 out.append({"name": key, "valueFrom": {"secretKeyRef": {"name": self.secret_name, "key": key}}})
         return out
 
-    def pod_env(self, **urls) -> list[dict]:
+    def pod_env(self, *, boto3_default_chain: bool = False, **urls) -> list[dict]:
         """A pod's whole environment: S3 access, then the given variables (DATA_URL=..., in order), then the
-        base variables every pod gets."""
-        return [*self.env(), *({"name": k, "value": v} for k, v in urls.items()), *base_env()]
+        base variables every pod gets.
+
+        `boto3_default_chain`: the pod's S3 client is one we don't write that builds a plain
+        `boto3.client("s3", endpoint_url=$S3_ENDPOINT)` (TensorBoard's S3 reader,
+        tensorboard/compat/tensorflow_stub/io/gfile.py). botocore takes that client's region only from
+        `AWS_DEFAULT_REGION` (botocore/configprovider.py, `region`), not `AWS_REGION`, so the pod gets both;
+        with an `endpoint_url` botocore addresses buckets by path (botocore/args.py, `AWS_S3_FORCE_PATH_STYLE`
+        unless `s3.addressing_style` is `virtual`), which `S3_ENDPOINT` already gives."""
+        access = self.env()
+        if boto3_default_chain:
+            at = next(i for i, e in enumerate(access) if e["name"] == "AWS_REGION") + 1
+            access.insert(at, {"name": "AWS_DEFAULT_REGION", "value": self.region})
+        return [*access, *({"name": k, "value": v} for k, v in urls.items()), *base_env()]
 
     def for_role(self, role: str, secret_name: str | None) -> S3Access:
         """The same bucket and endpoint with another role's credentials."""

@@ -35,7 +35,7 @@ class TensorBoard(pulumi.ComponentResource):
             command=pulumi.Output.from_input(logdir).apply(
                 lambda d: ["tensorboard", "--logdir", d, "--bind_all", "--port", str(PORT)]
             ),
-            env=access.pod_env(),
+            env=access.pod_env(boto3_default_chain=True),  # TensorBoard's own S3 reader: plain boto3
             ports=[{"name": "http", "containerPort": PORT}],
             readinessProbe={"httpGet": {"path": "/", "port": PORT}, "periodSeconds": 10},
             livenessProbe={
