@@ -344,3 +344,12 @@ def test_help_names_default_source(run_trainer):
     flat = "".join(proc.stdout.split())
     assert data.DEFAULT_SOURCE in flat and "digits" in flat and "DATA_URL" in flat
 
+
+
+def test_prepare_data_memory_does_not_grow_with_the_source():
+    """Streamed shard by shard: 10x the images, the same peak (the whole source in memory would add ~40 MB of
+    pixels and its copies). Peak RSS from the kernel, for a real prepare-data process each."""
+    from bench.prepare_memory import prepare_peak
+
+    small, large = prepare_peak(5_000, test_images=1_000), prepare_peak(50_000, test_images=1_000)
+    assert large - small < 15e6, (small, large)
