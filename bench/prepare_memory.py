@@ -4,7 +4,8 @@
 
 For each size it writes an mnist.npz-layout source of that many random training images (plus 10,000 test
 images) into a temporary folder, runs `python -m trainer prepare-data --source <it> --data-url file:///<tmp>`
-as its own process, and reads that process's peak resident set size from the kernel (`os.wait4`, ru_maxrss).
+as its own process, and reads that process's peak resident set size from the kernel (VmHWM in
+/proc/self/status, read as it exits).
 It prints one line per size, the growth from the smallest size, and the baseline of importing TensorFlow alone
 in the same way.
 """
@@ -12,7 +13,6 @@ in the same way.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -33,25 +33,47 @@ def write_source(path: Path, images: int, test_images: int = TEST_IMAGES, seed: 
     return path
 
 
+# Runs `-m MODULE ARGS` or `-c CODE` inside this wrapper, then writes the process's VmHWM (peak resident set
+# of its own address space, /proc/self/status) to a file. Not ru_maxrss from wait4: on exec Linux folds the
+# forking parent's high-water mark into the child's, so a large parent (a pytest run with TF loaded) would show.
+_WRAPPER = """
+import runpy, sys
+report, mode, target = sys.argv[1:4]
+sys.argv = [target, *sys.argv[4:]]
+code = 0
+try:
+    if mode == "-m":
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
+    else:
+        exec(compile(target, "<bench>", "exec"), {"__name__": "__main__"})
+except SystemExit as e:
+    code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+finally:
+    with open("/proc/self/status") as status, open(report, "w") as out:
+        out.write(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+sys.exit(code)
+"""
+
+
 def peak_rss(args: list[str], env: dict | None = None) -> tuple[int, int]:
-    """(exit code, peak RSS in bytes) of `python ARGS` run from the repository root."""
-    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    proc.stderr.close()
-    return proc.returncode, usage.ru_maxrss * 1024  # Linux reports kilobytes
+    """(exit code, peak RSS in bytes) of `python -m MODULE ...` or `python -c CODE` run from the repository
+    root; a failure raises RuntimeError with the end of its stderr."""
+    with tempfile.TemporaryDirectory(prefix="bench-peak-") as tmp:
+        report, err_path = Path(tmp) / "peak", Path(tmp) / "stderr"
+        with open(err_path, "wb") as err:
+            rc = subprocess.run([sys.executable, "-c", _WRAPPER, str(report), *args], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=err).returncode
+        if rc != 0:
+            raise RuntimeError(f"python {' '.join(args)} exited {rc}: {err_path.read_bytes()[-2000:]!r}")
+        return rc, int(report.read_text()) * 1024  # kB
 
 
 def prepare_peak(images: int, test_images: int = TEST_IMAGES) -> int:
     """Peak RSS in bytes of one `prepare-data` run over a fresh source of `images` training images."""
     with tempfile.TemporaryDirectory(prefix="bench-prepare-") as tmp:
         source = write_source(Path(tmp) / "source.npz", images, test_images)
-        rc, peak = peak_rss(["-m", "trainer", "prepare-data", "--source", str(source),
-                             "--data-url", f"file://{tmp}/out"])
-        if rc != 0:
-            raise RuntimeError(f"prepare-data exited {rc} on {images} images")
-        return peak
+        return peak_rss(["-m", "trainer", "prepare-data", "--source", str(source),
+                         "--data-url", f"file://{tmp}/out"])[1]
 
 
 def main(argv: list[str] | None = None) -> int:
