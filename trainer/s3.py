@@ -19,8 +19,10 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import boto3
@@ -63,13 +65,37 @@ def endpoint() -> str | None:
     url = (os.environ.get("S3_ENDPOINT") or "").strip()
     if not url:
         return None
-    if not (url.startswith("http://") or url.startswith("https://")) or len(url.split("://", 1)[1]) == 0:
-        raise UserError(
-            "S3_ENDPOINT must be a full URL with scheme",
-            url,
-            "set it like http://minio.minio:9000, or unset it for AWS",
-        )
+    bad = UserError(
+        "S3_ENDPOINT must be a full URL with scheme",
+        url,
+        "set it like http://minio.minio:9000, or unset it for AWS",
+    )
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise bad
+    try:
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number in 0-65535)
+    except ValueError:
+        raise bad from None
     return url.rstrip("/")
+
+
+# botocore's own rule for a region name (botocore/utils.py `validate_region_name`): letters, digits and
+# hyphens, at most 63, not all digits, no hyphen at either end. botocore checks it only when a request is
+# signed, which a retry loop would take for an outage.
+_REGION = re.compile(r"^(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)$")
+
+
+def region() -> str | None:
+    """`AWS_REGION` (or `AWS_DEFAULT_REGION`), checked as botocore would; None when neither is set."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        value = (os.environ.get(name) or "").strip()
+        if value:
+            if not _REGION.match(value):
+                raise UserError(f"{name} is not a region name", value,
+                                f"set {name} to a region such as us-east-1 (or the S3 server's own name)")
+            return value
+    return None
 
 
 def where() -> str:
@@ -79,7 +105,7 @@ def where() -> str:
 def settings() -> dict:
     return {
         "endpoint": endpoint(),
-        "region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
+        "region": region(),
         "max_attempts": int(_env_number("S3_MAX_ATTEMPTS", 12, int)),
         "connect_timeout": _env_number("S3_CONNECT_TIMEOUT", 5.0),
         "read_timeout": _env_number("S3_READ_TIMEOUT", 60.0),

@@ -246,7 +246,10 @@ def test_watch_follows_new_versions_and_survives_an_outage(tmp_path, monkeypatch
 
 @pytest.mark.parametrize("setting,value,message", [
     ("S3_ENDPOINT", "minio.minio:9000", "S3_ENDPOINT must be a full URL with scheme (minio.minio:9000)"),
+    ("S3_ENDPOINT", "http://minio minio:9000", "S3_ENDPOINT must be a full URL with scheme (http://minio minio:9000)"),
+    ("S3_ENDPOINT", "http://minio:notaport", "S3_ENDPOINT must be a full URL with scheme (http://minio:notaport)"),
     ("S3_MAX_ATTEMPTS", "many", "S3_MAX_ATTEMPTS must be a positive number (many)"),
+    ("AWS_REGION", "us east 1", "AWS_REGION is not a region name (us east 1)"),
 ])
 def test_watch_exits_on_a_permanent_error(run_trainer, models, tmp_path, setting, value, message):
     """A configuration error is not an outage: the watcher exits 2 at once (the pod restarts visibly)."""
