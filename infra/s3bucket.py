@@ -47,8 +47,11 @@ def declare(c: Storage) -> None:
 
     cfg, s = c.cfg, c.cfg.storage
     provider = aws.Provider("aws", region=s.region, opts=pulumi.ResourceOptions(parent=c))
-    on_aws = pulumi.ResourceOptions(parent=c, provider=provider)
+    # A kept bucket keeps everything that hardens it: its public access block, encryption, TLS-only policy,
+    # versioning and lifecycle are separate resources, and deleting them on destroy would leave the retained
+    # bucket open, unversioned and growing. So every aws.s3 resource gets the bucket's protect/retain.
     keep = pulumi.ResourceOptions(protect=s.protect, retain_on_delete=s.protect)
+    on_aws = pulumi.ResourceOptions(parent=c, provider=provider)
     bucket = aws.s3.Bucket(
         "bucket",
         bucket=s.bucket,
@@ -57,6 +60,8 @@ def declare(c: Storage) -> None:
         opts=pulumi.ResourceOptions.merge(on_aws, keep),
     )
     c.bucket = bucket.bucket
+    iam = on_aws  # access for this stack's pods: goes with the stack
+    on_aws = pulumi.ResourceOptions.merge(on_aws, keep)
     after_bucket = pulumi.ResourceOptions.merge(on_aws, pulumi.ResourceOptions(depends_on=[bucket]))
     ownership = aws.s3.BucketOwnershipControls(
         "bucket-ownership",
@@ -156,13 +161,13 @@ def declare(c: Storage) -> None:
             name=f"{cfg.project}-{cfg.stack}-{cfg.namespace}-{'bucket' if role == 'pipeline' else role}"[:128],
             description=f"{role}: its prefixes in the {cfg.project} bucket of stack {cfg.stack}",
             policy=bucket.arn.apply(lambda arn, role=role: policy_document(arn, role)),
-            opts=on_aws,
+            opts=iam,
         )
         if s.credentials == "irsa":
-            c.ready.append(_irsa_role(c, aws, role, policy, on_aws))
+            c.ready.append(_irsa_role(c, aws, role, policy, iam))
             secret_name = None
         else:
-            secret_name = _user_key(c, aws, role, policy, on_aws)
+            secret_name = _user_key(c, aws, role, policy, iam)
         c.accesses[role] = S3Access(bucket=c.bucket, region=s.region, endpoint=None, secret_name=secret_name)
     c.access = c.accesses["pipeline"]
 
