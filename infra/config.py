@@ -6,6 +6,8 @@ value and the fix.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -125,8 +127,34 @@ class StackConfig:
         return "data/mnist"
 
     @property
+    def run_spec(self) -> dict[str, Any]:
+        """What shapes a training run: a checkpoint trained under other settings must not be resumed. The
+        learning rate is compared as a number (`0.003` and `3e-3` are one spec)."""
+        t = self.training
+        return {
+            "image": self.images.trainer,
+            "workers": self.workers,
+            "epochs": t.epochs,
+            "batchSize": t.batch_size,
+            "learningRate": float(t.learning_rate),
+            "prepareSource": self.data_prepare_source,
+        }
+
+    @property
+    def run_digest(self) -> str:
+        """8 hex digits of sha256 over `run_spec` as canonical JSON."""
+        canonical = json.dumps(self.run_spec, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:8]
+
+    @property
+    def run_id(self) -> str:
+        """`<training.run>-<run_digest>`: RUN_URL's last part. Same spec, same run (it resumes); a changed
+        spec is a new run that trains from scratch."""
+        return f"{self.training.run}-{self.run_digest}"
+
+    @property
     def run_prefix(self) -> str:
-        return f"runs/{self.training.run}"
+        return f"runs/{self.run_id}"
 
     @property
     def model_prefix(self) -> str:

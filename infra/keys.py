@@ -90,7 +90,11 @@ KEYS: list[Key] = [
     Key("data.prepareSource", "digits", "`prepare-data --source`: `digits`, a URL or a path in the image"),
     Key("data.source", "s3", "how training reads the dataset: `s3` (DATA_URL on S3) or `volume` (Fluid PVC)"),
     Key("dataprep.timeoutSeconds", 1800, "how long `pulumi up` waits for data prep"),
-    Key("training.run", "baseline", "run name: TFJob `mnist-<run>`, RUN_URL `s3://<bucket>/runs/<run>`"),
+    Key(
+        "training.run",
+        "baseline",
+        "run name: TFJob `mnist-<run>`, RUN_URL `s3://<bucket>/runs/<run>-<digest of the run's settings>`",
+    ),
     Key("training.epochs", 20, "`train --epochs` (the trainer's tuned default)"),
     Key("training.batchSize", 64, "`train --batch-size`"),
     Key("training.learningRate", "0.003", "`train --learning-rate` (the trainer's tuned default)"),

@@ -98,6 +98,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         "dataUrl": data_url,
         "trainingDataUrl": data_url_for_training(cfg, data_url),
         "runUrl": run_url,
+        "runSpec": {**cfg.run_spec, "digest": cfg.run_digest},
         "modelUrl": model_url,
         "tfjobName": training.name,
         "tensorboardUrl": tensorboard.url,

@@ -36,7 +36,7 @@ def test_defaults_are_a_valid_dev_setup():
     }
     assert (cfg.data_prefix, cfg.run_prefix, cfg.model_prefix) == (
         "data/mnist",
-        "runs/baseline",
+        f"runs/baseline-{cfg.run_digest}",
         "models/mnist",
     )
 

@@ -117,7 +117,8 @@ def test_outputs(stack):
     out = stack.outputs
     bucket = out["bucket"]
     assert out["dataUrl"] == f"s3://{bucket}/data/mnist"
-    assert out["runUrl"] == f"s3://{bucket}/runs/baseline"
+    digest = out["runSpec"]["digest"]
+    assert out["runUrl"] == f"s3://{bucket}/runs/baseline-{digest}" and len(digest) == 8
     assert out["modelUrl"] == f"s3://{bucket}/models/mnist"
     assert out["namespace"] == "kubeflow-e2e" and out["tfjobName"] == "mnist-baseline"
     assert out["servingUrl"] == "http://serving.kubeflow-e2e.svc:8501"
