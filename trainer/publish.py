@@ -21,6 +21,7 @@ from trainer.errors import UserError
 from trainer.store import NotFound, Store, StoreError
 
 COMPLETE = "_COMPLETE"
+CLAIM = "_CLAIM"  # `<version>/_CLAIM`: who took the number (claim_version)
 FORMAT = 1
 VERSION_NAME = re.compile(r"^(0|[1-9][0-9]*)$")
 # Hidden temporary folders fetch_dir makes next to a destination; left behind only if the process dies.
@@ -113,6 +114,27 @@ def next_version(store: Store) -> int:
     """1 + the highest integer-named child, complete or not (an interrupted upload's number is not reused)."""
     seen = [int(head) for head in {k.partition("/")[0] for k in store.list()} if VERSION_NAME.match(head)]
     return max(seen, default=0) + 1
+
+
+def claim_version(store: Store, owner: str = "", attempts: int = 1000) -> int:
+    """Takes the next free version number for this publisher alone: from `next_version`, writes
+    `<N>/_CLAIM` only if absent (`Store.create`: S3's `If-None-Match: *`), and on conflict tries N+1.
+    Two publishers that list at the same moment (the stack's TFJob and an `argo submit` retrain) thus get two
+    numbers instead of overwriting each other's files. The claim is read back, which also catches a later
+    writer on a server that ignores the condition; there, two claims that land within one round trip can
+    still share a number (README, "Atomic publish")."""
+    token = json.dumps({"owner": owner, "claim": uuid.uuid4().hex}, sort_keys=True).encode()
+    version = next_version(store)
+    for _ in range(attempts):
+        key = f"{version}/{CLAIM}"
+        if store.create(key, token) and store.get_bytes(key) == token:
+            return version
+        version += 1
+    raise StoreError(
+        f"no free model version after {attempts} tries",
+        store.url,
+        "check that the store honours If-None-Match, and remove stale folders",
+    )
 
 
 def fetch_dir(store: Store, dest) -> Path:

@@ -214,6 +214,28 @@ def put_bytes(bucket: str, key: str, data: bytes) -> None:
     _call(bucket, key, client().put_object, Bucket=bucket, Key=key, Body=data)
 
 
+def create_bytes(bucket: str, key: str, data: bytes) -> bool:
+    """PutObject with `If-None-Match: *`: writes only if no object has that key. False when one has: 412
+    PreconditionFailed, or 409 ConditionalRequestConflict (AWS, while another conditional write to the key
+    is in flight). AWS S3 honours the header since 2024-08; so do MinIO (RELEASE.2025-09-07T16-13-09Z:
+    `cmd/object-handlers.go` PutObjectHandler checks it under the object's namespace lock in
+    `cmd/erasure-object.go`) and moto 5.2.5 (`moto/s3/responses.py` put_object). A server that ignores the
+    header just writes, and this returns True."""
+
+    def put():
+        try:
+            client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        except bx.ClientError as e:
+            code = str(e.response.get("Error", {}).get("Code", ""))
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+                return False
+            raise
+        return True
+
+    return _call(bucket, key, put)
+
+
 def get_bytes(bucket: str, key: str) -> bytes:
     def get():
         return client().get_object(Bucket=bucket, Key=key)["Body"].read()

@@ -98,6 +98,10 @@ class Store:
     def get_bytes(self, key: str) -> bytes:
         raise NotImplementedError
 
+    def create(self, key: str, data: bytes) -> bool:
+        """Writes `key` only if nothing is there, atomically; False when something already is."""
+        raise NotImplementedError
+
     def put_file(self, key: str, path) -> None:
         raise NotImplementedError
 
@@ -161,6 +165,11 @@ class S3Store(Store):
         from trainer import s3
 
         return s3.get_bytes(self.bucket, self._key(key))
+
+    def create(self, key: str, data: bytes) -> bool:
+        from trainer import s3
+
+        return s3.create_bytes(self.bucket, self._key(key), data)
 
     def put_file(self, key: str, path) -> None:
         from trainer import s3
@@ -237,6 +246,25 @@ class LocalStore(Store):
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._write(key, lambda tmp: tmp.write_bytes(data))
+
+    def create(self, key: str, data: bytes) -> bool:
+        """A hard link of a finished temp file: fails if the name exists, so readers see all or nothing."""
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError("cannot create the folder", path.parent, f"check permissions ({e})") from e
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+        try:
+            tmp.write_bytes(data)
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as e:
+            raise StoreError("cannot write", self.url_of(key), f"check space and permissions ({e})") from e
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def put_file(self, key: str, path) -> None:
         self._write(key, lambda tmp: shutil.copyfile(path, tmp))

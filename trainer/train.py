@@ -300,7 +300,7 @@ class Trainer:
             local = tmp / "model"
             model.export(net, local)
             scores = evaluate.score(local, self.data_store)
-            version = publish.next_version(self.model_store)
+            version = publish.claim_version(self.model_store, owner=self.run_store.url)
             target = self.model_store.child(str(version))
             publish.publish_dir(local, target)
         finally:
