@@ -100,7 +100,12 @@ KEYS: list[Key] = [
     Key("training.learningRate", "0.003", "`train --learning-rate` (the trainer's tuned default)"),
     Key("training.backoffLimit", 3, "TFJob `runPolicy.backoffLimit`"),
     Key("training.timeoutSeconds", 3600, "how long `pulumi up` waits for the TFJob to succeed"),
-    Key("serving.waitForTraining", True, "serving rolls out only after the TFJob succeeded"),
+    Key(
+        "serving.waitForTraining",
+        True,
+        "serving rolls out only after the TFJob succeeded; `false`: `pulumi up` awaits neither the TFJob nor "
+        "serving (Deployment and Service), whose pods become ready once a model exists",
+    ),
     Key("serving.modelName", "mnist", "TF Serving model name (`predict --model`)"),
     Key("serving.replicas", 1, "TF Serving replicas"),
     Key("serving.pollSeconds", 30, "sidecar sync interval and TF Serving's file-system poll"),

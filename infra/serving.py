@@ -120,9 +120,11 @@ class Serving(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
+        # Without waitForTraining nothing on the serving path is awaited: the Service would be awaited until it
+        # has endpoints, i.e. until a serving pod is ready, i.e. until a model exists.
         self.service = k8s.core.v1.Service(
             "service-serving",
-            metadata=meta,
+            metadata={**meta, "annotations": annotations} if annotations else meta,
             spec={
                 "type": "ClusterIP",
                 "selector": selector("serving"),
