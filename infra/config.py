@@ -214,7 +214,12 @@ def load(stack: str, get: Getter, get_secret: Getter | None = None, present: Ite
     workers = p.int("workers", 1, MAX_WORKERS)
     mode = p.choice("storage.mode", STORAGE_MODES)
     bucket = p.bucket("storage.bucket")
-    region = p.match("storage.region", r"[a-z]{2}(-[a-z]+)+-\d", "an AWS region such as us-east-1")
+    if mode == "aws":
+        region = p.match("storage.region", r"[a-z]{2}(-[a-z]+)+-\d", "an AWS region such as us-east-1")
+    else:  # S3-compatible endpoints keep their own names: fr-par, nyc3, auto, us-west-004, minio
+        region = p.match(
+            "storage.region", r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", "a region name (letters, digits, '.', '_', '-')"
+        )
     credentials = p.choice("storage.credentials", CREDENTIALS)
     endpoint = p.raw("storage.endpoint")
     access_key = p.secret("storage.accessKeyId")

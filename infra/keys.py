@@ -45,7 +45,11 @@ KEYS: list[Key] = [
         "`external` (an existing S3-compatible endpoint)",
     ),
     Key("storage.bucket", "kubeflow-e2e-<stack>", "bucket name (S3 naming rules; global on AWS)"),
-    Key("storage.region", "us-east-1", "AWS region (also sent to S3-compatible endpoints)"),
+    Key(
+        "storage.region",
+        "us-east-1",
+        "`aws`: an AWS region; `external`/`minio`: the endpoint's own region name (`fr-par`, `nyc3`, `auto`, ...)",
+    ),
     Key(
         "storage.endpoint",
         None,

@@ -24,3 +24,31 @@ def test_nothing_on_the_serving_path_waits_for_a_model_without_wait_for_training
 def test_with_wait_for_training_serving_is_awaited(dev):
     for kind in ("Deployment", "Service"):
         assert "pulumi.com/skipAwait" not in annotations(dev, kind, "serving"), kind
+
+
+EXTERNAL = {
+    "storage__mode": "external",
+    "storage__endpoint": "https://s3.example.com",
+    "storage__accessKeyId": "k",
+    "storage__secretAccessKey": "s",
+}
+
+
+@pytest.mark.parametrize("region", ["fr-par", "nyc3", "auto", "us-west-004", "minio", "us-east-1"])
+@pytest.mark.parametrize("mode", ["external", "minio"])
+def test_s3_compatible_endpoints_keep_their_own_region_names(mode, region):
+    """Item 9."""
+    extra = EXTERNAL if mode == "external" else {}
+    assert make_config(**extra, storage__region=region).storage.region == region
+
+
+@pytest.mark.parametrize("region", ["fr-par", "auto", "minio", "us east 1"])
+def test_aws_mode_needs_an_aws_region(region):
+    with pytest.raises(ConfigError, match=r"storage.region is not an AWS region such as us-east-1"):
+        make_config(storage__mode="aws", storage__region=region)
+
+
+@pytest.mark.parametrize("region", ["fr par", "-x", "a/b"])
+def test_other_modes_still_refuse_a_malformed_name(region):
+    with pytest.raises(ConfigError, match=r"storage.region is not a region name .*pulumi config set"):
+        make_config(storage__region=region)
