@@ -1,5 +1,15 @@
-"""Argo Workflows from the official `argo-workflows` Helm chart (pinned), watching only our namespace.
-The server stays ClusterIP with client-token auth, and the default artifact repository is our bucket."""
+"""Argo Workflows from the official `argo-workflows` Helm chart (pinned). The server stays ClusterIP with
+client-token auth, and the default artifact repository is our bucket.
+
+What it watches, exactly: chart 1.0.18 with `singleNamespace: false` gives the controller and the server a
+ClusterRole and no `--namespaced` flag, so they watch Workflows in every namespace of the cluster (the chart's
+`controller.workflowNamespaces` only decides where the chart creates a workflow ServiceAccount and Role, which
+this stack makes itself, so it is not set). That is one Argo per cluster, which several pipeline stacks can
+share (`argo.install: false` in the others; README, "Two stacks on one cluster").
+
+The CRDs are kept on destroy (`crds.keep: true`: the chart marks them `helm.sh/resource-policy: keep`, which
+pulumi-kubernetes' Chart v4 turns into `retainOnDelete`, provider/pkg/provider/helm/v4/chart.go): deleting a
+CRD deletes every Workflow of that kind in the cluster, other teams' included."""
 
 from __future__ import annotations
 
@@ -49,10 +59,9 @@ def chart_values(cfg: StackConfig, access: S3Access) -> dict:
     return {
         # Minified CRDs as plain templates: the "full" CRDs come from a Helm hook Job that downloads them,
         # and pulumi's Chart v4 does not run hooks.
-        "crds": {"install": True, "full": False, "keep": False},
-        "singleNamespace": False,
+        "crds": {"install": True, "full": False, "keep": True},
+        "singleNamespace": False,  # cluster-wide: see the module docstring
         "controller": {
-            "workflowNamespaces": [cfg.namespace],
             "resources": {
                 "requests": {"cpu": "100m", "memory": "128Mi"},
                 "limits": {"cpu": "1", "memory": "512Mi"},
