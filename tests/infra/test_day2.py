@@ -52,3 +52,28 @@ def test_aws_mode_needs_an_aws_region(region):
 def test_other_modes_still_refuse_a_malformed_name(region):
     with pytest.raises(ConfigError, match=r"storage.region is not a region name .*pulumi config set"):
         make_config(storage__region=region)
+
+
+SECOND_STACK = {"operator.install": False, "argo.install": False, "namespace": "kubeflow-e2e-prod"}
+
+
+def cluster_wide(rendered) -> set[str]:
+    """What a stack creates that is not inside its own namespace: namespaces, and the charts and kustomize
+    manifests that install CRDs, cluster roles and controllers."""
+    out = {f"Namespace/{m['metadata']['name']}" for m in rendered.find("Namespace")}
+    for r in rendered.resources:
+        if r["type"].startswith(("kubernetes:helm.sh/", "kubernetes:kustomize/")):
+            out.add(f"{r['type'].split(':')[1]}/{r['name']}")
+    return out
+
+
+def test_two_stacks_on_one_cluster_share_nothing_cluster_wide(dev, renders):
+    """Item 12: dev installs the platform; prod on the same cluster uses it and lives in its own namespace."""
+    assert cluster_wide(dev) & cluster_wide(renders.variant("prod")), "the defaults do collide"
+    second = renders("prod", SECOND_STACK)
+    assert not cluster_wide(dev) & cluster_wide(second), cluster_wide(dev) & cluster_wide(second)
+    # prod's Fluid is its own (dev does not run Fluid); the operator and Argo are dev's, read not created.
+    assert {x["read"] for x in second.reads()} >= {"tfjobs.kubeflow.org", "workflows.argoproj.io"}
+    assert {m["metadata"]["namespace"] for m in second.manifests if m["metadata"].get("namespace")} <= {
+        "kubeflow-e2e-prod"
+    }
