@@ -329,7 +329,8 @@ class Bench:
                 t = time.monotonic()
                 self.sup.run("render", f"render-w{workers}-{i}", [
                     sys.executable, "-m", "infra.render", "--stack", "dev", "--out", str(out),
-                    "--set", f"workers={workers}"], dict(self.env), timeout=300)
+                    "--set", f"workers={workers}",
+                    "--set", f"training.batchSize={max(64, 2 * (workers + 1))}"], dict(self.env), timeout=300)
                 runs.append(time.monotonic() - t)
             times[workers] = statistics.median(runs)
         self.values["render_s_1"] = round(times[1], 3)

@@ -334,7 +334,7 @@ def load(stack: str, get: Getter, get_secret: Getter | None = None, present: Ite
         run=p.dns_label("training.run", max_len=40),
         epochs=p.int("training.epochs", 1, 10_000),
         batch_size=p.int("training.batchSize", 1, 65_536),
-        learning_rate=p.positive_float("training.learningRate"),
+        learning_rate=p.number("training.learningRate"),
         backoff_limit=p.int("training.backoffLimit", 0, 100),
         timeout_seconds=p.int("training.timeoutSeconds", 60, 7 * 24 * 3600),
     )
@@ -345,6 +345,7 @@ def load(stack: str, get: Getter, get_secret: Getter | None = None, present: Ite
         poll_seconds=p.int("serving.pollSeconds", 1, 3600),
         keep_versions=p.int("serving.keepVersions", 1, 100),
     )
+    _check_like_the_trainer(training, workers)
     resources = {w: Resources(*p.resources(w)) for w in WORKLOADS}
     argo_namespace = p.dns_label("argo.namespace")
     if argo_namespace == namespace:
@@ -399,6 +400,39 @@ def check_foreign_namespaces(namespace: str, fluid: Fluid) -> None:
             namespace,
             f"pulumi config set {NS}:namespace kubeflow-e2e",
         )
+
+
+TRAIN_FLAGS = {
+    "--epochs": "training.epochs",
+    "--batch-size": "training.batchSize",
+    "--learning-rate": "training.learningRate",
+}
+
+
+def _check_like_the_trainer(training: Training, workers: int) -> None:
+    """`train`'s own argument rules (`trainer.rules`, the one definition both use), with the cross-check
+    against the TFJob's processes (chief + workers), so no pod exits 2 on a value the stack let through."""
+    from trainer import rules
+
+    processes = workers + 1
+    problems = rules.train_problems(
+        epochs=training.epochs,
+        batch_size=training.batch_size,
+        learning_rate=float(training.learning_rate),
+        processes=processes,
+    )
+    for p in problems:
+        key = TRAIN_FLAGS[p.flag]
+        if p.problem.startswith("is smaller than the number of processes"):
+            raise ConfigError(
+                key,
+                f"is smaller than the number of training processes (workers + the chief = {processes}): "
+                "the global batch is split over them",
+                p.value,
+                f"pulumi config set {NS}:{key} {p.suggestion}, or lower {NS}:workers",
+            )
+        value = training.learning_rate if p.flag == "--learning-rate" else p.value  # as the user wrote it
+        raise ConfigError(key, p.problem, value, f"pulumi config set {NS}:{key} {p.suggestion}")
 
 
 def from_pulumi() -> StackConfig:

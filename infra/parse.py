@@ -126,16 +126,16 @@ class Parser:
             raise ConfigError(key, "must be true or false", value, f"pulumi config set {NS}:{key} true")
         return parsed
 
-    def positive_float(self, key: str) -> str:
+    def number(self, key: str) -> str:
+        """A decimal number, kept as written; whether it is in range is the trainer's rule (`trainer.rules`,
+        applied in `infra.config`)."""
         value = self.raw(key)
         try:
-            ok = float(str(value)) > 0
+            float(str(value))
         except ValueError:
-            ok = False
-        if not ok:
             raise ConfigError(
-                key, "must be a positive number", value, f"pulumi config set {NS}:{key} {KEY_NAMES[key].default}"
-            )
+                key, "must be a number", value, f"pulumi config set {NS}:{key} {KEY_NAMES[key].default}"
+            ) from None
         return str(value).strip()
 
     def choice(self, key: str, choices: tuple[str, ...]) -> str:

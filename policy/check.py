@@ -1,7 +1,7 @@
 """The policy pack's rules without a Pulumi CLI or cloud: render a stack under mocks (`infra.render`) and run
 every rule over the resources it registers. CI's credential-free job runs this, so forks get it too.
 
-    python -m policy.check --stack dev [--set workers=64] [--config policy/config.json]
+    python -m policy.check --stack dev [--set workers=64 --set training.batchSize=128] [--config policy/config.json]
 
 Exit 0 when nothing is reported, 1 with one line per violation, 2 for a config error.
 """

@@ -63,8 +63,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
-    if args.shards < 1:
-        raise UserError("--shards must be at least 1", args.shards, "pass a positive number such as 4")
+    from trainer import rules
+
+    for p in rules.shards_problems(args.shards):
+        raise UserError(p.message(), p.value, p.fix)
     store = open_store(args.data_url, "DATA_URL")
     store.check()
     manifest, written = _prepare(args.source, store, args.shards)

@@ -55,17 +55,17 @@ def add_arguments(parser) -> None:
                         help="write TensorBoard scalars every N steps (default: %(default)s)")
 
 
-def _check_args(args) -> None:
-    for flag, value, low in (("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 1),
-                             ("--shift", args.shift, 0), ("--checkpoint-steps", args.checkpoint_steps, 0),
-                             ("--keep-checkpoints", args.keep_checkpoints, 0),
-                             ("--log-steps", args.log_steps, 1)):
-        if value < low:
-            raise UserError(f"{flag} must be at least {low}", value, f"pass {flag} {max(low, 1)} or more")
-    if not (args.learning_rate > 0 and math.isfinite(args.learning_rate)):
-        raise UserError("--learning-rate must be a positive number", args.learning_rate, "pass e.g. 0.003")
-    if not args.summary_secs > 0:
-        raise UserError("--summary-secs must be positive", args.summary_secs, "pass e.g. 5")
+def _check_args(args, processes: int | None = None) -> None:
+    """The rules the stack applies to its config too (`trainer.rules`)."""
+    from trainer import rules
+
+    problems = rules.train_problems(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, shift=args.shift,
+        checkpoint_steps=args.checkpoint_steps, keep_checkpoints=args.keep_checkpoints, log_steps=args.log_steps,
+        summary_secs=args.summary_secs, processes=processes)
+    if problems:
+        p = problems[0]
+        raise UserError(p.message(), p.value, p.fix)
 
 
 def run(args) -> dict:
@@ -85,9 +85,7 @@ def run(args) -> dict:
         raise UserError("empty dataset: the train split has no examples", data_store.url,
                         "run `python -m trainer prepare-data` with a non-empty source")
     _check_shares(manifest, config, data_store)
-    if args.batch_size < config.num_workers:
-        raise UserError("--batch-size is smaller than the number of processes", args.batch_size,
-                        f"pass --batch-size {config.num_workers} or more (it is the global batch)")
+    _check_args(args, processes=config.num_workers)
     return Trainer(args, config, data_store, run_store, model_store, train_count).run()
 
 

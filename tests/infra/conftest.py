@@ -17,7 +17,7 @@ from infra.render import Rendered, render
 VARIANTS: dict[str, tuple[str, dict]] = {
     "dev": ("dev", {}),
     "prod": ("prod", {}),
-    "dev-64": ("dev", {"workers": 64}),
+    "dev-64": ("dev", {"workers": 64, "training.batchSize": 128}),  # batch >= processes
     "dev-aws": ("dev", {"storage.mode": "aws"}),
     "dev-nowait": ("dev", {"serving.waitForTraining": False}),
     "prod-irsa": (

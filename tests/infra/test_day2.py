@@ -77,3 +77,57 @@ def test_two_stacks_on_one_cluster_share_nothing_cluster_wide(dev, renders):
     assert {m["metadata"]["namespace"] for m in second.manifests if m["metadata"].get("namespace")} <= {
         "kubeflow-e2e-prod"
     }
+
+
+# ---- item 8: the trainer's own rules, before anything is declared --------------------------------------------
+
+
+def config_error(**values) -> ConfigError:
+    with pytest.raises(ConfigError) as e:
+        make_config(**values)
+    return e.value
+
+
+@pytest.mark.parametrize("rate", ["inf", "nan", "-inf", "0", "-0.1"])
+def test_learning_rate_the_trainer_would_refuse(rate):
+    e = config_error(training__learningRate=rate)
+    assert str(e) == (
+        f"config kubeflow-e2e:training.learningRate must be a positive number ({rate}): "
+        "pulumi config set kubeflow-e2e:training.learningRate 0.003"
+    )
+
+
+def test_learning_rate_that_is_no_number():
+    assert "training.learningRate must be a number (fast)" in str(config_error(training__learningRate="fast"))
+
+
+@pytest.mark.parametrize(("workers", "batch"), [(1, 1), (4, 4), (64, 32)])
+def test_global_batch_smaller_than_the_processes(workers, batch):
+    e = config_error(workers=workers, training__batchSize=batch)
+    assert e.key == "training.batchSize"
+    assert f"workers + the chief = {workers + 1}" in str(e) and f"({batch})" in str(e)
+    assert e.fix == f"pulumi config set kubeflow-e2e:training.batchSize {workers + 1}, or lower kubeflow-e2e:workers"
+    make_config(workers=workers, training__batchSize=workers + 1)  # the suggested value passes
+
+
+def test_the_stack_and_the_trainer_share_one_definition(monkeypatch):
+    """Change the trainer's rule, and the stack's check changes with it."""
+    from trainer import rules
+
+    real = rules.train_problems
+
+    def stricter(**kw):
+        found = real(**kw)
+        if kw["epochs"] > 50:
+            found.append(rules.Problem("--epochs", "must be at most 50", kw["epochs"], 50, "pass --epochs 50"))
+        return found
+
+    monkeypatch.setattr(rules, "train_problems", stricter)
+    assert "training.epochs must be at most 50 (51)" in str(config_error(training__epochs=51))
+
+
+def test_the_trainer_refuses_the_same_values(run_trainer, tmp_path):
+    """The same values, given to the real trainer, fail with its one-line error (exit 2, before TensorFlow)."""
+    env = {"DATA_URL": f"file://{tmp_path}", "RUN_URL": f"file://{tmp_path}/r", "MODEL_URL": f"file://{tmp_path}/m"}
+    proc = run_trainer("train", "--learning-rate", "inf", env=env)
+    assert proc.returncode == 2 and "error: --learning-rate must be a positive number (inf)" in proc.stderr

@@ -72,7 +72,7 @@ def test_prod_bucket_without_its_guards_is_reported():
 
 
 def test_too_many_workers_break_the_replica_bound():
-    big = render("dev", overrides={"workers": 64})
+    big = render("dev", overrides={"workers": 64, "training.batchSize": 128})
     found = rules.evaluate(big.resources, CONFIG)
     assert {v.rule for v in found} == {"k8s-tfjob-replica-bound"}
     # the TFJob and the one the retraining workflow creates
