@@ -8,6 +8,7 @@ import pulumi_kubernetes as k8s
 
 from infra.config import StackConfig
 from infra.podspec import EXECUTOR_SA, TMP_VOLUME, S3Access, container, labels, pod_security, trainer_command
+from trainer import rules
 
 NAME = "prepare-data"
 
@@ -19,7 +20,11 @@ def prepare_template(cfg: StackConfig, access: S3Access, data_url: pulumi.Input[
         cfg.images.trainer,
         cfg,
         cfg.resources["dataprep"],
-        command=trainer_command("prepare-data", "--source", cfg.data_prepare_source),
+        # One shard per process or a multiple of it: every training process reads whole files, as many as
+        # the others (trainer.data.share).
+        command=trainer_command(
+            "prepare-data", "--source", cfg.data_prepare_source, "--shards", str(rules.shards_for(cfg.workers + 1))
+        ),
         env=access.pod_env(DATA_URL=data_url),
     )
     return {

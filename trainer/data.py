@@ -580,15 +580,17 @@ def parse_records(records, batch: int = 256):
     return records.batch(batch).map(parse, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
 
 
-def read_files(paths: list, *, shard_index: int = 0, num_shards: int = 1):
-    """tf.data over local TFRecord files: parallel interleaved reads, batched parsing, prefetch. With
-    num_shards > 1 the records (in file order) are split between readers."""
+def read_files(paths: list, *, bounds: list[tuple[int, int]] | None = None):
+    """tf.data over local TFRecord files: parallel interleaved reads, batched parsing, prefetch. `bounds`
+    (one `(first, end)` record range per file) reads only those records of each file, in file order."""
     import tensorflow as tf
 
     paths = [str(p) for p in paths]
-    if num_shards > 1:
-        # Record-level split needs one fixed order: read the files in sequence, keep every num_shards-th.
-        records = tf.data.TFRecordDataset(paths).shard(num_shards, shard_index)
+    if bounds is not None:
+        parts = [tf.data.TFRecordDataset(p).skip(a).take(b - a) for p, (a, b) in zip(paths, bounds, strict=True)]
+        records = parts[0]
+        for part in parts[1:]:
+            records = records.concatenate(part)
     else:
         records = tf.data.Dataset.from_tensor_slices(paths).interleave(
             lambda f: tf.data.TFRecordDataset(f),
@@ -600,20 +602,42 @@ def read_files(paths: list, *, shard_index: int = 0, num_shards: int = 1):
     return parse_records(records).prefetch(tf.data.AUTOTUNE)
 
 
+def share(counts: list[int], index: int, readers: int) -> list[tuple[int, int, int]]:
+    """Reader `index`'s share of a split whose shard files hold `counts` records: `(file, first, end)` record
+    ranges. The records, in file order, are cut into `readers` contiguous runs whose lengths differ by at most
+    one, so every reader gets an equal share for any reader count, and touches only the files its run
+    crosses: at most one more file than its share would fill. When the file count is a multiple of the reader
+    count and the files are even (`prepare-data --shards`, as the stack sets it), each reader gets whole files
+    instead, every `readers`-th one, which is as even."""
+    if not (readers >= 1 and 0 <= index < readers):
+        raise ValueError(f"shard_index {index} out of range for num_shards {readers}")
+    if len(counts) % readers == 0:  # whole files, `files[index::readers]`, if that is as even
+        strided = [sum(counts[i::readers]) for i in range(readers)]
+        if max(strided) - min(strided) <= 1:
+            return [(f, 0, counts[f]) for f in range(index, len(counts), readers)]
+    total = sum(counts)
+    lo, hi = index * total // readers, (index + 1) * total // readers
+    out, start = [], 0
+    for i, count in enumerate(counts):
+        a, b = max(lo, start), min(hi, start + count)
+        if a < b:
+            out.append((i, a - start, b - start))
+        start += count
+    return out
+
+
 def share_counts(info: dict, num_shards: int) -> list[int]:
-    """Examples each of `num_shards` readers gets from a split's manifest entry, by `dataset`'s rule: whole
-    shard files `shards[i::n]`, or, with more readers than files, every n-th record."""
-    shards = info["shards"]
-    if num_shards <= len(shards):
-        return [sum(int(s["count"]) for s in shards[i::num_shards]) for i in range(num_shards)]
-    return [len(range(i, int(info["count"]), num_shards)) for i in range(num_shards)]
+    """Examples each of `num_shards` readers gets from a split's manifest entry, by `dataset`'s rule
+    (`share`)."""
+    counts = [int(s["count"]) for s in info["shards"]]
+    return [sum(b - a for _, a, b in share(counts, i, num_shards)) for i in range(num_shards)]
 
 
 def dataset(store: Store, split: str, *, shard_index: int = 0, num_shards: int = 1, cache_dir=None):
     """(tf.data.Dataset of (image float32 [28,28,1], label int64), number of examples) for this reader.
 
-    Readers get whole shard files, `shards[shard_index::num_shards]`; with more readers than files, every
-    reader gets all files and keeps every num_shards-th record instead."""
+    Reader `shard_index` of `num_shards` gets an equal contiguous run of the split's records (`share`), and
+    downloads only the shard files that run crosses."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     if not (num_shards >= 1 and 0 <= shard_index < num_shards):
@@ -624,13 +648,14 @@ def dataset(store: Store, split: str, *, shard_index: int = 0, num_shards: int =
         raise UserError(f"empty dataset: the {split} split has no examples", store.url_of(MANIFEST),
                         "run `python -m trainer prepare-data` with a non-empty source")
     shards = info["shards"]
-    if num_shards <= len(shards):
-        mine = shards[shard_index::num_shards]
-        paths = local_shards(store, mine, cache_dir)
-        return read_files(paths), sum(int(s["count"]) for s in mine)
-    paths = local_shards(store, shards, cache_dir)
-    count = len(range(shard_index, int(info["count"]), num_shards))
-    return read_files(paths, shard_index=shard_index, num_shards=num_shards), count
+    mine = share([int(s["count"]) for s in shards], shard_index, num_shards)
+    if not mine:
+        return None, 0
+    paths = local_shards(store, [shards[i] for i, _, _ in mine], cache_dir)
+    count = sum(b - a for _, a, b in mine)
+    if all(a == 0 and b == int(shards[i]["count"]) for i, a, b in mine):
+        return read_files(paths), count
+    return read_files(paths, bounds=[(a, b) for _, a, b in mine]), count
 
 
 def test_arrays(store: Store) -> tuple[np.ndarray, np.ndarray]:

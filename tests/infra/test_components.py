@@ -259,10 +259,12 @@ def test_dataprep(declare):
         "pulumi.com/timeoutSeconds": "600",
     }
     (template,) = inputs["spec"]["templates"]
-    assert template["container"]["command"][-3:] == [
+    assert template["container"]["command"][-5:] == [
         "prepare-data",
         "--source",
         "https://example.com/mnist.npz",
+        "--shards",
+        "4",  # a multiple of chief + 1 worker, at least 4: whole files for each process
     ]
 
 

@@ -131,3 +131,11 @@ def test_the_trainer_refuses_the_same_values(run_trainer, tmp_path):
     env = {"DATA_URL": f"file://{tmp_path}", "RUN_URL": f"file://{tmp_path}/r", "MODEL_URL": f"file://{tmp_path}/m"}
     proc = run_trainer("train", "--learning-rate", "inf", env=env)
     assert proc.returncode == 2 and "error: --learning-rate must be a positive number (inf)" in proc.stderr
+
+
+@pytest.mark.parametrize(("workers", "shards"), [(1, "4"), (2, "6"), (4, "5"), (64, "65")])
+def test_data_prep_writes_shards_that_suit_the_workers(renders, workers, shards):
+    """Item 10: a shard count that is a multiple of the processes (chief + workers), at least 4."""
+    r = renders("dev", {"workers": workers, "training.batchSize": 130})
+    command = r.one("Workflow")["spec"]["templates"][0]["container"]["command"]
+    assert command[command.index("--shards") + 1] == shards
