@@ -99,6 +99,12 @@ class Fluid:
 
 
 @dataclass(frozen=True)
+class Cluster:
+    kubeconfig: str | None  # None: $KUBECONFIG, else ~/.kube/config
+    context: str | None
+
+
+@dataclass(frozen=True)
 class StackConfig:
     project: str
     stack: str
@@ -119,6 +125,7 @@ class StackConfig:
     fluid: Fluid
     access_from_namespace: str | None
     resources: dict[str, Resources]
+    cluster: Cluster = Cluster(None, None)
 
     # The bucket layout (docs/design.md); the bucket itself may be an Output, so these are plain strings
     # built from the configured name.
@@ -377,6 +384,10 @@ def load(stack: str, get: Getter, get_secret: Getter | None = None, present: Ite
         fluid=fluid,
         access_from_namespace=access_from,
         resources=resources,
+        cluster=Cluster(
+            kubeconfig=str(p.raw("cluster.kubeconfig") or "").strip() or None,
+            context=str(p.raw("cluster.context") or "").strip() or None,
+        ),
     )
 
 

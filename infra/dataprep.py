@@ -1,11 +1,13 @@
-"""Data prep: a one-shot Argo Workflow running `prepare-data`. `pulumi up` waits for it to succeed
-(`pulumi.com/waitFor`), so the TFJob that depends on it starts only once DATA_URL holds the dataset."""
+"""Data prep: a one-shot Argo Workflow running `prepare-data`. `pulumi up` waits for it to succeed through
+its gate (`infra.gate`, which fails at once when the Workflow fails), so the TFJob that depends on the gate
+starts only once DATA_URL holds the dataset."""
 
 from __future__ import annotations
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra import gate
 from infra.config import StackConfig
 from infra.podspec import EXECUTOR_SA, TMP_VOLUME, S3Access, container, labels, pod_security, trainer_command
 from trainer import rules
@@ -68,10 +70,8 @@ class DataPrep(pulumi.ComponentResource):
                 "name": NAME,
                 "namespace": namespace,
                 "labels": labels(cfg, "dataprep"),
-                "annotations": {
-                    "pulumi.com/waitFor": "jsonpath={.status.phase}=Succeeded",
-                    "pulumi.com/timeoutSeconds": str(cfg.dataprep_timeout_seconds),
-                },
+                # Awaited by its gate, which also sees failure (infra/gate.py).
+                "annotations": {"pulumi.com/skipAwait": "true"},
             },
             spec={
                 "entrypoint": NAME,
@@ -84,5 +84,16 @@ class DataPrep(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=depends_on, replace_on_changes=["spec"], delete_before_replace=True
             ),
+        )
+        self.gate = gate.StepGate(
+            "gate-prepare-data",
+            self.workflow,
+            "Workflow",
+            namespace,
+            NAME,
+            cfg.dataprep_timeout_seconds,
+            cfg.cluster.kubeconfig,
+            cfg.cluster.context,
+            opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"workflow": NAME})

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import crds
+from infra import crds, gate
 from infra.config import StackConfig
 from infra.podspec import S3Access, labels
 
@@ -93,11 +93,11 @@ class Fluid(pulumi.ComponentResource):
     ) -> list[pulumi.Resource]:
         """The cache, in its own namespace (`cfg.cache_namespace`: Alluxio's master and workers use the host
         network and its FUSE pods are privileged, which our restricted namespace refuses): the Dataset over
-        DATA_URL, its AlluxioRuntime and the DataLoad that `pulumi up` waits on, plus the cache role's S3 keys
-        (read-only, `data/`) there; `access` is the cache role's. In our namespace, a Dataset that references
-        it (`dataset://<cache ns>/mnist`, Fluid's cross-namespace sharing:
-        `docs/en/samples/dataset_across_namespace_with_csi.md` at v1.0.8; the dataset controller adds its
-        ThinRuntime) gives the TFJob the PVC `mnist`. Returns what the TFJob waits for."""
+        DATA_URL, its AlluxioRuntime and the DataLoad that `pulumi up` waits on through its gate
+        (`infra.gate`), plus the cache role's S3 keys (read-only, `data/`) there; `access` is the cache role's.
+        In our namespace, a Dataset that references it (`dataset://<cache ns>/mnist`, Fluid's cross-namespace
+        sharing: `docs/en/samples/dataset_across_namespace_with_csi.md` at v1.0.8; the dataset controller adds
+        its ThinRuntime) gives the TFJob the PVC `mnist`. Returns what the TFJob waits for."""
         cfg = self.cfg
         cache_ns = k8s.core.v1.Namespace(
             "cache-namespace",
@@ -168,10 +168,7 @@ class Fluid(pulumi.ComponentResource):
                 "name": f"{DATASET}-preload",
                 "namespace": cache,
                 "labels": labels(cfg, "dataset"),
-                "annotations": {
-                    "pulumi.com/waitFor": "jsonpath={.status.phase}=Complete",
-                    "pulumi.com/timeoutSeconds": str(cfg.dataprep_timeout_seconds),
-                },
+                "annotations": {"pulumi.com/skipAwait": "true"},  # awaited by its gate (infra/gate.py)
             },
             spec={
                 "dataset": {"name": DATASET, "namespace": cfg.cache_namespace},
@@ -188,4 +185,15 @@ class Fluid(pulumi.ComponentResource):
             spec={"mounts": [{"name": DATASET, "mountPoint": f"dataset://{cfg.cache_namespace}/{DATASET}"}]},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.ready, dataset, *depends_on]),
         )
-        return [load, reference]
+        load_gate = gate.StepGate(
+            "gate-dataload",
+            load,
+            "DataLoad",
+            cache,
+            f"{DATASET}-preload",
+            cfg.dataprep_timeout_seconds,
+            cfg.cluster.kubeconfig,
+            cfg.cluster.context,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return [load_gate, reference]

@@ -33,6 +33,16 @@ _RES_DEFAULTS = {
 
 KEYS: list[Key] = [
     Key(
+        "cluster.kubeconfig",
+        None,
+        "kubeconfig file of the cluster (unset: `$KUBECONFIG`, else `~/.kube/config`)",
+    ),
+    Key(
+        "cluster.context",
+        None,
+        "kubeconfig context to deploy into; required, so `pulumi up` never uses whatever context is current",
+    ),
+    Key(
         "namespace",
         "kubeflow-e2e",
         "Kubernetes namespace for the whole pipeline; not `kubeflow` (the training operator's), Argo's or Fluid's",

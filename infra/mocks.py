@@ -148,7 +148,10 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     "additionalSecretOutputs": sorted(secret_outputs),
                 },
                 "state": state,
-                "inputs": {k: clean(v, redact and k in ("data", "stringData")) for k, v in inputs.items()},
+                # A dynamic resource's `__provider` is its pickled provider code: not an input worth showing.
+                "inputs": {
+                    k: clean(v, redact and k in ("data", "stringData")) for k, v in inputs.items() if k != "__provider"
+                },
             }
         )
         return response

@@ -42,14 +42,14 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         data_url,
         depends_on=[*argo.ready, *access.depends_on, *ns.ready],
     )
-    data_ready: list[pulumi.Resource] = [prep.workflow]
+    data_ready: list[pulumi.Resource] = [prep.gate]
     if cfg.fluid.enabled:
         volume = Fluid("fluid", cfg)
         # The cache exists only when training reads from it (`data.source: volume`, which config refuses
         # with IRSA: Alluxio would run without credentials).
         if cfg.data_source == "volume":
             data_ready += volume.dataset(
-                ns.name, storage.accesses["cache"], data_url, storage, depends_on=[prep.workflow]
+                ns.name, storage.accesses["cache"], data_url, storage, depends_on=[prep.gate]
             )
     training = Training(
         "training",
@@ -69,7 +69,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         logdir,
         depends_on=[*access.depends_on, *ns.ready],
     )
-    serve_after = [training.tfjob] if cfg.serving.wait_for_training else []
+    serve_after = [training.gate] if training.gate else []
     serving = Serving(
         "serving",
         cfg,
@@ -85,7 +85,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         access,
         data_url,
         model_url,
-        depends_on=[*argo.ready, *operator.ready, prep.workflow, *ns.ready],
+        depends_on=[*argo.ready, *operator.ready, prep.gate, *ns.ready],
     )
 
     n = cfg.namespace

@@ -2,7 +2,8 @@
 
 The env is the trainer's contract: S3_ENDPOINT/AWS_REGION, credentials only through `secretKeyRef` (or IRSA,
 no keys at all), DATA_URL, RUN_URL and MODEL_URL; the operator adds TF_CONFIG. With
-`serving.waitForTraining`, `pulumi up` waits for the job's Succeeded condition."""
+`serving.waitForTraining`, `pulumi up` waits for the job's Succeeded condition through its gate
+(`infra.gate`), which fails `pulumi up` within seconds of a Failed condition."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import fluid
+from infra import fluid, gate
 from infra.config import StackConfig
 from infra.podspec import TMP_VOLUME, S3Access, container, labels, pod_security, trainer_command
 
@@ -95,11 +96,8 @@ class Training(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("kubeflow-e2e:infra:Training", name, None, opts)
-        annotations = {"pulumi.com/timeoutSeconds": str(cfg.training.timeout_seconds)}
-        if cfg.serving.wait_for_training:
-            annotations["pulumi.com/waitFor"] = "condition=Succeeded"
-        else:
-            annotations["pulumi.com/skipAwait"] = "true"
+        # Never awaited by the provider: with serving.waitForTraining, its gate waits (and fails fast).
+        annotations = {"pulumi.com/skipAwait": "true"}
         self.name = cfg.tfjob_name
         self.tfjob = k8s.apiextensions.CustomResource(
             "tfjob",
@@ -118,4 +116,17 @@ class Training(pulumi.ComponentResource):
                 parent=self, depends_on=depends_on, replace_on_changes=["spec"], delete_before_replace=True
             ),
         )
+        self.gate = None
+        if cfg.serving.wait_for_training:
+            self.gate = gate.StepGate(
+                "gate-tfjob",
+                self.tfjob,
+                "TFJob",
+                namespace,
+                self.name,
+                cfg.training.timeout_seconds,
+                cfg.cluster.kubeconfig,
+                cfg.cluster.context,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
         self.register_outputs({"name": self.name})

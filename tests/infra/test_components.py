@@ -254,10 +254,9 @@ def test_dataprep(declare):
     wf = named(records, "workflow-prepare-data")
     assert wf["options"]["replaceOnChanges"] == ["spec"] and wf["options"]["deleteBeforeReplace"]
     inputs = wf["inputs"]
-    assert inputs["metadata"]["annotations"] == {
-        "pulumi.com/waitFor": "jsonpath={.status.phase}=Succeeded",
-        "pulumi.com/timeoutSeconds": "600",
-    }
+    assert inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}  # its gate waits
+    gate = named(records, "gate-prepare-data")["inputs"]
+    assert (gate["kind"], gate["name"], gate["timeoutSeconds"]) == ("Workflow", "prepare-data", 600)
     (template,) = inputs["spec"]["templates"]
     assert template["container"]["command"][-5:] == [
         "prepare-data",

@@ -111,7 +111,7 @@ def test_fluid_objects(prod):
     assert level["mediumtype"] == "MEM" and level["quota"] == "2Gi"
     assert load["spec"]["dataset"] == {"name": "mnist", "namespace": dataset["metadata"]["namespace"]}
     assert all("path" in t for t in load["spec"]["target"])
-    assert load["metadata"]["annotations"]["pulumi.com/waitFor"] == "jsonpath={.status.phase}=Complete"
+    assert load["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}  # awaited by its gate
 
 
 def test_argo_chart_values(variant):

@@ -51,9 +51,10 @@ def test_data_then_train_then_serve(stack):
     assert tfjob in after[serving], "serving must wait for training"
     assert prep in after[serving]
     assert serving not in after[tfjob] and tfjob not in after[prep]
-    # ... and `pulumi up` actually waits at each step.
-    assert annotations(stack, "Workflow")["pulumi.com/waitFor"] == "jsonpath={.status.phase}=Succeeded"
-    assert annotations(stack, "TFJob")["pulumi.com/waitFor"] == "condition=Succeeded"
+    # ... and `pulumi up` actually waits at each step, through the step's gate (infra/gate.py).
+    assert urn(stack, "dynamic:Resource", "gate-prepare-data") in after[tfjob]
+    assert urn(stack, "dynamic:Resource", "gate-tfjob") in after[serving]
+    assert prep in after[urn(stack, "dynamic:Resource", "gate-prepare-data")]
     assert "pulumi.com/skipAwait" not in annotations(stack, "Deployment", "serving")
 
 
@@ -288,7 +289,10 @@ def test_namespace_pod_security(dev, prod):
 
 def test_resources_come_from_the_known_packages(stack):
     assert all(
-        r["type"].startswith((f"{NS}:", "kubernetes:", "aws:", "random:", "pulumi:providers:")) for r in stack.resources
+        r["type"].startswith(
+            (f"{NS}:", "kubernetes:", "aws:", "random:", "pulumi:providers:", "pulumi-python:dynamic:")
+        )
+        for r in stack.resources
     )
 
 
