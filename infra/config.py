@@ -446,14 +446,74 @@ def _check_like_the_trainer(training: Training, workers: int) -> None:
         raise ConfigError(key, p.problem, value, f"pulumi config set {NS}:{key} {p.suggestion}")
 
 
-def from_pulumi() -> StackConfig:
-    """Reads `pulumi.Config("kubeflow-e2e")` of the running program (or of the mocks)."""
-    import pulumi
-    import pulumi.runtime.config as runtime_config
+GROUPS = sorted({k.split(".", 1)[0] for k in KEY_NAMES if "." in k})  # structured keys: storage, training, ...
 
-    cfg = pulumi.Config(NS)
-    present = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
-    return load(pulumi.get_stack(), cfg.get, cfg.get_secret, sorted(present))
+
+def nested_values(present: Iterable[str], get: Getter, get_object: Getter) -> dict[str, Any]:
+    """The stack's config as dotted keys (`storage.mode`), read the way Pulumi structures it: a key such as
+    `kubeflow-e2e:storage` holds an object (`pulumi config set --path kubeflow-e2e:storage.mode minio`).
+    `present` lists the keys set in the stack (`kubeflow-e2e:storage`, ...); `get`/`get_object` read one.
+    A flat dotted key (set without `--path`, or by tools that write flat keys, such as the deploy workflow's
+    `config-map`) is read too, unless the same field is also set in the object. Refuses a group that is not an
+    object and unknown keys or fields, with a did-you-mean hint."""
+    nested: dict[str, Any] = {}
+    flat: dict[str, Any] = {}
+    for full in sorted(present):
+        if not full.startswith(NS + ":"):
+            continue
+        name = full[len(NS) + 1 :]
+        if name in GROUPS:
+            obj = get_object(name)
+            if not isinstance(obj, Mapping):
+                raise ConfigError(
+                    name,
+                    f"must be an object of settings ({', '.join(k for k in KEY_NAMES if k.startswith(name + '.'))})",
+                    obj,
+                    f"pulumi config rm {NS}:{name}, then pulumi config set --path {NS}:{name}.<field> <value>",
+                )
+            for field, value in obj.items():
+                key = f"{name}.{field}"
+                if key not in KEY_NAMES:
+                    raise ConfigError(key, "is not a known key", None, _did_you_mean(key))
+                nested[key] = value
+        elif name in KEY_NAMES:
+            flat[name] = get(name)
+        else:
+            # A flat unknown key is removed without --path.
+            raise ConfigError(name, "is not a known key", None, _did_you_mean(name), literal="." in name)
+    for key in sorted(flat.keys() & nested.keys()):
+        group, field = key.split(".", 1)
+        raise ConfigError(
+            key,
+            f"is set twice: as a flat key and as field {field} of {NS}:{group}",
+            flat[key],
+            f"pulumi config rm {NS}:{key} (removes the flat one; fields are set with --path)",
+            literal=True,
+        )
+    return {**flat, **nested}
+
+
+def from_pulumi() -> StackConfig:
+    """Reads the running program's (or the mocks') config with `pulumi.Config("kubeflow-e2e")`: `get` for
+    plain keys, `get_object` for the structured ones; the secret keys come back as Pulumi secrets."""
+    import pulumi
+
+    c = pulumi.Config(NS)
+    values = nested_values(pulumi.runtime.get_config_env(), c.get, c.get_object)
+
+    def secret(key: str) -> Any:
+        value = values.get(key)
+        return None if value in (None, "") else pulumi.Output.secret(value)
+
+    cfg = load(pulumi.get_stack(), values.get, secret)
+    if not cfg.cluster.context:
+        raise ConfigError(
+            "cluster.context",
+            "is required, so that `pulumi up` never deploys into whichever kubeconfig context is current",
+            None,
+            f"pulumi config set --path {NS}:cluster.context <context> (kubectl config get-contexts)",
+        )
+    return cfg
 
 
 def _did_you_mean(name: str) -> str:
@@ -465,5 +525,15 @@ def _did_you_mean(name: str) -> str:
 
 
 def stack_values(config: Mapping[str, Any]) -> dict[str, Any]:
-    """`{"kubeflow-e2e:workers": 2, ...}` -> `{"workers": 2, ...}` (keys of other namespaces dropped)."""
-    return {k[len(NS) + 1 :]: v for k, v in config.items() if k.startswith(NS + ":")}
+    """`{"kubeflow-e2e:workers": "2", "kubeflow-e2e:storage": '{"mode": "aws"}', ...}` (as the language host
+    hands config over: objects as JSON) -> `{"workers": "2", "storage.mode": "aws", ...}`."""
+    import json
+
+    def get_object(name: str) -> Any:
+        raw = config.get(f"{NS}:{name}")
+        try:
+            return json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            return raw
+
+    return nested_values(config, lambda name: config.get(f"{NS}:{name}"), get_object)

@@ -139,6 +139,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 "name": request.name,
                 "custom": bool(request.custom),
                 "parent": request.parent or None,
+                "provider": request.provider or None,
                 "dependencies": sorted(set(request.dependencies)),
                 "options": {
                     "protect": bool(request.protect),
@@ -167,6 +168,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 "custom": True,
                 "read": request.id,
                 "parent": request.parent or None,
+                "provider": request.provider or None,
                 "dependencies": sorted(set(request.dependencies)),
                 "options": {},
                 "inputs": {},

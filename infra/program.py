@@ -4,6 +4,7 @@ then the outputs. `__main__.py` calls `main()`; so does `python -m infra.render`
 from __future__ import annotations
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from infra import config as config_mod
 from infra.argo import SERVER_PORT, Argo
@@ -20,18 +21,33 @@ from infra.tensorboard import TensorBoard
 from infra.training import Training, data_url_for_training
 
 
+def kubernetes_provider(cfg: StackConfig) -> k8s.Provider:
+    """The one Kubernetes provider every Kubernetes resource of the stack uses: the cluster named by
+    `cluster.context` (in `cluster.kubeconfig`, or `$KUBECONFIG` / `~/.kube/config`), never whichever
+    context happens to be current."""
+    args: dict = {"context": cfg.cluster.context}
+    if cfg.cluster.kubeconfig:
+        args["kubeconfig"] = cfg.cluster.kubeconfig
+    return k8s.Provider("kubernetes", **args)
+
+
 def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
     """Declares every resource; returns the stack outputs."""
-    ns = Namespace("namespace", cfg)
-    storage = Storage("storage", cfg, ns)
+    on_cluster = pulumi.ResourceOptions(providers={"kubernetes": kubernetes_provider(cfg)})
+
+    def opts(**more) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(**more))
+
+    ns = Namespace("namespace", cfg, opts=opts())
+    storage = Storage("storage", cfg, ns, opts=opts())
     access = storage.access
     data_url = access.url(cfg.data_prefix)
     run_url = access.url(cfg.run_prefix)
     model_url = access.url(cfg.model_prefix)
     logdir = access.url("runs/")
 
-    operator = TrainingOperator("training-operator", cfg)
-    argo = Argo("argo", cfg, access, ns.name, opts=pulumi.ResourceOptions(depends_on=[ns.namespace]))
+    operator = TrainingOperator("training-operator", cfg, opts=opts())
+    argo = Argo("argo", cfg, access, ns.name, opts=opts(depends_on=[ns.namespace]))
 
     # data -> train -> serve: each step depends on the previous one's awaited resource.
     prep = DataPrep(
@@ -41,10 +57,11 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         access,
         data_url,
         depends_on=[*argo.ready, *access.depends_on, *ns.ready],
+        opts=opts(),
     )
     data_ready: list[pulumi.Resource] = [prep.gate]
     if cfg.fluid.enabled:
-        volume = Fluid("fluid", cfg)
+        volume = Fluid("fluid", cfg, opts=opts())
         # The cache exists only when training reads from it (`data.source: volume`, which config refuses
         # with IRSA: Alluxio would run without credentials).
         if cfg.data_source == "volume":
@@ -60,6 +77,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         run_url,
         model_url,
         depends_on=[*operator.ready, *ns.ready, *data_ready],
+        opts=opts(),
     )
     tensorboard = TensorBoard(
         "tensorboard",
@@ -68,6 +86,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         storage.accesses["tensorboard"],
         logdir,
         depends_on=[*access.depends_on, *ns.ready],
+        opts=opts(),
     )
     serve_after = [training.gate] if training.gate else []
     serving = Serving(
@@ -77,6 +96,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         storage.accesses["serving"],
         model_url,
         depends_on=[*access.depends_on, *ns.ready, *serve_after],
+        opts=opts(),
     )
     retraining = Retraining(
         "retraining",
@@ -86,6 +106,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         data_url,
         model_url,
         depends_on=[*argo.ready, *operator.ready, prep.gate, *ns.ready],
+        opts=opts(),
     )
 
     n = cfg.namespace

@@ -21,6 +21,7 @@ Python API (used by the tests and the policy checks):
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shutil
 import subprocess
@@ -135,29 +136,50 @@ def stack_config(
     stack: str, overrides: Mapping[str, Any] | None = None, root: Path = ROOT
 ) -> tuple[dict[str, str], list[str]]:
     """Pulumi.<stack>.yaml plus overrides, as the language host hands config to a program: every value a
-    string, objects as JSON. Encrypted values become "[secret]" (a render holds no credentials); an override
-    of `None` removes a key, `{"secure": ...}` makes it secret."""
+    string, objects (`kubeflow-e2e:storage: {mode: minio}`) as JSON. An override's dotted key (`storage.mode`)
+    sets that field of the object, as `pulumi config set --path` does; `None` removes it. Encrypted values
+    (`{"secure": ...}`, at the top or inside an object) become "[secret]" (a render holds no credentials) and
+    mark their top-level key secret, as Pulumi does."""
     path = root / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         stacks = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
         raise UserError(f"no stack file {path.name}", stack, f"pick one of: {', '.join(stacks)}")
-    raw = dict((yaml.safe_load(path.read_text()) or {}).get("config") or {})
+    raw = copy.deepcopy(dict((yaml.safe_load(path.read_text()) or {}).get("config") or {}))
     for key, value in (overrides or {}).items():
-        raw[key if ":" in key else f"{NS}:{key}"] = value
+        full = key if ":" in key else f"{NS}:{key}"
+        ns, _, name = full.partition(":")
+        top, dot, field = name.partition(".")
+        if not dot:
+            raw[full] = value
+            continue
+        group = raw.setdefault(f"{ns}:{top}", {})
+        if not isinstance(group, dict):
+            raise UserError("cannot set a field of a key that is not an object", full, f"set {ns}:{top} instead")
+        group[field] = value
+        if value is None:
+            del group[field]
     values, secret_keys = {}, []
     for key, value in raw.items():
         if value is None:
             continue
-        if isinstance(value, dict) and "secure" in value:
-            values[key] = "[secret]"
+        secret = _is_secure(value) or (isinstance(value, dict) and any(_is_secure(v) for v in value.values()))
+        if secret:
             secret_keys.append(key)
+        if _is_secure(value):
+            values[key] = "[secret]"
         elif isinstance(value, bool):
             values[key] = "true" if value else "false"
-        elif isinstance(value, dict | list):
+        elif isinstance(value, dict):
+            values[key] = json.dumps({k: "[secret]" if _is_secure(v) else v for k, v in value.items()})
+        elif isinstance(value, list):
             values[key] = json.dumps(value)
         else:
             values[key] = str(value)
     return values, sorted(secret_keys)
+
+
+def _is_secure(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"secure"}
 
 
 def render(stack: str, overrides: dict | None = None, root: Path = ROOT) -> Rendered:
@@ -175,7 +197,7 @@ def render(stack: str, overrides: dict | None = None, root: Path = ROOT) -> Rend
     )
     if proc.returncode == 2 and proc.stdout.startswith('{"error"'):
         e = json.loads(proc.stdout)["error"]
-        raise ConfigError(e["key"], "", e["value"], e["fix"], what=e["what"])
+        raise ConfigError(e["key"], "", e["value"], e["fix"], what=e["what"], literal=True)
     if proc.returncode != 0:
         raise RuntimeError(f"render of stack {stack} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     result = json.loads(proc.stdout)

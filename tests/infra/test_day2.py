@@ -93,7 +93,7 @@ def test_learning_rate_the_trainer_would_refuse(rate):
     e = config_error(training__learningRate=rate)
     assert str(e) == (
         f"config kubeflow-e2e:training.learningRate must be a positive number ({rate}): "
-        "pulumi config set kubeflow-e2e:training.learningRate 0.003"
+        "pulumi config set --path kubeflow-e2e:training.learningRate 0.003"
     )
 
 
@@ -106,7 +106,9 @@ def test_global_batch_smaller_than_the_processes(workers, batch):
     e = config_error(workers=workers, training__batchSize=batch)
     assert e.key == "training.batchSize"
     assert f"workers + the chief = {workers + 1}" in str(e) and f"({batch})" in str(e)
-    assert e.fix == f"pulumi config set kubeflow-e2e:training.batchSize {workers + 1}, or lower kubeflow-e2e:workers"
+    assert e.fix == (
+        f"pulumi config set --path kubeflow-e2e:training.batchSize {workers + 1}, or lower kubeflow-e2e:workers"
+    )
     make_config(workers=workers, training__batchSize=workers + 1)  # the suggested value passes
 
 

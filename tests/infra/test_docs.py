@@ -50,5 +50,5 @@ def test_documented_commands_match_the_outputs(dev):
     for command in dev.outputs["portForward"].values():
         assert command in text
     assert dev.outputs["predictCommand"].split(" --server")[0] in text
-    assert "pulumi config set --secret kubeflow-e2e:storage.accessKeyId" in text
+    assert "pulumi config set --secret --path kubeflow-e2e:storage.accessKeyId" in text
     assert "python -m infra.render --stack dev --out" in text

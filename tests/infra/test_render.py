@@ -3,6 +3,7 @@ errors stop the render with the CLI's one-line message."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -90,9 +91,11 @@ def test_overrides_and_secure_values():
             "storage.accessKeyId": {"secure": "v1:abc"},
         },
     )
-    assert values[f"{NS}:workers"] == "4" and values[f"{NS}:fluid.enabled"] == "true"
-    assert f"{NS}:storage.bucket" not in values
-    assert values[f"{NS}:storage.accessKeyId"] == "[secret]" and secrets == [f"{NS}:storage.accessKeyId"]
+    # Structured, as `pulumi config set --path` writes it and the language host hands it over (JSON).
+    assert values[f"{NS}:workers"] == "4" and json.loads(values[f"{NS}:fluid"])["enabled"] is True
+    storage = json.loads(values[f"{NS}:storage"])
+    assert "bucket" not in storage
+    assert storage["accessKeyId"] == "[secret]" and secrets == [f"{NS}:storage"]
 
 
 def test_no_credential_reaches_a_render(variant):
