@@ -89,7 +89,7 @@ def test_every_process_comes_from_its_pod_spec(rendered, tmp_path):
     assert "TF_CONFIG" not in alone.env
 
     prep = stack.prepare_data()
-    assert prep.cmd[1:] == ["-m", "trainer", "prepare-data", "--source", "digits"]
+    assert prep.cmd[1:] == ["-m", "trainer", "prepare-data", "--source", "digits", "--shards", "4"]
     serving = stack.serving()
     assert serving.cmd[1:3] == ["-m", "demo.serving"]
     assert f"--rest_api_port={serving.listens[8501]}" in serving.cmd
