@@ -158,7 +158,9 @@ def plan(stack: str, env: Mapping[str, str], role_variable: str, root: Path = RO
 
     # AWS: only when something in this job talks to it.
     reasons = []
-    if str(config.get(f"{PROJECT}:storage.mode", "minio")) == "aws":
+    storage = config.get(f"{PROJECT}:storage")  # structured config; a flat key is read too
+    mode = storage.get("mode") if isinstance(storage, dict) else None
+    if str(mode or config.get(f"{PROJECT}:storage.mode", "minio")) == "aws":
         reasons.append(f"{file} sets storage.mode aws")
     if eks:
         reasons.append("the cluster is EKS (EKS_CLUSTER_NAME)")
@@ -206,22 +208,27 @@ def registry(env: Mapping[str, str]) -> dict[str, str]:
 # ---- how long a deploy may take -----------------------------------------------------------------------------
 
 
-def awaited_seconds(manifests: list[dict]) -> int:
-    """Sum of the waits `pulumi up` makes in turn: every object with a `pulumi.com/timeoutSeconds`
-    annotation that is awaited (no `pulumi.com/skipAwait: "true"`): data prep, Fluid's DataLoad, the TFJob.
-    They run one after another (each depends on the one before), so the worst case is their sum."""
+def awaited_seconds(resources: list[dict]) -> int:
+    """Sum of the waits `pulumi up` makes in turn, over a render's resources: every gate (`infra.gate`: data
+    prep, Fluid's DataLoad, the TFJob; its `timeoutSeconds`), and any Kubernetes object still awaited by the
+    provider with a `pulumi.com/timeoutSeconds` annotation. They run one after another (each depends on the one
+    before), so the worst case is their sum."""
     total = 0
-    for m in manifests:
-        notes = (m.get("metadata") or {}).get("annotations") or {}
+    for r in resources:
+        inputs = r.get("inputs") or {}
+        if r.get("type") == "pulumi-python:dynamic:Resource" and "timeoutSeconds" in inputs:
+            total += int(inputs["timeoutSeconds"])
+            continue
+        notes = (inputs.get("metadata") or {}).get("annotations") or {}
         if "pulumi.com/timeoutSeconds" in notes and notes.get("pulumi.com/skipAwait") != "true":
             total += int(notes["pulumi.com/timeoutSeconds"])
     return total
 
 
-def job_timeout_minutes(manifests: list[dict]) -> int:
-    """The deploy job's `timeout-minutes` for a stack: its awaited waits plus MARGIN_MINUTES. The job's AWS
-    session (`role-duration-seconds`) must last as long."""
-    return math.ceil(awaited_seconds(manifests) / 60) + MARGIN_MINUTES
+def job_timeout_minutes(resources: list[dict]) -> int:
+    """The deploy job's `timeout-minutes` for a stack (a render's resources): its awaited waits plus
+    MARGIN_MINUTES. The job's AWS session (`role-duration-seconds`) must last as long."""
+    return math.ceil(awaited_seconds(resources) / 60) + MARGIN_MINUTES
 
 
 # ---- command line -------------------------------------------------------------------------------------------
@@ -258,7 +265,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         else:
             from infra.render import render
 
-            out = {"timeout-minutes": str(job_timeout_minutes(render(args.stack).manifests))}
+            out = {"timeout-minutes": str(job_timeout_minutes(render(args.stack).resources))}
     except CIError as e:
         for problem in e.problems:
             print(f"::error::{problem}" if env.get("GITHUB_ACTIONS") == "true" else f"error: {problem}",

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from infra import ci
+from infra.config import stack_values
 from infra.keys import KEY_NAMES
 from infra.render import stack_config
 from tests.ci.tools import ROOT, rendered
@@ -61,10 +62,10 @@ def all_stack_jobs(preview, deploy):
 def waits_from_stack_file(stack: str) -> int:
     """The waits `pulumi up` makes on `stack`, recomputed from Pulumi.<stack>.yaml and the key defaults:
     data prep, then (Fluid with data.source volume) the DataLoad, then (serving.waitForTraining) the TFJob."""
-    values, _ = stack_config(stack)
+    values = stack_values(stack_config(stack)[0])  # structured config, as dotted keys
 
     def get(name):
-        return values.get(f"kubeflow-e2e:{name}", str(KEY_NAMES[name].default))
+        return str(values.get(name, KEY_NAMES[name].default))
 
     dataprep = int(get("dataprep.timeoutSeconds"))
     total = dataprep
@@ -77,7 +78,7 @@ def waits_from_stack_file(stack: str) -> int:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_render_awaits_what_the_stack_file_configures(stack):
-    assert ci.awaited_seconds(rendered(stack).manifests) == waits_from_stack_file(stack)
+    assert ci.awaited_seconds(rendered(stack).resources) == waits_from_stack_file(stack)
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -85,7 +86,7 @@ def test_deploy_job_timeout_is_the_stacks_waits_plus_the_margin(deploy, stack):
     """Change a wait in Pulumi.<stack>.yaml (or its default in infra/keys.py) and this fails until the job's
     timeout-minutes is updated: `python -m infra.ci timeout --stack <stack>` prints the value."""
     want = math.ceil(waits_from_stack_file(stack) / 60) + ci.MARGIN_MINUTES
-    assert ci.job_timeout_minutes(rendered(stack).manifests) == want
+    assert ci.job_timeout_minutes(rendered(stack).resources) == want
     job = deploy["jobs"][stack]
     assert job["timeout-minutes"] == want, (
         f"deploy.yml job {stack}: timeout-minutes {job['timeout-minutes']}, but the stack waits "
@@ -100,7 +101,7 @@ def test_readme_states_the_job_timeouts(deploy):
 
 def test_a_longer_training_wait_asks_for_a_longer_job(deploy):
     longer = rendered_with("prod", {"training.timeoutSeconds": 3 * 3600})
-    assert ci.job_timeout_minutes(longer.manifests) == deploy["jobs"]["prod"]["timeout-minutes"] + 60
+    assert ci.job_timeout_minutes(longer.resources) == deploy["jobs"]["prod"]["timeout-minutes"] + 60
 
 
 def rendered_with(stack, overrides):

@@ -75,7 +75,8 @@ def test_two_stacks_on_one_cluster_share_nothing_cluster_wide(dev, renders):
     # prod's Fluid is its own (dev does not run Fluid); the operator and Argo are dev's, read not created.
     assert {x["read"] for x in second.reads()} >= {"tfjobs.kubeflow.org", "workflows.argoproj.io"}
     assert {m["metadata"]["namespace"] for m in second.manifests if m["metadata"].get("namespace")} <= {
-        "kubeflow-e2e-prod"
+        "kubeflow-e2e-prod",
+        "kubeflow-e2e-prod-cache",  # the Fluid cache's own namespace, named after ours
     }
 
 
