@@ -333,7 +333,9 @@ class Demo:
 
 def deploy_commands(workers: int) -> list[str]:
     # Pulumi.dev.yaml is in the repository; the stack allows 1 to 64 workers beside the chief.
-    return ["pulumi stack init dev", f"pulumi config set kubeflow-e2e:workers {min(64, max(1, workers))}",
+    return ["pulumi stack init dev",
+            "pulumi config set --path kubeflow-e2e:cluster.context <context>   # kubectl config get-contexts",
+            f"pulumi config set kubeflow-e2e:workers {min(64, max(1, workers))}",
             "pulumi up"]
 
 

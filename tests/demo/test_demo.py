@@ -73,8 +73,12 @@ def test_demo_runs_every_stage_and_prints_the_summary(tmp_path):
     assert re.search(r"model version\s+1$", out, re.M)
     error_rate = float(re.search(r"error rate ([\d.]+)", out).group(1))
     assert error_rate <= 0.1
-    assert out.splitlines()[-3:] == ["  pulumi stack init dev", "  pulumi config set kubeflow-e2e:workers 1",
-                                     "  pulumi up"]
+    assert out.splitlines()[-4:] == [
+        "  pulumi stack init dev",
+        "  pulumi config set --path kubeflow-e2e:cluster.context <context>   # kubectl config get-contexts",
+        "  pulumi config set kubeflow-e2e:workers 1",
+        "  pulumi up",
+    ]
     logs = tmp_path / "demo"
     for name in ("prepare-data", "train-chief-0", "train-worker-0", "sync-model", "evaluate", "predict"):
         assert (logs / f"{name}.log").is_file(), name
