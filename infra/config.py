@@ -214,7 +214,7 @@ def load(stack: str, get: Getter, get_secret: Getter | None = None, present: Ite
         if key.startswith(NS + ":"):
             name = key[len(NS) + 1 :]
             if name not in KEY_NAMES:
-                raise ConfigError(name, "is not a known key", None, _did_you_mean(name))
+                raise ConfigError(name, "is not a known key", get(name), _did_you_mean(name))
     p = Parser(stack, get, get_secret)
 
     namespace = p.dns_label("namespace")
@@ -437,8 +437,8 @@ def _check_like_the_trainer(training: Training, workers: int) -> None:
         if p.problem.startswith("is smaller than the number of processes"):
             raise ConfigError(
                 key,
-                f"is smaller than the number of training processes (workers + the chief = {processes}): "
-                "the global batch is split over them",
+                f"is smaller than the number of training processes (workers + the chief = {processes}), "
+                "which split the global batch between them",
                 p.value,
                 f"pulumi config set {NS}:{key} {p.suggestion}, or lower {NS}:workers",
             )
@@ -474,13 +474,13 @@ def nested_values(present: Iterable[str], get: Getter, get_object: Getter) -> di
             for field, value in obj.items():
                 key = f"{name}.{field}"
                 if key not in KEY_NAMES:
-                    raise ConfigError(key, "is not a known key", None, _did_you_mean(key))
+                    raise ConfigError(key, "is not a known key", value, _did_you_mean(key))
                 nested[key] = value
         elif name in KEY_NAMES:
             flat[name] = get(name)
         else:
             # A flat unknown key is removed without --path.
-            raise ConfigError(name, "is not a known key", None, _did_you_mean(name), literal="." in name)
+            raise ConfigError(name, "is not a known key", get(name), _did_you_mean(name), literal="." in name)
     for key in sorted(flat.keys() & nested.keys()):
         group, field = key.split(".", 1)
         raise ConfigError(

@@ -314,7 +314,7 @@ def test_unknown_data_source():
 
 def test_misspelt_key_gets_a_suggestion():
     e = error(wokers=2)
-    assert_names(e, "wokers", "unset", f"did you mean {NS}:workers?")
+    assert_names(e, "wokers", "2", f"did you mean {NS}:workers?")
 
 
 @pytest.mark.parametrize(
