@@ -6,10 +6,12 @@ Layout under DATA_URL (manifest.json is written last, so a dataset without it do
   test.npz                            the test split as numpy arrays (x uint8 [N,28,28], y int64) for predict
   manifest.json                       counts, shard names, sizes and sha256, and the source's fingerprint
 
-Reading from S3: the worker's shards are downloaded in parallel into a local cache (content-addressed by
-sha256, hashed on the way in, reused while unchanged), then read by tf.data with parallel interleave, batched
-parsing and prefetch. A local store (file:///) is read in place. Every shard is checked against its sha256
-before use.
+Reading from S3: the worker's shards are downloaded in order, a few at a time, into a local cache
+(content-addressed by sha256, hashed on the way in, reused while unchanged), and tf.data starts reading each
+shard as soon as it has been verified, while the next ones are still downloading (so a cold first epoch runs
+at about the speed of local disk). No record of a shard is read before its size and sha256 have matched the
+manifest; a shard that fails the check stops the iteration, and `input_errors()` turns that into the
+`UserError` that names it. A local store (file:///) is checked, then read in place.
 
 TensorFlow is imported inside functions only: `test_arrays` (predict) runs with numpy alone.
 """
@@ -27,6 +29,8 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -521,13 +525,13 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("DATA_CACHE_DIR") or Path(tempfile.gettempdir()) / "trainer-data-cache")
 
 
-def local_shards(store: Store, entries: list[dict], cache_dir=None) -> list[Path]:
-    """Local, verified files for the given shard entries: in place for a local store, else downloaded in
-    parallel into `cache_dir` as <sha256>.tfrecord (an intact cached copy is reused)."""
-    if not entries:
-        return []
-    local = store.local_path(entries[0]["name"])
-    if local is not None:
+FETCH_AHEAD = 2  # shards downloading at once: the next one arrives while tf.data reads the current one
+
+
+def _fetcher(store: Store, cache_dir=None):
+    """fetch(entry) -> the local, verified path of a shard entry: in place for a local store, else a copy in
+    the cache as <sha256>.tfrecord (an intact cached copy is reused)."""
+    if store.local_path(MANIFEST) is not None:
         def check_local(entry: dict) -> Path:
             path = store.local_path(entry["name"])
             if not path.is_file():
@@ -536,7 +540,7 @@ def local_shards(store: Store, entries: list[dict], cache_dir=None) -> list[Path
                 raise _bad_shard(store, entry["name"], "corrupt (checksum mismatch)")
             return path
 
-        return parallel_map(check_local, entries)
+        return check_local
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
@@ -561,7 +565,60 @@ def local_shards(store: Store, entries: list[dict], cache_dir=None) -> list[Path
         _write_stamp(stamp, path)
         return path
 
-    return parallel_map(fetch, entries)
+    return fetch
+
+
+def local_shards(store: Store, entries: list[dict], cache_dir=None) -> list[Path]:
+    """Local, verified files for the given shard entries, all at once (in parallel)."""
+    return parallel_map(_fetcher(store, cache_dir), entries) if entries else []
+
+
+_failures: list[UserError] = []  # shards that failed their check inside a tf.data iteration, newest last
+_failures_lock = threading.Lock()
+
+
+class ShardFeed:
+    """Verified local paths of `entries`, in order, as each becomes ready: `ahead` shards download at once, in
+    order, from the moment the feed is made. `paths()` blocks until the next shard has been fetched and checked
+    (then re-yields them instantly on later epochs); a shard that fails raises its `UserError` there."""
+
+    def __init__(self, store: Store, entries: list[dict], cache_dir=None, ahead: int = FETCH_AHEAD):
+        fetch = _fetcher(store, cache_dir)
+        pool = ThreadPoolExecutor(max(1, min(ahead, len(entries))), thread_name_prefix="shard-fetch")
+        self._futures = [pool.submit(fetch, entry) for entry in entries]  # run first in, first out
+        pool.shutdown(wait=False)  # its threads end once every shard is fetched
+
+    def path(self, index: int) -> Path:
+        return self._futures[index].result()
+
+    def paths(self):
+        for index in range(len(self._futures)):
+            try:
+                yield str(self.path(index)).encode()
+            except UserError as e:
+                with _failures_lock:
+                    _failures.append(e)
+                raise
+
+    def wait(self) -> list[Path]:
+        """Every path, once all are fetched and checked (raises the first failure)."""
+        return [self.path(i) for i in range(len(self._futures))]
+
+
+@contextmanager
+def input_errors():
+    """Inside: a tf.data error caused by a shard that failed its check (see `ShardFeed`) is raised as that
+    shard's `UserError` (naming the shard and the fix) instead of TensorFlow's wrapped traceback."""
+    with _failures_lock:
+        _failures.clear()
+    try:
+        yield
+    except Exception as e:
+        with _failures_lock:
+            failure = _failures[-1] if _failures else None
+        if failure is None or isinstance(e, UserError):
+            raise
+        raise failure from e
 
 
 def parse_records(records, batch: int = 256):
@@ -580,26 +637,48 @@ def parse_records(records, batch: int = 256):
     return records.batch(batch).map(parse, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
 
 
+def _examples(files):
+    """Parsed examples of `files`, a tf.data.Dataset of (local TFRecord path, first, end): records first..end-1
+    of each file (end -1: to its end), file after file, prefetched. Each file is parsed on its own, so its last
+    records come out without waiting for the next file."""
+    import tensorflow as tf
+
+    def part(path, first, end):
+        records = tf.data.TFRecordDataset(path, buffer_size=1 << 20).skip(first).take(end - first)
+        return parse_records(records)
+
+    return files.flat_map(part).prefetch(tf.data.AUTOTUNE)
+
+
+def _bounds(paths: list, bounds: list[tuple[int, int]] | None) -> tuple[list[int], list[int]]:
+    pairs = bounds if bounds is not None else [(0, -1)] * len(paths)  # take(-1): the whole file
+    return [int(a) for a, _ in pairs], [int(b) if b >= 0 else a - 1 for a, b in pairs]
+
+
 def read_files(paths: list, *, bounds: list[tuple[int, int]] | None = None):
-    """tf.data over local TFRecord files: parallel interleaved reads, batched parsing, prefetch. `bounds`
-    (one `(first, end)` record range per file) reads only those records of each file, in file order."""
+    """tf.data over local TFRecord files, file after file (the order the S3 path reads them in), batched
+    parsing, prefetch. `bounds` (one `(first, end)` record range per file) reads only those records of each
+    file, in file order."""
     import tensorflow as tf
 
     paths = [str(p) for p in paths]
-    if bounds is not None:
-        parts = [tf.data.TFRecordDataset(p).skip(a).take(b - a) for p, (a, b) in zip(paths, bounds, strict=True)]
-        records = parts[0]
-        for part in parts[1:]:
-            records = records.concatenate(part)
-    else:
-        records = tf.data.Dataset.from_tensor_slices(paths).interleave(
-            lambda f: tf.data.TFRecordDataset(f),
-            cycle_length=max(1, min(len(paths), 8)),
-            block_length=64,
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-    return parse_records(records).prefetch(tf.data.AUTOTUNE)
+    first, end = _bounds(paths, bounds)
+    files = tf.data.Dataset.from_tensor_slices((paths, tf.constant(first, tf.int64), tf.constant(end, tf.int64)))
+    return _examples(files)
+
+
+def read_feed(feed: ShardFeed, *, bounds: list[tuple[int, int]]):
+    """tf.data over a `ShardFeed`: each shard is read (its `bounds` record range) as soon as it is verified,
+    while later ones download."""
+    import tensorflow as tf
+
+    first, end = _bounds(list(bounds), bounds)
+
+    def files():
+        yield from zip(feed.paths(), first, end, strict=False)
+
+    spec = (tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64))
+    return _examples(tf.data.Dataset.from_generator(files, output_signature=spec))
 
 
 def share(counts: list[int], index: int, readers: int) -> list[tuple[int, int, int]]:
@@ -637,7 +716,9 @@ def dataset(store: Store, split: str, *, shard_index: int = 0, num_shards: int =
     """(tf.data.Dataset of (image float32 [28,28,1], label int64), number of examples) for this reader.
 
     Reader `shard_index` of `num_shards` gets an equal contiguous run of the split's records (`share`), and
-    downloads only the shard files that run crosses."""
+    downloads only the shard files that run crosses. From S3 the downloads start here and the dataset reads
+    each shard once it is verified: iterate it inside `input_errors()` so that a shard failing its check is
+    reported by name. A local store is checked here, before it returns."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     if not (num_shards >= 1 and 0 <= shard_index < num_shards):
@@ -651,11 +732,12 @@ def dataset(store: Store, split: str, *, shard_index: int = 0, num_shards: int =
     mine = share([int(s["count"]) for s in shards], shard_index, num_shards)
     if not mine:
         return None, 0
-    paths = local_shards(store, [shards[i] for i, _, _ in mine], cache_dir)
+    entries = [shards[i] for i, _, _ in mine]
     count = sum(b - a for _, a, b in mine)
-    if all(a == 0 and b == int(shards[i]["count"]) for i, a, b in mine):
-        return read_files(paths), count
-    return read_files(paths, bounds=[(a, b) for _, a, b in mine]), count
+    bounds = [(a, b) for _, a, b in mine]
+    if store.local_path(MANIFEST) is not None:
+        return read_files(local_shards(store, entries, cache_dir), bounds=bounds), count
+    return read_feed(ShardFeed(store, entries, cache_dir), bounds=bounds), count
 
 
 def test_arrays(store: Store) -> tuple[np.ndarray, np.ndarray]:

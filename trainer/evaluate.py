@@ -71,12 +71,13 @@ def score(saved_model_dir, data_store, batch_size: int = 256) -> dict:
                         "export it with `python -m trainer train`")
     ds, count = data.dataset(data_store, "test")
     correct, loss_sum, seen = 0, 0.0, 0
-    for images, labels in ds.batch(batch_size):
-        probs = serve(**{model.INPUT_NAME: tf.squeeze(images, -1)})[model.OUTPUT_NAME].numpy()
-        labels = labels.numpy()
-        correct += int((probs.argmax(-1) == labels).sum())
-        loss_sum += float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)).sum())
-        seen += len(labels)
+    with data.input_errors():  # a shard that fails its check is named
+        for images, labels in ds.batch(batch_size):
+            probs = serve(**{model.INPUT_NAME: tf.squeeze(images, -1)})[model.OUTPUT_NAME].numpy()
+            labels = labels.numpy()
+            correct += int((probs.argmax(-1) == labels).sum())
+            loss_sum += float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)).sum())
+            seen += len(labels)
     if seen == 0:
         raise UserError("empty dataset: the test split has no examples", data_store.url,
                         "run `python -m trainer prepare-data` with a non-empty source")

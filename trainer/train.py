@@ -135,11 +135,13 @@ class Trainer:
         import keras
         import tensorflow as tf
 
-        from trainer import checkpoints, model, summaries
+        from trainer import checkpoints, data, model, summaries
 
         args, config = self.args, self.config
         keras.utils.set_random_seed(args.seed)
-        strategy = _strategy(config)
+        strategy = _strategy(config)  # before any other TensorFlow op (it configures the collectives)
+        # The shard downloads start now and overlap the model's set-up and the first steps.
+        raw = data.dataset(self.data_store, "train", shard_index=config.rank, num_shards=config.num_workers)
         ckpts = checkpoints.Checkpoints(self.run_store, config.is_chief, keep=args.keep_checkpoints)
 
         with strategy.scope():
@@ -161,13 +163,17 @@ class Trainer:
         if resumed_from is not None:
             self.say(f"resumed from checkpoint step {resumed_from} ({ckpts.store.url_of(str(resumed_from))})")
 
-        dist_data = self._dataset(strategy, seed=args.seed + 7919 * config.rank + start_step)
+        dist_data = self._dataset(strategy, raw, seed=args.seed + 7919 * config.rank + start_step)
         train_step = _train_step(strategy, net, optimizer, self.global_batch)
         logs = summaries.Summaries(self.run_store.child("logs", config.task_name), interval=args.summary_secs,
                                    start_step=start_step)
         try:
-            stats = self._loop(strategy, dist_data, train_step, optimizer, schedule, checkpoint, ckpts, logs,
-                               start_step)
+            with data.input_errors():  # a shard that fails its check while streaming in is named
+                stats = self._loop(strategy, dist_data, train_step, optimizer, schedule, checkpoint, ckpts, logs,
+                                   start_step)
+        except UserError:
+            logs.close(quiet=True)
+            raise
         except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError) as e:
             logs.close(quiet=True)
             if not config.distributed:
@@ -212,14 +218,11 @@ class Trainer:
             _wait_for_peers_to_leave(config)
         return result
 
-    def _dataset(self, strategy, seed: int):
+    def _dataset(self, strategy, raw, seed: int):
         import tensorflow as tf
 
-        from trainer import data
-
-        config, shift = self.config, self.args.shift
-        ds, count = data.dataset(self.data_store, "train", shard_index=config.rank,
-                                 num_shards=config.num_workers)
+        shift = self.args.shift
+        ds, count = raw
         if count == 0:
             raise UserError("this process's share of the training set is empty", self.data_store.url,
                             "the dataset changed after the job started: run the job again")

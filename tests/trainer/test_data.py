@@ -139,7 +139,7 @@ def test_more_workers_than_shards_splits_records(prepared, tmp_path):
 def test_cache_is_reused_and_checked(prepared, tmp_path):
     store, manifest = prepared
     cache = tmp_path / "cache"
-    data.dataset(store, "test", cache_dir=cache)
+    collect(data.dataset(store, "test", cache_dir=cache)[0])
     cached = sorted(p.name for p in cache.glob("*.tfrecord"))
     assert cached == sorted(f"{s['sha256']}.tfrecord" for s in manifest["splits"]["test"]["shards"])
     # Reused: works with the S3 copies gone.
@@ -149,8 +149,8 @@ def test_cache_is_reused_and_checked(prepared, tmp_path):
     # A damaged cache file is noticed (sha256) and fetched again, which now fails: the shard is missing.
     victim = cache / cached[0]
     victim.write_bytes(b"x" * victim.stat().st_size)
-    with pytest.raises(UserError, match="missing shard") as e:
-        data.dataset(store, "test", cache_dir=cache)
+    with pytest.raises(UserError, match="missing shard") as e, data.input_errors():
+        collect(data.dataset(store, "test", cache_dir=cache)[0])
     assert "prepare-data" in e.value.fix
 
 
@@ -161,22 +161,72 @@ def test_corrupt_shard_is_refused(prepared, tmp_path, damage):
     good = store.get_bytes(shard["name"])
     bad = bytes(b ^ 0xFF for b in good[:100]) + good[100:] if damage.startswith("other") else good[:-10]
     store.put_bytes(shard["name"], bad)
-    with pytest.raises(UserError) as e:
-        data.dataset(store, "train", shard_index=1, num_shards=2, cache_dir=tmp_path / "cache")
+    with pytest.raises(UserError) as e, data.input_errors():
+        collect(data.dataset(store, "train", shard_index=1, num_shards=2, cache_dir=tmp_path / "cache")[0])
     assert "corrupt" in str(e.value) and "checksum" in str(e.value) and shard["name"] in str(e.value)
     assert "prepare-data" in e.value.fix
-    # The bad download is not kept; the worker's other, intact shard is.
+    # The bad download is not kept; the worker's other, intact shard is (its download ran alongside).
     intact = manifest["splits"]["train"]["shards"][3]["sha256"]
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "cache" / f"{intact}.tfrecord.verified").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     assert [p.name for p in (tmp_path / "cache").glob("*.tfrecord")] == [f"{intact}.tfrecord"]
     # Worker 0's shards are intact and still readable.
-    data.dataset(store, "train", shard_index=0, num_shards=2, cache_dir=tmp_path / "cache")
+    ds, count = data.dataset(store, "train", shard_index=0, num_shards=2, cache_dir=tmp_path / "cache")
+    assert len(collect(ds)[1]) == count
+
+
+class HeldStore:
+    """The S3 store, with the download of one shard held until `release` is set (to catch the reader
+    reading ahead of the checks)."""
+
+    def __init__(self, inner, held: str):
+        self.inner, self.held = inner, held
+        self.release, self.started = threading.Event(), threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def get_file(self, key, path):
+        if key == self.held:
+            self.started.set()
+            assert self.release.wait(60)
+        return self.inner.get_file(key, path)
+
+
+def test_reads_each_shard_once_verified_while_the_next_downloads(prepared, tmp_path):
+    store, manifest = prepared
+    shards = manifest["splits"]["train"]["shards"]
+    held = HeldStore(store, shards[1]["name"])
+    ds, count = data.dataset(held, "train", cache_dir=tmp_path / "cache")
+    it = iter(ds)
+    first = [next(it) for _ in range(shards[0]["count"])]  # all of shard 0 while shard 1 cannot arrive
+    assert held.started.is_set() and not held.release.is_set()
+    assert len(first) == shards[0]["count"]
+    held.release.set()
+    rest = sum(1 for _ in it)
+    assert len(first) + rest == count == 1437
+
+
+def test_a_corrupt_later_shard_stops_the_stream_before_its_records(prepared, tmp_path):
+    store, manifest = prepared
+    shards = manifest["splits"]["train"]["shards"]
+    good = store.get_bytes(shards[2]["name"])
+    store.put_bytes(shards[2]["name"], good[:-1] + bytes([good[-1] ^ 1]))  # one bit, in the last record
+    seen = 0
+    with pytest.raises(UserError, match="corrupt") as e, data.input_errors():
+        for _ in data.dataset(store, "train", cache_dir=tmp_path / "cache")[0]:
+            seen += 1
+    assert shards[2]["name"] in str(e.value)
+    assert seen == shards[0]["count"] + shards[1]["count"]  # shards 0 and 1, not one record of shard 2
 
 
 def test_missing_shard_and_missing_manifest(prepared, bucket, tmp_path):
     store, manifest = prepared
     store.delete([manifest["splits"]["train"]["shards"][0]["name"]])
-    with pytest.raises(UserError, match="missing shard"):
-        data.dataset(store, "train", cache_dir=tmp_path / "cache")
+    with pytest.raises(UserError, match="missing shard"), data.input_errors():
+        collect(data.dataset(store, "train", cache_dir=tmp_path / "cache")[0])
     empty = open_store(f"s3://{bucket}/data/nothing-here", "DATA_URL")
     with pytest.raises(UserError) as e:
         data.dataset(empty, "train")
