@@ -135,8 +135,10 @@ class Demo:
         if s.tensorboard:
             self.start_tensorboard()
         self.train()
+        self.curves()
         if self.tensorboard_url:
             self.check_tensorboard()
+            self.screenshot_tensorboard()
         self.sync_model()
         self.evaluate()
         self.predict()
@@ -205,6 +207,17 @@ class Demo:
             self.results["train"] = out
             info["detail"] = (f"accuracy {out.get('accuracy', 0):.4f}, {out.get('examples_per_sec', 0):.0f} "
                               f"examples/s, version {out.get('model_version')} -> {out.get('export_url')}")
+
+    def curves(self) -> None:
+        """training.png: loss and accuracy against step for each task, from the run's event files on S3."""
+        path = self.s.dir / "training.png"
+        proc = self.sup.run("train", "curves", [sys.executable, "-m", "demo.curves", self.env["RUN_URL"],
+                                                str(path)], self.env, timeout=300)
+        if not path.is_file():
+            raise StageFailed("train", f"no training curves were written to {path}", [proc.log])
+        self.results["curves"] = path
+        self.progress.say(f"      training curves: {path} (loss and accuracy per task, read back from "
+                          f"{self.env['RUN_URL']}/logs/)")
 
     def start_tensorboard(self) -> None:
         log = self.s.dir / "tensorboard.log"
@@ -292,7 +305,10 @@ class Demo:
             ("model version", str(ev.get("model_version", train.get("model_version")))),
             ("objects written to S3", f"{objects} ({nbytes / 1e6:.1f} MB in s3://{self.stack.bucket})"),
             ("total time", f"{self.progress.elapsed():.1f} s"),
+            ("training curves", str(self.results.get("curves", "-"))),
         ]
+        if self.results.get("tensorboard_png"):
+            rows.append(("TensorBoard screenshot", str(self.results["tensorboard_png"])))
         if self.tensorboard_url:
             rows.append(("TensorBoard", f"{self.tensorboard_url} ({len(self.results.get('tensorboard', {}))} "
                                         f"run(s) of this demo read from S3)"))

@@ -80,6 +80,9 @@ def test_demo_runs_every_stage_and_prints_the_summary(tmp_path):
         "  pulumi up",
     ]
     logs = tmp_path / "demo"
+    png = logs / "training.png"  # the curves, read back from the run's event files on S3
+    assert re.search(rf"^ +training curves +{re.escape(str(png))}$", out, re.M), out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     for name in ("prepare-data", "train-chief-0", "train-worker-0", "sync-model", "evaluate", "predict"):
         assert (logs / f"{name}.log").is_file(), name
     assert_all_stopped(str(logs), s3_endpoint(out))
