@@ -264,6 +264,24 @@ class Demo:
             self.progress.say(f"      TensorBoard at {self.tensorboard_url} shows no run of this demo yet "
                               f"(see {self.s.dir / 'tensorboard.log'})")
 
+    def screenshot_tensorboard(self) -> None:
+        """tensorboard.png: TensorBoard's scalars page in headless Chromium, once it draws this run's loss."""
+        from demo import browser
+
+        problem = browser.missing()
+        if problem:
+            self.progress.say(f"      no TensorBoard screenshot: {problem}")
+            return
+        path = self.s.dir / "tensorboard.png"
+        try:
+            card = browser.screenshot_scalars(self.tensorboard_url, path, runs_containing=self.s.run, timeout=60)
+        except Exception as e:  # the live TensorBoard is still there to look at: report, don't fail the run
+            self.progress.say(f"      no TensorBoard screenshot: {e}")
+            return
+        self.results["tensorboard_png"] = path
+        self.progress.say(f"      TensorBoard screenshot: {path} ('{card['tag']}' chart of {len(card['runs'])} "
+                          f"task(s), headless Chromium)")
+
     def sync_model(self) -> None:
         with self.progress.stage("sync-model") as info:
             proc = self.run_one("sync-model", self.stack.sync_model(), timeout=300)
