@@ -254,24 +254,31 @@ class Trainer:
         run, epoch, window = _Meter(), _Meter(), _Meter()
         epoch_start = time.perf_counter()
         last = {"train_loss": None, "train_accuracy": None}
+        allsum = _all_sum(strategy)
         while step < self.total_steps:
             t0 = time.perf_counter()
-            loss_sum, correct = train_step(iterator)
-            loss_sum, correct = float(loss_sum), float(correct)
+            # This process's loss sum and correct count: the step's only collective is the gradient's.
+            loss_sum, correct = (float(v) for v in train_step(iterator))
             # The first call traces the step function: it counts for the metrics, not for the throughput.
             took = None if step == start_step else time.perf_counter() - t0
             step += 1
-            for meter in (run, epoch, window):
-                meter.add(loss_sum, correct, self.global_batch, took)
+            window.add(loss_sum, correct, self.global_batch, took)
+            for meter in (run, epoch):  # their loss and accuracy come from the windows' global sums
+                meter.add(0.0, 0.0, self.global_batch, took)
 
-            if step % args.log_steps == 0 or step % spe == 0:
+            end_of_epoch = step % spe == 0
+            report = end_of_epoch or step == self.total_steps
+            log_now = step % args.log_steps == 0 or report
+            if log_now:  # the same steps on every process: one collective sums the window over all of them
+                window.loss, window.correct = allsum([window.loss, window.correct])
+                epoch.loss += window.loss
+                epoch.correct += window.correct
                 logs.scalars(step, {**window.metrics(), "learning_rate": float(schedule(step))})
                 window = _Meter()
 
-            end_of_epoch = step % spe == 0
             if end_of_epoch or (args.checkpoint_steps and step % args.checkpoint_steps == 0):
                 ckpts.save(checkpoint, step)
-            if end_of_epoch or step == self.total_steps:
+            if report:
                 m = epoch.metrics()
                 last = {"train_loss": m["loss"], "train_accuracy": m["accuracy"]}
                 self.say(f"epoch {math.ceil(step / spe)}/{args.epochs} step {step}/{self.total_steps} "
@@ -331,8 +338,8 @@ class Trainer:
 
 
 class _Meter:
-    """Sums of the globally reduced step results; throughput over the timed steps only (no checkpoint
-    saves, no tracing)."""
+    """Sums of the step results (this process's until `_all_sum` replaces them with every process's) and the
+    global examples; throughput over the timed steps only (no checkpoint saves, no tracing)."""
 
     def __init__(self):
         self.loss = self.correct = self.seen = self.seconds = 0.0
@@ -376,18 +383,34 @@ def _train_step(strategy, net, optimizer, global_batch: int):
             # Divide by the global batch: Keras 3's optimizer sums the replicas' gradients.
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
         grads = tape.gradient(loss, net.trainable_variables)
-        optimizer.apply_gradients(zip(grads, net.trainable_variables, strict=True))
+        optimizer.apply_gradients(zip(grads, net.trainable_variables, strict=True))  # one packed all-reduce
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32))
-        return tf.stack([tf.reduce_sum(per_example), correct])  # one collective for both metrics
+        return tf.stack([tf.reduce_sum(per_example), correct])
 
     @tf.function
     def step(iterator):
         images, labels = next(iterator)
-        sums = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(images, labels)),
-                               axis=None)
-        return sums[0], sums[1]
+        # This process's [loss sum, correct]: no second collective per step (see `_all_sum`).
+        (local,) = strategy.experimental_local_results(strategy.run(replica_step, args=(images, labels)))
+        return local
 
     return step
+
+
+def _all_sum(strategy):
+    """sum(values: list[float]) -> each value summed over every process (a collective: all of them must call
+    it with the same length); the identity for one process. Traced once per length."""
+    import tensorflow as tf
+
+    if strategy.num_replicas_in_sync == 1:
+        return lambda values: [float(v) for v in values]
+
+    @tf.function
+    def reduce(values):
+        per_replica = strategy.run(lambda v: tf.identity(v), args=(values,))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return lambda values: [float(v) for v in reduce(tf.constant(values, tf.float64)).numpy()]
 
 
 def _wait_for_peers_to_leave(config: tfconfig.TFConfig, timeout: float = 30.0) -> None:
