@@ -1,25 +1,29 @@
-"""`python -m bench` (`make bench`): six ratios, each measured side by side in one run on the same data.
+"""`python -m bench` (`make bench`): six ratios, each measured side by side in one run on the same data, and
+the figures that put them in context.
 
-    python -m bench [--tiny] [--only input,train,workers,tensorboard,publish,render]
+    python -m bench [--tiny] [--only input,train,workers,tensorboard,uploads,publish,render]
 
 1. input        the training split read from S3 through the trainer's data path vs the same shard files read
                 from local disk with tf.data (bench/input_pipeline.py; one cold pass)          goal >= 0.9
+                (and input_s3_warm_vs_local: the same with the shard cache filled)
 2. train        `train` with DATA_URL, RUN_URL and MODEL_URL on S3 vs all three file:///, same steps, one
                 process: local / S3 wall time of the whole command, median over back-to-back pairs  >= 0.95
 3. workers      global examples/s, chief + 1 worker vs a lone chief, each process pinned to its own core and
                 held to one TF thread (TF_NUM_INTRAOP_THREADS=1, TF_NUM_INTEROP_THREADS=1); the per-process
-                batch is the same (64), so 2 workers train a global batch of 128; median over pairs  >= 1.6
+                batch is the same (64), so 2 workers train a global batch of 128; median over rounds  >= 1.6
+                (and the scaling curve examples_per_s_1, _2, _3: 3 processes share the 2 cores)
 4. tensorboard  seconds from a scalar being written by the trainer's summary writer to it being readable
                 from the event file on S3 (the worst case over every scalar written)          goal <= 10
+4b. uploads     MB the summary writer uploads in the 1st and the 10th hour of a simulated 10-hour run
+                (summary_upload_mb_hour_1, summary_upload_mb_hour_10): flat, not growing with the run
 5. publish      export + upload as a model version to S3 vs the same export saved locally     goal <= 3
 6. render       `python -m infra.render --stack dev` at workers=1 and workers=64 (whole command) goal <= 2 s
 
 Training (2, 3) runs on an MNIST-sized split of random pixels, prepared by `prepare-data` like any source.
 The embedded S3 server (moto on 127.0.0.1) stands in for S3. Every `python -m trainer` process is the dev
 stack's own (demo/podspecs.py: the Workflow's prepare-data, the TFJob's replicas), with only what a measurement
-varies set on top (URLs, flags, thread counts). Prints a table, then as its last line one JSON
-object with the keys input_s3_vs_local, train_s3_vs_local, workers_2_vs_1, tensorboard_lag_s,
-publish_s3_vs_local, render_s_1, render_s_64. Logs and the details go to .bench/<timestamp>/.
+varies set on top (URLs, flags, thread counts). Prints a table, then as its last line one JSON object with the
+keys in KEYS. Logs and the details go to .bench/<timestamp>/.
 `--tiny` runs every measurement on a toy size: it checks the script, not the speed.
 """
 
@@ -43,24 +47,32 @@ from demo.podspecs import LocalStack
 from demo.s3server import CREDENTIALS, S3Server
 
 KEYS = ("input_s3_vs_local", "train_s3_vs_local", "workers_2_vs_1", "tensorboard_lag_s", "publish_s3_vs_local",
-        "render_s_1", "render_s_64")
-STEPS = ("input", "train", "workers", "tensorboard", "publish", "render")
+        "render_s_1", "render_s_64",
+        # added with the scaling curve and the summary uploads (issue 13); the keys above keep their meaning
+        "input_s3_warm_vs_local", "examples_per_s_1", "examples_per_s_2", "examples_per_s_3",
+        "summary_upload_mb_hour_1", "summary_upload_mb_hour_10")
+STEPS = ("input", "train", "workers", "tensorboard", "uploads", "publish", "render")
 SIZES = {
     # Training figures on an MNIST-sized split (60,000 train / 10,000 test images of random pixels: the real
     # mnist.npz cannot be downloaded here, and throughput does not depend on the pixels), so that per-epoch
     # costs (a checkpoint, the data download) weigh what they weigh in a real job.
     "full": {"input_size": 60000, "input_shards": 4, "input_repeats": 5, "train_images": 60000,
              "train_epochs": 1, "train_repeats": 5, "workers_epochs": 1, "workers_repeats": 3,
-             "workers_context_batch": 256, "lag_s": 30.0, "publish_repeats": 5, "render_repeats": 3},
+             "workers_context_batch": 256, "lag_s": 30.0, "publish_repeats": 5, "render_repeats": 3,
+             "upload_rounds_per_hour": 720},
     # The offline digits (1,437 training images) and one pass of everything: checks the script, not the speed.
     "tiny": {"input_size": 512, "input_shards": 2, "input_repeats": 1, "train_images": 0,
              "train_epochs": 1, "train_repeats": 1, "workers_epochs": 1, "workers_repeats": 1,
-             "workers_context_batch": 0, "lag_s": 6.0, "publish_repeats": 1, "render_repeats": 1},
+             "workers_context_batch": 0, "lag_s": 6.0, "publish_repeats": 1, "render_repeats": 1,
+             "upload_rounds_per_hour": 24},
 }
 GOALS = {  # key: (comparison, goal)
     "input_s3_vs_local": (">=", 0.9), "train_s3_vs_local": (">=", 0.95), "workers_2_vs_1": (">=", 1.6),
     "tensorboard_lag_s": ("<=", 10.0), "publish_s3_vs_local": ("<=", 3.0), "render_s_1": ("<=", 2.0),
     "render_s_64": ("<=", 2.0),
+    # figures without a goal of their own (context for the ones above)
+    "input_s3_warm_vs_local": None, "examples_per_s_1": None, "examples_per_s_2": None, "examples_per_s_3": None,
+    "summary_upload_mb_hour_1": None, "summary_upload_mb_hour_10": None,
 }
 BUCKET = "bench"
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -140,6 +152,7 @@ class Bench:
                     endpoint=self.server.endpoint, workdir=str(self.out))
         self.details["input"] = r
         self.values["input_s3_vs_local"] = r["ratio_cold"]
+        self.values["input_s3_warm_vs_local"] = r["ratio_warm"]
         self.rows.append(("1 input pipeline", f"{r['images']} images, {r['megabytes']} MB in {r['shards']} shards: "
                           f"local {r['local_mb_s']} MB/s, S3 {r['s3_cold_mb_s']} MB/s "
                           f"(cached re-read {r['s3_warm_mb_s']} MB/s; a {r['epochs']}-epoch run {r['ratio_run']})"))
@@ -200,23 +213,29 @@ class Bench:
     # --- 3. workers ----------------------------------------------------------------------------------------
 
     def workers(self) -> None:
+        """Global examples/s of 1, 2 and 3 processes (64 images per process per step, one TF thread each),
+        run back to back in each round; workers_2_vs_1 is the median over the rounds of 2 / 1. Two cores: the
+        processes are pinned one per core where they fit (1 and 2); 3 processes share the two cores."""
         s3_data, _ = self.data()
         epochs = str(self.size["workers_epochs"])
         pairs: list[dict[str, dict]] = []
         for i in range(self.size["workers_repeats"]):
             pair = {}
-            for workers, batch in ((0, 64), (1, 128)):
+            for workers in (0, 1, 2):
                 tag = f"workers-{workers + 1}-{i}"
                 pair[str(workers + 1)] = self.timed_train(
-                    tag, ["--epochs", epochs, "--batch-size", str(batch)], workers=workers, pin=True,
+                    tag, ["--epochs", epochs, "--batch-size", str(64 * (workers + 1))], workers=workers, pin=True,
                     DATA_URL=s3_data, RUN_URL=f"s3://{BUCKET}/runs/{tag}", MODEL_URL=f"s3://{BUCKET}/models/{tag}",
                     DATA_CACHE_DIR=str(self.out / "cache" / "workers"), **ONE_THREAD)
             pairs.append(pair)
         ratio = statistics.median(p["2"]["result"]["examples_per_sec"] / p["1"]["result"]["examples_per_sec"]
                                   for p in pairs)
-        one, two = (statistics.median(p[k]["result"]["examples_per_sec"] for p in pairs) for k in ("1", "2"))
+        curve = {k: statistics.median(p[k]["result"]["examples_per_sec"] for p in pairs) for k in ("1", "2", "3")}
+        one, two = curve["1"], curve["2"]
         self.values["workers_2_vs_1"] = round(ratio, 3)
-        self.details["workers"] = {"pairs": pairs, "ratio": ratio}
+        for k, v in curve.items():
+            self.values[f"examples_per_s_{k}"] = round(v, 1)
+        self.details["workers"] = {"pairs": pairs, "ratio": ratio, "curve": curve}
         context = ""
         if self.size["workers_context_batch"]:
             # For context, not the figure: one pair with 4x the images per step, so the gradient all-reduce
@@ -234,8 +253,9 @@ class Bench:
         pinned = ("each pinned to its own core" if pairs[0]["2"]["pinned"]
                   else "NOT pinned (no taskset or < 2 cores)")
         self.rows.append(("3 workers", f"{self.data_name()}, {epochs} epoch(s), 64 images per process per step, "
-                          f"1 TF thread each, {pinned}, median of {len(pairs)} pairs: global examples/s "
-                          f"1 process {one:.0f}, 2 processes {two:.0f}{context}"))
+                          f"1 TF thread each, {pinned}, median of {len(pairs)} rounds: global examples/s "
+                          f"1 process {one:.0f}, 2 processes {two:.0f}, 3 processes {curve['3']:.0f} "
+                          f"(sharing 2 cores){context}"))
 
     # --- 4. TensorBoard lag --------------------------------------------------------------------------------
 
@@ -283,6 +303,53 @@ class Bench:
         self.rows.append(("4 TensorBoard lag", f"{len(written)} scalars over {self.size['lag_s']:.0f} s, "
                           f"sync every {interval:.0f} s: median {statistics.median(lags):.1f} s, "
                           f"worst {lags[-1]:.1f} s ({len(lags)} seen before the final upload)"))
+
+    # --- 4b. summary uploads over a long run ---------------------------------------------------------------
+
+    def uploads(self) -> None:
+        """Bytes the trainer's `Summaries` uploads in the 1st and the 10th hour of a simulated 10-hour run: a
+        sync round every 5 simulated seconds (`--summary-secs`), and between rounds the event bytes a
+        one-process digits run writes (about 38 bytes per step, 10 MB per hour on this machine), as one event
+        per round. The clock is simulated, the writer, the rolls and the uploads are real; hours 1 and 10 upload
+        to the embedded S3 server, hours 2-9 to a local folder (the same bytes, counted; it saves time)."""
+        import tensorflow as tf
+
+        from trainer.store import open_store
+        from trainer.summaries import Summaries
+
+        rounds, interval, rate = self.size["upload_rounds_per_hour"], 5.0, 10e6  # bytes of events per hour
+        hours = 10
+        per_round = int(rate / 720)  # the same bytes per 5-s round, whatever the number of rounds per hour
+        s3_store = open_store(f"s3://{BUCKET}/runs/uploads/logs/chief-0")
+        local_store = open_store(f"file://{self.out}/runs/uploads/logs/chief-0")
+        clock = {"now": 0.0}
+        logs = Summaries(s3_store, interval=interval, clock=lambda: clock["now"], background=False,
+                         min_roll_gap=0)
+        filler = tf.zeros([max(1, (per_round - 60) // 4)], tf.float32)  # one tensor event of ~per_round bytes
+        by_hour, step, started = [], 0, time.monotonic()
+        try:
+            for hour in range(1, hours + 1):
+                logs.sync.store = s3_store if hour in (1, hours) else local_store
+                before = logs.sync.uploaded_bytes
+                for _ in range(rounds):
+                    step += 1
+                    logs.scalars(step, {"loss": 1.0 / step})
+                    with logs.writer.as_default(step=step):
+                        tf.summary.write("filler", filler)
+                    clock["now"] += interval
+                    logs.sync.round()
+                by_hour.append(logs.sync.uploaded_bytes - before)
+        finally:
+            logs.close()
+        written = per_round * rounds
+        self.values["summary_upload_mb_hour_1"] = round(by_hour[0] / 1e6, 2)
+        self.values["summary_upload_mb_hour_10"] = round(by_hour[-1] / 1e6, 2)
+        self.details["uploads"] = {"bytes_by_hour": by_hour, "event_bytes_per_hour": written,
+                                   "rounds_per_hour": rounds, "rolls": logs.rolls,
+                                   "seconds": time.monotonic() - started}
+        self.rows.append(("4b summary uploads", f"{hours} simulated hours, {written / 1e6:.1f} MB of events an hour, "
+                          f"a sync every {interval:.0f} s, {logs.rolls} rolls: uploaded "
+                          f"{by_hour[0] / 1e6:.1f} MB in hour 1, {by_hour[-1] / 1e6:.1f} MB in hour {hours}"))
 
     # --- 5. publish ----------------------------------------------------------------------------------------
 
@@ -359,23 +426,27 @@ def _event_steps(raw: bytes) -> set[int]:
 
 STEP_OF = {"input_s3_vs_local": "input", "train_s3_vs_local": "train", "workers_2_vs_1": "workers",
            "tensorboard_lag_s": "tensorboard", "publish_s3_vs_local": "publish", "render_s_1": "render",
-           "render_s_64": "render"}
+           "render_s_64": "render", "input_s3_warm_vs_local": "input", "examples_per_s_1": "workers",
+           "examples_per_s_2": "workers", "examples_per_s_3": "workers", "summary_upload_mb_hour_1": "uploads",
+           "summary_upload_mb_hour_10": "uploads"}
 
 
 def _met(key: str, value, chosen) -> str:
     if value is None:
         return "failed" if STEP_OF[key] in chosen else "skipped"
+    if GOALS[key] is None:
+        return ""
     op, goal = GOALS[key]
     ok = value >= goal if op == ">=" else value <= goal
     return "yes" if ok else "NO"
 
 
 def table(bench: Bench, chosen) -> str:
-    lines = [f"{'key':<22} {'value':>8}  {'goal':<8} {'met':<6}"]
+    lines = [f"{'key':<26} {'value':>8}  {'goal':<8} {'met':<6}"]
     for key in KEYS:
         v = bench.values[key]
-        op, goal = GOALS[key]
-        lines.append(f"{key:<22} {('-' if v is None else f'{v:g}'):>8}  {op} {goal:<5g} {_met(key, v, chosen):<6}")
+        op, goal = GOALS[key] or ("", "")
+        lines.append(f"{key:<26} {('-' if v is None else f'{v:g}'):>8}  {op:>2} {goal:<5} {_met(key, v, chosen):<6}")
     lines.append("")
     lines.extend(f"{name:<18} {what}" for name, what in bench.rows)
     return "\n".join(lines)

@@ -600,10 +600,6 @@ class ShardFeed:
                     _failures.append(e)
                 raise
 
-    def wait(self) -> list[Path]:
-        """Every path, once all are fetched and checked (raises the first failure)."""
-        return [self.path(i) for i in range(len(self._futures))]
-
 
 @contextmanager
 def input_errors():
