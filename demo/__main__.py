@@ -198,6 +198,8 @@ class Demo:
             if line.strip() and not self.stopping and not done and not TF_LOG.match(line):
                 say(f"        {line}")
 
+        # The chief's environment (RUN_URL, the S3 settings) without TF_CONFIG: what reads its logs back.
+        self.run_env = {k: v for k, v in replicas[0].env.items() if k != "TF_CONFIG"}
         with self.progress.stage("train") as info:
             procs = [self.start(p, on_line=chief_line if rank == 0 else None) for rank, p in enumerate(replicas)]
             self.sup.wait_all("train", procs, timeout=1800)
@@ -211,13 +213,14 @@ class Demo:
     def curves(self) -> None:
         """training.png: loss and accuracy against step for each task, from the run's event files on S3."""
         path = self.s.dir / "training.png"
-        proc = self.sup.run("train", "curves", [sys.executable, "-m", "demo.curves", self.env["RUN_URL"],
-                                                str(path)], self.env, timeout=300)
+        run_url = self.run_env["RUN_URL"]
+        proc = self.sup.run("train", "curves", [sys.executable, "-m", "demo.curves", run_url, str(path)],
+                            self.run_env, timeout=300)
         if not path.is_file():
             raise StageFailed("train", f"no training curves were written to {path}", [proc.log])
         self.results["curves"] = path
         self.progress.say(f"      training curves: {path} (loss and accuracy per task, read back from "
-                          f"{self.env['RUN_URL']}/logs/)")
+                          f"{run_url}/logs/)")
 
     def start_tensorboard(self) -> None:
         log = self.s.dir / "tensorboard.log"
