@@ -173,15 +173,24 @@ def prep_kwok(src: Path, log) -> list[tuple[str, str, str]]:
     write_module(src, "kwok", {"sigs.k8s.io/kwok": KWOK}, {},
                  {"tools.go": tools_go(["sigs.k8s.io/kwok/cmd/kwok"])})
     go(["mod", "tidy"], src, log)
-    stages = module_dir("sigs.k8s.io/kwok", KWOK, src, log) / "kustomize" / "stage"
-    dest = src.parent.parent / "share" / "kwok-stages"
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    for f in sorted(stages.rglob("*.yaml")):
-        if f.name != "kustomization.yaml":
-            shutil.copyfile(f, dest / f"{f.parent.name}-{f.name}")
     return [("kwok", "sigs.k8s.io/kwok/cmd/kwok", f"-X sigs.k8s.io/kwok/pkg/consts.Version={KWOK}")]
+
+
+# KWOK's stages (its kustomize/stage/ folder): nodes become Ready and keep a lease; pods become Ready,
+# Job pods Succeeded, deleted pods go away.
+KWOK_STAGES = ["node/fast/node-initialize.yaml", "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+               "pod/fast/pod-ready.yaml", "pod/fast/pod-complete.yaml", "pod/fast/pod-delete.yaml"]
+
+
+def copy_kwok_stages(root: Path, log) -> None:
+    """Copies the KWOK stage files the harness uses into <tools>/share/kwok-stages (from the module cache)."""
+    src = root / "src" / "kwok"
+    src.mkdir(parents=True, exist_ok=True)
+    stages = module_dir("sigs.k8s.io/kwok", KWOK, src, log) / "kustomize" / "stage"
+    dest = root / "share" / "kwok-stages"
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel in KWOK_STAGES:
+        shutil.copyfile(stages / rel, dest / Path(rel).name)
 
 
 def prep_kubernetes(src: Path, log) -> list[tuple[str, str, str]]:
@@ -247,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
             except RuntimeError as exc:
                 failed.append(name)
                 print(f"  {name:<28} FAILED after {time.monotonic() - t0:.1f} s: {exc}", flush=True)
+        try:
+            copy_kwok_stages(root, log)
+        except (RuntimeError, OSError) as exc:
+            failed.append("kwok-stages")
+            print(f"  kwok stages FAILED: {exc}", flush=True)
     missing = [b for b in BINARIES if not (bindir / b).exists()]
     print(f"e2e-tools: {time.monotonic() - started:.1f} s; "
           + (f"missing: {', '.join(missing)}" if missing else "all built"), flush=True)

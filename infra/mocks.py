@@ -7,8 +7,9 @@ secret inputs arrive wrapped, and are recorded as "[secret]" so a render never h
 
 Each record also holds `state`: the outputs the engine would store for the resource beyond its inputs, with
 those the program marks secret (`additional_secret_outputs`, which the mock monitor itself ignores) shown as
-"[secret]", as the engine encrypts them. A generated value (pulumi-random) comes back as "generated:<name>",
-so a render that holds one in plain text shows it.
+"[secret]", as the engine encrypts them. A generated value (a `random:` resource, if the
+program ever declares one again) comes back as "generated:<name>", so a render that holds one in plain text
+shows it.
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     "retainOnDelete": bool(request.retainOnDelete),
                     "deleteBeforeReplace": bool(request.deleteBeforeReplace),
                     "replaceOnChanges": sorted(request.replaceOnChanges),
+                    "ignoreChanges": sorted(request.ignoreChanges),
                     "additionalSecretOutputs": sorted(secret_outputs),
                 },
                 "state": state,

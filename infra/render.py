@@ -4,7 +4,7 @@ rendered offline under Pulumi's mocks.
 This is not `pulumi preview`: no Pulumi CLI, no provider plugin, no cluster and no credentials are involved.
 Helm charts and kustomize manifests are rendered by the provider at deploy time, so here they appear as one
 entry each, with their inputs. Every Kubernetes object the program itself declares is written as YAML under
-`DIR/manifests/<namespace>/`, the other resources (bucket, IAM, charts, random passwords) to
+`DIR/manifests/<namespace>/`, the other resources (bucket, IAM, charts) to
 `DIR/resources.yaml` (with the outputs their state would hold), and the stack outputs to `DIR/outputs.yaml`.
 Secrets show as "[secret]".
 The output is deterministic, so two renders diff cleanly.

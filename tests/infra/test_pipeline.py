@@ -290,7 +290,7 @@ def test_namespace_pod_security(dev, prod):
 def test_resources_come_from_the_known_packages(stack):
     assert all(
         r["type"].startswith(
-            (f"{NS}:", "kubernetes:", "aws:", "random:", "pulumi:providers:", "pulumi-python:dynamic:")
+            (f"{NS}:", "kubernetes:", "aws:", "pulumi:providers:", "pulumi-python:dynamic:")
         )
         for r in stack.resources
     )

@@ -1,0 +1,322 @@
+"""A real Kubernetes control plane on 127.0.0.1, for `make e2e`: etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler and KWOK, the binaries `make e2e-tools` built (`e2e/tools.py`).
+
+No container runtime exists here, so no container ever runs: KWOK plays the kubelet of fake nodes with its
+upstream stages (nodes Ready with a lease; pods Ready, Job pods Succeeded; deleted pods removed). Everything
+else is the real thing: the API server validates, admits (Pod Security, RBAC, ServiceAccounts), stores
+in etcd; the controller-manager runs Deployments, ReplicaSets, Jobs, endpoints, namespace deletion and
+the garbage collector; the scheduler binds pods to the fake node.
+
+    with ControlPlane(tools_bin, run_dir) as cp:
+        cp.kubeconfig   # Path of an admin kubeconfig (client certificate, system:masters)
+
+Every run makes its own CA, serving and client certificates (EC P-256, `cryptography`), free ports, etcd data
+dir and logs under `run_dir`; `stop()` (also on `__exit__` and on a failed start) terminates every process
+(SIGTERM, then SIGKILL after 10 s). A component that dies or does not become healthy within its timeout
+raises `ControlPlaneError` naming it, with the tail of its log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+NODE_NAME = "kwok-node-0"
+SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service's address in SERVICE_CIDR
+START_TIMEOUT = 180.0  # seconds per component; generous: the machine is shared
+
+
+class ControlPlaneError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pem_key(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _cert(subject: x509.Name, key, issuer: x509.Name, issuer_key, *, ca: bool = False,
+          sans: list[x509.GeneralName] | None = None, client: bool = False) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+         .serial_number(x509.random_serial_number())
+         .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if ca:
+        b = b.add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+    else:
+        usage = [x509.ExtendedKeyUsageOID.CLIENT_AUTH] if client else [x509.ExtendedKeyUsageOID.SERVER_AUTH]
+        b = b.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+    if sans:
+        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return b.sign(issuer_key, hashes.SHA256())
+
+
+def make_pki(folder: Path) -> dict[str, Path]:
+    """CA, API server serving cert (127.0.0.1, localhost, kubernetes.default...), admin client cert
+    (O=system:masters) and the service-account signing key. Returns name -> path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Path] = {}
+
+    def write(name: str, data: bytes) -> None:
+        path = folder / name
+        path.write_bytes(data)
+        path.chmod(0o600)
+        out[name] = path
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubeflow-e2e-ca")])
+    ca = _cert(ca_name, ca_key, ca_name, ca_key, ca=True)
+    write("ca.crt", ca.public_bytes(serialization.Encoding.PEM))
+
+    srv_key = ec.generate_private_key(ec.SECP256R1())
+    sans = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", SERVICE_IP)]
+    sans += [x509.DNSName(d) for d in ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                                       "kubernetes.default.svc.cluster.local")]
+    srv = _cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]), srv_key, ca_name, ca_key,
+                sans=sans)
+    write("apiserver.crt", srv.public_bytes(serialization.Encoding.PEM))
+    write("apiserver.key", _pem_key(srv_key))
+
+    adm_key = ec.generate_private_key(ec.SECP256R1())
+    adm = _cert(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                           x509.NameAttribute(NameOID.COMMON_NAME, "kubeflow-e2e-admin")]),
+                adm_key, ca_name, ca_key, client=True)
+    write("admin.crt", adm.public_bytes(serialization.Encoding.PEM))
+    write("admin.key", _pem_key(adm_key))
+
+    sa_key = ec.generate_private_key(ec.SECP256R1())
+    write("sa.key", _pem_key(sa_key))
+    write("sa.pub", sa_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return out
+
+
+def write_kubeconfig(path: Path, server: str, pki: dict[str, Path]) -> None:
+    """A kubeconfig (JSON is valid YAML) with the admin client certificate, context `kubeflow-e2e`."""
+    cfg = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": {"server": server, "certificate-authority": str(pki["ca.crt"])}}],
+        "users": [{"name": "admin", "user": {"client-certificate": str(pki["admin.crt"]),
+                                             "client-key": str(pki["admin.key"])}}],
+        "contexts": [{"name": "kubeflow-e2e", "context": {"cluster": "e2e", "user": "admin"}}],
+        "current-context": "kubeflow-e2e",
+    }
+    path.write_text(json.dumps(cfg, indent=2))
+    path.chmod(0o600)
+
+
+class ControlPlane:
+    def __init__(self, bin_dir: Path, run_dir: Path, kwok_stages: Path):
+        self.bin = Path(bin_dir)
+        self.dir = Path(run_dir)
+        self.stages = Path(kwok_stages)
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.logs: dict[str, Path] = {}
+        self.kubeconfig = self.dir / "kubeconfig"
+        self.server = ""
+
+    # --- processes -------------------------------------------------------------------------------
+    def _start(self, name: str, args: list[str]) -> None:
+        binary = self.bin / args[0]
+        if not binary.exists():
+            raise ControlPlaneError(f"{binary} is missing: run `make e2e-tools` first")
+        log = self.dir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.logs[name] = log
+        with open(log, "wb") as fh:
+            self.procs[name] = subprocess.Popen([str(binary), *args[1:]], stdout=fh, stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def tail(self, name: str, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.logs[name].read_text(errors="replace").splitlines()[-lines:])
+        except (KeyError, OSError):
+            return "(no log)"
+
+    def _wait(self, name: str, ready, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is not None:
+                raise ControlPlaneError(f"{name} exited with code {proc.returncode} during start-up; "
+                                        f"log {self.logs[name]}:\n{self.tail(name)}")
+            try:
+                if ready():
+                    return
+            except Exception as exc:  # noqa: BLE001 - any failure here means "not ready yet"
+                last = exc
+            time.sleep(0.5)
+        raise ControlPlaneError(f"{name} not ready after {timeout:.0f} s (last probe: {last!r}); "
+                                f"log {self.logs.get(name)}:\n{self.tail(name)}")
+
+    def check_alive(self) -> None:
+        """Raises ControlPlaneError if a component has died since start-up."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise ControlPlaneError(f"{name} died (exit {proc.returncode}); log {self.logs[name]}:\n"
+                                        f"{self.tail(name)}")
+
+    def stop(self) -> None:
+        """SIGTERM every component (reverse start order), SIGKILL what is left after 10 s."""
+        for proc in reversed(list(self.procs.values())):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 10
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=10)
+
+    # --- HTTP probes -----------------------------------------------------------------------------
+    def _ssl(self, client: bool = True) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.pki["ca.crt"]))
+        if client:
+            ctx.load_cert_chain(str(self.pki["admin.crt"]), str(self.pki["admin.key"]))
+        return ctx
+
+    def api(self, path: str, method: str = "GET", body: dict | None = None) -> dict:
+        """One request to the API server as the admin; returns the decoded JSON body."""
+        req = urllib.request.Request(self.server + path, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, context=self._ssl(), timeout=30) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw.strip().startswith(b"{") else {"raw": raw.decode()}
+
+    @staticmethod
+    def _healthz(port: int) -> bool:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", context=ctx, timeout=5) as resp:
+            return resp.read().strip() == b"ok"
+
+    # --- start-up --------------------------------------------------------------------------------
+    def start(self) -> ControlPlane:
+        try:
+            self._start_all()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_all(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.pki = make_pki(self.dir / "pki")
+        p = {k: free_port() for k in ("etcd", "peer", "apiserver", "kcm", "scheduler", "kwok")}
+        self.ports = p
+        etcd_url = f"http://127.0.0.1:{p['etcd']}"
+        self._start("etcd", [
+            "etcd", "--name=node0", f"--data-dir={self.dir / 'etcd'}",
+            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls=http://127.0.0.1:{p['peer']}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{p['peer']}",
+            f"--initial-cluster=node0=http://127.0.0.1:{p['peer']}",
+            "--unsafe-no-fsync=true", "--auto-compaction-retention=1", "--quota-backend-bytes=2147483648",
+            "--log-level=warn",
+        ])
+        self._wait("etcd", lambda: urllib.request.urlopen(f"{etcd_url}/health", timeout=5).read().find(b"true") > 0)
+
+        pki = self.pki
+        self.server = f"https://127.0.0.1:{p['apiserver']}"
+        self._start("kube-apiserver", [
+            "kube-apiserver", f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={p['apiserver']}",
+            f"--tls-cert-file={pki['apiserver.crt']}", f"--tls-private-key-file={pki['apiserver.key']}",
+            f"--client-ca-file={pki['ca.crt']}",
+            f"--service-account-key-file={pki['sa.pub']}", f"--service-account-signing-key-file={pki['sa.key']}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=Node,RBAC",
+            # The `kubernetes` Service's endpoint would be 127.0.0.1, which Endpoints reject; no pod uses it.
+            "--endpoint-reconciler-type=none",
+            "--enable-priority-and-fairness=false", "--profiling=false", "--v=1",
+        ])
+        write_kubeconfig(self.kubeconfig, self.server, pki)
+        self._wait("kube-apiserver", lambda: self.api("/readyz").get("raw", "").strip() == "ok")
+
+        common = [f"--kubeconfig={self.kubeconfig}", "--bind-address=127.0.0.1", "--leader-elect=false",
+                  f"--authentication-kubeconfig={self.kubeconfig}", f"--authorization-kubeconfig={self.kubeconfig}",
+                  "--profiling=false", "--v=1"]
+        self._start("kube-controller-manager", [
+            "kube-controller-manager", *common, f"--secure-port={p['kcm']}",
+            f"--cert-dir={self.dir / 'kcm-certs'}",
+            f"--root-ca-file={pki['ca.crt']}", f"--service-account-private-key-file={pki['sa.key']}",
+            "--use-service-account-credentials=false", "--concurrent-gc-syncs=5",
+        ])
+        self._start("kube-scheduler", [
+            "kube-scheduler", *common, f"--secure-port={p['scheduler']}", f"--cert-dir={self.dir / 'sched-certs'}",
+        ])
+        stages = sorted(self.stages.glob("*.yaml"))
+        if not stages:
+            raise ControlPlaneError(f"no KWOK stages in {self.stages}: run `make e2e-tools`")
+        kwok_config = self.dir / "kwok.yaml"
+        kwok_config.write_text("\n---\n".join(s.read_text() for s in stages))
+        self._start("kwok", [
+            "kwok", f"--kubeconfig={self.kubeconfig}", f"--config={kwok_config}", "--manage-all-nodes=true",
+            "--node-ip=127.0.0.1", f"--server-address=127.0.0.1:{p['kwok']}", "--node-lease-duration-seconds=40",
+        ])
+        self._wait("kube-controller-manager", lambda: self._healthz(p["kcm"]))
+        self._wait("kube-scheduler", lambda: self._healthz(p["scheduler"]))
+        self.api("/api/v1/nodes", "POST", fake_node(NODE_NAME))
+        self._wait("kwok", self._node_ready)
+
+    def _node_ready(self) -> bool:
+        node = self.api(f"/api/v1/nodes/{NODE_NAME}")
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in node.get("status", {}).get("conditions", []))
+
+    def version(self) -> str:
+        return self.api("/version")["gitVersion"]
+
+    def __enter__(self) -> ControlPlane:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def fake_node(name: str) -> dict:
+    """A node for KWOK to manage (the annotation and taint-free spec KWOK's docs use)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kwok.x-k8s.io/node": "fake"},
+            "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                       "type": "kwok"},
+        },
+        "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                   "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"}},
+    }
