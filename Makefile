@@ -17,7 +17,7 @@ IMAGES    := trainer sidecar tensorboard
 IMAGE_TAG ?= 0.1.0
 IMAGE_REPO ?= kubeflow-e2e
 
-.PHONY: install demo test bench lint lock clean image-venvs images
+.PHONY: install demo test bench lint lock clean image-venvs images e2e-tools e2e
 
 install: $(STAMP) $(SCAN_STAMP) $(NETPOL_STAMP)
 
@@ -58,6 +58,14 @@ images:
 	  echo "docker build -f docker/$$image.Dockerfile -t $(IMAGE_REPO)/$$image:$(IMAGE_TAG) ."; \
 	  docker build -f docker/$$image.Dockerfile -t $(IMAGE_REPO)/$$image:$(IMAGE_TAG) . || exit 1; \
 	done
+
+# End-to-end: the real Pulumi CLI and kubernetes provider against a real control plane on 127.0.0.1, all
+# built from Go modules into ~/.cache/kubeflow-e2e/tools/<versions>/ (first build: see README "End-to-end").
+e2e-tools:
+	$(PYTHON) e2e/tools.py
+
+e2e: $(STAMP) e2e-tools
+	$(PY) -m pytest e2e -x -s -p no:cacheprovider
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

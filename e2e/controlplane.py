@@ -52,17 +52,32 @@ def free_port() -> int:
 
 
 def _pem_key(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
-def _cert(subject: x509.Name, key, issuer: x509.Name, issuer_key, *, ca: bool = False,
-          sans: list[x509.GeneralName] | None = None, client: bool = False) -> x509.Certificate:
+def _cert(
+    subject: x509.Name,
+    key,
+    issuer: x509.Name,
+    issuer_key,
+    *,
+    ca: bool = False,
+    sans: list[x509.GeneralName] | None = None,
+    client: bool = False,
+) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
-    b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
-         .serial_number(x509.random_serial_number())
-         .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
-         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if ca:
         b = b.add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
     else:
@@ -92,24 +107,44 @@ def make_pki(folder: Path) -> dict[str, Path]:
 
     srv_key = ec.generate_private_key(ec.SECP256R1())
     sans = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", SERVICE_IP)]
-    sans += [x509.DNSName(d) for d in ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                                       "kubernetes.default.svc.cluster.local")]
-    srv = _cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]), srv_key, ca_name, ca_key,
-                sans=sans)
+    sans += [
+        x509.DNSName(d)
+        for d in (
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        )
+    ]
+    srv = _cert(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]), srv_key, ca_name, ca_key, sans=sans
+    )
     write("apiserver.crt", srv.public_bytes(serialization.Encoding.PEM))
     write("apiserver.key", _pem_key(srv_key))
 
     adm_key = ec.generate_private_key(ec.SECP256R1())
-    adm = _cert(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-                           x509.NameAttribute(NameOID.COMMON_NAME, "kubeflow-e2e-admin")]),
-                adm_key, ca_name, ca_key, client=True)
+    adm = _cert(
+        x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                x509.NameAttribute(NameOID.COMMON_NAME, "kubeflow-e2e-admin"),
+            ]
+        ),
+        adm_key,
+        ca_name,
+        ca_key,
+        client=True,
+    )
     write("admin.crt", adm.public_bytes(serialization.Encoding.PEM))
     write("admin.key", _pem_key(adm_key))
 
     sa_key = ec.generate_private_key(ec.SECP256R1())
     write("sa.key", _pem_key(sa_key))
-    write("sa.pub", sa_key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    write(
+        "sa.pub",
+        sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+    )
     return out
 
 
@@ -119,8 +154,12 @@ def write_kubeconfig(path: Path, server: str, pki: dict[str, Path]) -> None:
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "e2e", "cluster": {"server": server, "certificate-authority": str(pki["ca.crt"])}}],
-        "users": [{"name": "admin", "user": {"client-certificate": str(pki["admin.crt"]),
-                                             "client-key": str(pki["admin.key"])}}],
+        "users": [
+            {
+                "name": "admin",
+                "user": {"client-certificate": str(pki["admin.crt"]), "client-key": str(pki["admin.key"])},
+            }
+        ],
         "contexts": [{"name": "kubeflow-e2e", "context": {"cluster": "e2e", "user": "admin"}}],
         "current-context": "kubeflow-e2e",
     }
@@ -147,8 +186,13 @@ class ControlPlane:
         log.parent.mkdir(parents=True, exist_ok=True)
         self.logs[name] = log
         with open(log, "wb") as fh:
-            self.procs[name] = subprocess.Popen([str(binary), *args[1:]], stdout=fh, stderr=subprocess.STDOUT,
-                                                stdin=subprocess.DEVNULL, start_new_session=True)
+            self.procs[name] = subprocess.Popen(
+                [str(binary), *args[1:]],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def tail(self, name: str, lines: int = 30) -> str:
         try:
@@ -162,23 +206,28 @@ class ControlPlane:
         while time.monotonic() < deadline:
             proc = self.procs.get(name)
             if proc is not None and proc.poll() is not None:
-                raise ControlPlaneError(f"{name} exited with code {proc.returncode} during start-up; "
-                                        f"log {self.logs[name]}:\n{self.tail(name)}")
+                raise ControlPlaneError(
+                    f"{name} exited with code {proc.returncode} during start-up; "
+                    f"log {self.logs[name]}:\n{self.tail(name)}"
+                )
             try:
                 if ready():
                     return
             except Exception as exc:  # noqa: BLE001 - any failure here means "not ready yet"
                 last = exc
             time.sleep(0.5)
-        raise ControlPlaneError(f"{name} not ready after {timeout:.0f} s (last probe: {last!r}); "
-                                f"log {self.logs.get(name)}:\n{self.tail(name)}")
+        raise ControlPlaneError(
+            f"{name} not ready after {timeout:.0f} s (last probe: {last!r}); "
+            f"log {self.logs.get(name)}:\n{self.tail(name)}"
+        )
 
     def check_alive(self) -> None:
         """Raises ControlPlaneError if a component has died since start-up."""
         for name, proc in self.procs.items():
             if proc.poll() is not None:
-                raise ControlPlaneError(f"{name} died (exit {proc.returncode}); log {self.logs[name]}:\n"
-                                        f"{self.tail(name)}")
+                raise ControlPlaneError(
+                    f"{name} died (exit {proc.returncode}); log {self.logs[name]}:\n{self.tail(name)}"
+                )
 
     def stop(self) -> None:
         """SIGTERM every component (reverse start order), SIGKILL what is left after 10 s."""
@@ -206,11 +255,17 @@ class ControlPlane:
             ctx.load_cert_chain(str(self.pki["admin.crt"]), str(self.pki["admin.key"]))
         return ctx
 
-    def api(self, path: str, method: str = "GET", body: dict | None = None) -> dict:
-        """One request to the API server as the admin; returns the decoded JSON body."""
-        req = urllib.request.Request(self.server + path, method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Content-Type": "application/json"})
+    def api(
+        self, path: str, method: str = "GET", body: dict | None = None, content_type: str = "application/json"
+    ) -> dict:
+        """One request to the API server as the admin; returns the decoded JSON body. HTTP errors raise
+        urllib.error.HTTPError (`.code`: 404 for a missing object)."""
+        req = urllib.request.Request(
+            self.server + path,
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": content_type},
+        )
         with urllib.request.urlopen(req, context=self._ssl(), timeout=30) as resp:
             raw = resp.read()
         return json.loads(raw) if raw.strip().startswith(b"{") else {"raw": raw.decode()}
@@ -238,55 +293,101 @@ class ControlPlane:
         p = {k: free_port() for k in ("etcd", "peer", "apiserver", "kcm", "scheduler", "kwok")}
         self.ports = p
         etcd_url = f"http://127.0.0.1:{p['etcd']}"
-        self._start("etcd", [
-            "etcd", "--name=node0", f"--data-dir={self.dir / 'etcd'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls=http://127.0.0.1:{p['peer']}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{p['peer']}",
-            f"--initial-cluster=node0=http://127.0.0.1:{p['peer']}",
-            "--unsafe-no-fsync=true", "--auto-compaction-retention=1", "--quota-backend-bytes=2147483648",
-            "--log-level=warn",
-        ])
+        self._start(
+            "etcd",
+            [
+                "etcd",
+                "--name=node0",
+                f"--data-dir={self.dir / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{p['peer']}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{p['peer']}",
+                f"--initial-cluster=node0=http://127.0.0.1:{p['peer']}",
+                "--unsafe-no-fsync=true",
+                "--auto-compaction-retention=1",
+                "--quota-backend-bytes=2147483648",
+                "--log-level=warn",
+            ],
+        )
         self._wait("etcd", lambda: urllib.request.urlopen(f"{etcd_url}/health", timeout=5).read().find(b"true") > 0)
 
         pki = self.pki
         self.server = f"https://127.0.0.1:{p['apiserver']}"
-        self._start("kube-apiserver", [
-            "kube-apiserver", f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={p['apiserver']}",
-            f"--tls-cert-file={pki['apiserver.crt']}", f"--tls-private-key-file={pki['apiserver.key']}",
-            f"--client-ca-file={pki['ca.crt']}",
-            f"--service-account-key-file={pki['sa.pub']}", f"--service-account-signing-key-file={pki['sa.key']}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=Node,RBAC",
-            # The `kubernetes` Service's endpoint would be 127.0.0.1, which Endpoints reject; no pod uses it.
-            "--endpoint-reconciler-type=none",
-            "--enable-priority-and-fairness=false", "--profiling=false", "--v=1",
-        ])
+        self._start(
+            "kube-apiserver",
+            [
+                "kube-apiserver",
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={p['apiserver']}",
+                f"--tls-cert-file={pki['apiserver.crt']}",
+                f"--tls-private-key-file={pki['apiserver.key']}",
+                f"--client-ca-file={pki['ca.crt']}",
+                f"--service-account-key-file={pki['sa.pub']}",
+                f"--service-account-signing-key-file={pki['sa.key']}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=Node,RBAC",
+                # The `kubernetes` Service's endpoint would be 127.0.0.1, which Endpoints reject; no pod uses it.
+                "--endpoint-reconciler-type=none",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
         write_kubeconfig(self.kubeconfig, self.server, pki)
         self._wait("kube-apiserver", lambda: self.api("/readyz").get("raw", "").strip() == "ok")
 
-        common = [f"--kubeconfig={self.kubeconfig}", "--bind-address=127.0.0.1", "--leader-elect=false",
-                  f"--authentication-kubeconfig={self.kubeconfig}", f"--authorization-kubeconfig={self.kubeconfig}",
-                  "--profiling=false", "--v=1"]
-        self._start("kube-controller-manager", [
-            "kube-controller-manager", *common, f"--secure-port={p['kcm']}",
-            f"--cert-dir={self.dir / 'kcm-certs'}",
-            f"--root-ca-file={pki['ca.crt']}", f"--service-account-private-key-file={pki['sa.key']}",
-            "--use-service-account-credentials=false", "--concurrent-gc-syncs=5",
-        ])
-        self._start("kube-scheduler", [
-            "kube-scheduler", *common, f"--secure-port={p['scheduler']}", f"--cert-dir={self.dir / 'sched-certs'}",
-        ])
+        common = [
+            f"--kubeconfig={self.kubeconfig}",
+            "--bind-address=127.0.0.1",
+            "--leader-elect=false",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--profiling=false",
+            "--v=1",
+        ]
+        self._start(
+            "kube-controller-manager",
+            [
+                "kube-controller-manager",
+                *common,
+                f"--secure-port={p['kcm']}",
+                f"--cert-dir={self.dir / 'kcm-certs'}",
+                f"--root-ca-file={pki['ca.crt']}",
+                f"--service-account-private-key-file={pki['sa.key']}",
+                "--use-service-account-credentials=false",
+                "--concurrent-gc-syncs=5",
+            ],
+        )
+        self._start(
+            "kube-scheduler",
+            [
+                "kube-scheduler",
+                *common,
+                f"--secure-port={p['scheduler']}",
+                f"--cert-dir={self.dir / 'sched-certs'}",
+            ],
+        )
         stages = sorted(self.stages.glob("*.yaml"))
         if not stages:
             raise ControlPlaneError(f"no KWOK stages in {self.stages}: run `make e2e-tools`")
         kwok_config = self.dir / "kwok.yaml"
         kwok_config.write_text("\n---\n".join(s.read_text() for s in stages))
-        self._start("kwok", [
-            "kwok", f"--kubeconfig={self.kubeconfig}", f"--config={kwok_config}", "--manage-all-nodes=true",
-            "--node-ip=127.0.0.1", f"--server-address=127.0.0.1:{p['kwok']}", "--node-lease-duration-seconds=40",
-        ])
+        self._start(
+            "kwok",
+            [
+                "kwok",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--config={kwok_config}",
+                "--manage-all-nodes=true",
+                "--node-ip=127.0.0.1",
+                f"--server-address=127.0.0.1:{p['kwok']}",
+                "--node-lease-duration-seconds=40",
+            ],
+        )
         self._wait("kube-controller-manager", lambda: self._healthz(p["kcm"]))
         self._wait("kube-scheduler", lambda: self._healthz(p["scheduler"]))
         self.api("/api/v1/nodes", "POST", fake_node(NODE_NAME))
@@ -314,9 +415,15 @@ def fake_node(name: str) -> dict:
         "metadata": {
             "name": name,
             "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kwok.x-k8s.io/node": "fake"},
-            "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-                       "type": "kwok"},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+            },
         },
-        "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-                   "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"}},
+        "status": {
+            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+        },
     }

@@ -19,19 +19,32 @@ import yaml
 SOURCES = {
     # file in UPSTREAM_DIR: (repository, tag, path in the repository)
     "kubeflow.org_tfjobs.yaml": (
-        "kubeflow/trainer (was kubeflow/training-operator)", "v1.9.4", "manifests/base/crds/kubeflow.org_tfjobs.yaml"),
+        "kubeflow/trainer (was kubeflow/training-operator)",
+        "v1.9.4",
+        "manifests/base/crds/kubeflow.org_tfjobs.yaml",
+    ),
     "argoproj.io_workflows.yaml": (
-        "argoproj/argo-workflows", "v4.0.6", "manifests/base/crds/full/argoproj.io_workflows.yaml"),
+        "argoproj/argo-workflows",
+        "v4.0.6",
+        "manifests/base/crds/full/argoproj.io_workflows.yaml",
+    ),
     "argoproj.io_workflowtemplates.yaml": (
-        "argoproj/argo-workflows", "v4.0.6", "manifests/base/crds/full/argoproj.io_workflowtemplates.yaml"),
+        "argoproj/argo-workflows",
+        "v4.0.6",
+        "manifests/base/crds/full/argoproj.io_workflowtemplates.yaml",
+    ),
+    "argoproj.io_workflowtaskresults.yaml": (
+        "argoproj/argo-workflows",
+        "v4.0.6",
+        "manifests/base/crds/full/argoproj.io_workflowtaskresults.yaml",
+    ),
 }
 
 
 def strip(node, in_properties: bool = False):
     """Drops `description` keys of schema nodes (not a property that happens to be named `description`)."""
     if isinstance(node, dict):
-        return {k: strip(v, k == "properties") for k, v in node.items()
-                if in_properties or k != "description"}
+        return {k: strip(v, k == "properties") for k, v in node.items() if in_properties or k != "description"}
     if isinstance(node, list):
         return [strip(v) for v in node]
     return node

@@ -50,8 +50,15 @@ PULUMI_PKG = "github.com/pulumi/pulumi/pkg/v3"
 PULUMI_SDK = "github.com/pulumi/pulumi/sdk/v3"
 PROVIDER_MOD = "github.com/pulumi/pulumi-kubernetes/provider/v4"
 
-BINARIES = ("pulumi", "pulumi-resource-kubernetes", "etcd", "kwok",
-            "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+BINARIES = (
+    "pulumi",
+    "pulumi-resource-kubernetes",
+    "etcd",
+    "kwok",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+)
 
 
 def versions_key() -> str:
@@ -69,8 +76,7 @@ def go(args: list[str], cwd: Path, log) -> str:
     env = {**os.environ, "GOFLAGS": os.environ.get("GOFLAGS", "") + " -mod=mod", "CGO_ENABLED": "0"}
     log.write(f"$ (cd {cwd} && go {' '.join(args)})\n")
     log.flush()
-    proc = subprocess.run(["go", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(["go", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log.write(proc.stdout)
     log.flush()
     if proc.returncode != 0:
@@ -84,8 +90,9 @@ def module_dir(mod: str, version: str, cwd: Path, log) -> Path:
     return Path(info["Dir"])
 
 
-def write_module(src: Path, name: str, requires: dict[str, str], replaces: dict[str, str],
-                 files: dict[str, str]) -> None:
+def write_module(
+    src: Path, name: str, requires: dict[str, str], replaces: dict[str, str], files: dict[str, str]
+) -> None:
     """Write go.mod (+ files) for one wrapper module; go mod tidy later fills go.sum and indirects."""
     src.mkdir(parents=True, exist_ok=True)
     lines = [f"module kubeflow-e2e/tools/{name}", "", "go 1.26.6", ""]
@@ -109,11 +116,16 @@ def build(src: Path, out: Path, pkg: str, ldflags: str, log) -> None:
 
 # --- one function per wrapper module; each returns [(binary, package, ldflags)] ---------------------
 
+
 def prep_pulumi(src: Path, log) -> list[tuple[str, str, str]]:
     clip = "github.com/tgummerer/clipboard v0.0.0-20241001131231-d02d263e614e"
-    write_module(src, "pulumi", {PULUMI_PKG: PULUMI, PULUMI_SDK: PULUMI},
-                 {"github.com/atotto/clipboard": clip},
-                 {"tools.go": tools_go([f"{PULUMI_PKG}/cmd/pulumi"])})
+    write_module(
+        src,
+        "pulumi",
+        {PULUMI_PKG: PULUMI, PULUMI_SDK: PULUMI},
+        {"github.com/atotto/clipboard": clip},
+        {"tools.go": tools_go([f"{PULUMI_PKG}/cmd/pulumi"])},
+    )
     go(["mod", "tidy"], src, log)
     stamp = f"-X {PULUMI_SDK}/go/common/version.Version={PULUMI}"
     return [("pulumi", f"{PULUMI_PKG}/cmd/pulumi", stamp)]
@@ -144,11 +156,15 @@ func main() {
 
 
 def prep_provider(src: Path, log) -> list[tuple[str, str, str]]:
-    write_module(src, "pulumi-resource-kubernetes",
-                 {PROVIDER_MOD: K8S_PROVIDER},
-                 {"github.com/pulumi/pulumi-kubernetes/sdk/v4":
-                  f"github.com/pulumi/pulumi-kubernetes/sdk/v4 {K8S_PROVIDER_SDK}"},
-                 {"main.go": MAIN_PROVIDER})
+    write_module(
+        src,
+        "pulumi-resource-kubernetes",
+        {PROVIDER_MOD: K8S_PROVIDER},
+        {
+            "github.com/pulumi/pulumi-kubernetes/sdk/v4": f"github.com/pulumi/pulumi-kubernetes/sdk/v4 {K8S_PROVIDER_SDK}"
+        },
+        {"main.go": MAIN_PROVIDER},
+    )
     mdir = module_dir(PROVIDER_MOD, K8S_PROVIDER, src, log) / "cmd" / "pulumi-resource-kubernetes"
     schema = json.loads((mdir / "schema.json").read_text())
     schema["version"] = K8S_PROVIDER_RELEASE
@@ -161,25 +177,33 @@ def prep_provider(src: Path, log) -> list[tuple[str, str, str]]:
 
 
 def prep_etcd(src: Path, log) -> list[tuple[str, str, str]]:
-    mods = ["go.etcd.io/etcd/api/v3", "go.etcd.io/etcd/client/pkg/v3", "go.etcd.io/etcd/client/v3",
-            "go.etcd.io/etcd/pkg/v3", "go.etcd.io/etcd/server/v3"]
-    write_module(src, "etcd", {m: ETCD for m in mods}, {},
-                 {"tools.go": tools_go(["go.etcd.io/etcd/server/v3"])})
+    mods = [
+        "go.etcd.io/etcd/api/v3",
+        "go.etcd.io/etcd/client/pkg/v3",
+        "go.etcd.io/etcd/client/v3",
+        "go.etcd.io/etcd/pkg/v3",
+        "go.etcd.io/etcd/server/v3",
+    ]
+    write_module(src, "etcd", {m: ETCD for m in mods}, {}, {"tools.go": tools_go(["go.etcd.io/etcd/server/v3"])})
     go(["mod", "tidy"], src, log)
     return [("etcd", "go.etcd.io/etcd/server/v3", "")]
 
 
 def prep_kwok(src: Path, log) -> list[tuple[str, str, str]]:
-    write_module(src, "kwok", {"sigs.k8s.io/kwok": KWOK}, {},
-                 {"tools.go": tools_go(["sigs.k8s.io/kwok/cmd/kwok"])})
+    write_module(src, "kwok", {"sigs.k8s.io/kwok": KWOK}, {}, {"tools.go": tools_go(["sigs.k8s.io/kwok/cmd/kwok"])})
     go(["mod", "tidy"], src, log)
     return [("kwok", "sigs.k8s.io/kwok/cmd/kwok", f"-X sigs.k8s.io/kwok/pkg/consts.Version={KWOK}")]
 
 
 # KWOK's stages (its kustomize/stage/ folder): nodes become Ready and keep a lease; pods become Ready,
 # Job pods Succeeded, deleted pods go away.
-KWOK_STAGES = ["node/fast/node-initialize.yaml", "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
-               "pod/fast/pod-ready.yaml", "pod/fast/pod-complete.yaml", "pod/fast/pod-delete.yaml"]
+KWOK_STAGES = [
+    "node/fast/node-initialize.yaml",
+    "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "pod/fast/pod-ready.yaml",
+    "pod/fast/pod-complete.yaml",
+    "pod/fast/pod-delete.yaml",
+]
 
 
 def copy_kwok_stages(root: Path, log) -> None:
@@ -199,22 +223,30 @@ def prep_kubernetes(src: Path, log) -> list[tuple[str, str, str]]:
     staging = re.findall(r"^\s*(k8s\.io/[\w.-]+) => \./staging/", (kdir / "go.mod").read_text(), re.M)
     published = "v0." + KUBERNETES.split(".", 1)[1]  # v1.34.4 -> v0.34.4
     cmds = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
-    write_module(src, "kubernetes", {"k8s.io/kubernetes": KUBERNETES},
-                 {m: f"{m} {published}" for m in staging},
-                 {"tools.go": tools_go([f"k8s.io/kubernetes/cmd/{c}" for c in cmds])})
+    write_module(
+        src,
+        "kubernetes",
+        {"k8s.io/kubernetes": KUBERNETES},
+        {m: f"{m} {published}" for m in staging},
+        {"tools.go": tools_go([f"k8s.io/kubernetes/cmd/{c}" for c in cmds])},
+    )
     go(["mod", "tidy"], src, log)
     major, minor = KUBERNETES[1:].split(".")[:2]
     v = "k8s.io/component-base/version"
-    stamp = (f"-X {v}.gitVersion={KUBERNETES} -X {v}.gitMajor={major} -X {v}.gitMinor={minor} "
-             f"-X {v}.gitTreeState=clean -X {v}.buildDate=1970-01-01T00:00:00Z")
+    stamp = (
+        f"-X {v}.gitVersion={KUBERNETES} -X {v}.gitMajor={major} -X {v}.gitMinor={minor} "
+        f"-X {v}.gitTreeState=clean -X {v}.buildDate=1970-01-01T00:00:00Z"
+    )
     return [(c, f"k8s.io/kubernetes/cmd/{c}", stamp) for c in cmds]
 
 
-STEPS = [("pulumi", prep_pulumi, ["pulumi"]),
-         ("pulumi-resource-kubernetes", prep_provider, ["pulumi-resource-kubernetes"]),
-         ("etcd", prep_etcd, ["etcd"]),
-         ("kwok", prep_kwok, ["kwok"]),
-         ("kubernetes", prep_kubernetes, ["kube-apiserver", "kube-controller-manager", "kube-scheduler"])]
+STEPS = [
+    ("pulumi", prep_pulumi, ["pulumi"]),
+    ("pulumi-resource-kubernetes", prep_provider, ["pulumi-resource-kubernetes"]),
+    ("etcd", prep_etcd, ["etcd"]),
+    ("kwok", prep_kwok, ["kwok"]),
+    ("kubernetes", prep_kubernetes, ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]),
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,8 +282,11 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     t1 = time.monotonic()
                     build(root / "src" / name, out, pkg, ldflags, log)
-                    print(f"  {binary:<28} built in {time.monotonic() - t1 + prep_s:7.1f} s "
-                          f"({out.stat().st_size / 1e6:.0f} MB)", flush=True)
+                    print(
+                        f"  {binary:<28} built in {time.monotonic() - t1 + prep_s:7.1f} s "
+                        f"({out.stat().st_size / 1e6:.0f} MB)",
+                        flush=True,
+                    )
                     prep_s = 0.0
             except RuntimeError as exc:
                 failed.append(name)
@@ -262,8 +297,11 @@ def main(argv: list[str] | None = None) -> int:
             failed.append("kwok-stages")
             print(f"  kwok stages FAILED: {exc}", flush=True)
     missing = [b for b in BINARIES if not (bindir / b).exists()]
-    print(f"e2e-tools: {time.monotonic() - started:.1f} s; "
-          + (f"missing: {', '.join(missing)}" if missing else "all built"), flush=True)
+    print(
+        f"e2e-tools: {time.monotonic() - started:.1f} s; "
+        + (f"missing: {', '.join(missing)}" if missing else "all built"),
+        flush=True,
+    )
     return 1 if failed or missing else 0
 
 

@@ -1,0 +1,291 @@
+"""`pulumi preview`, `up` and `destroy` of the dev stack, for real: the Pulumi CLI and the kubernetes provider
+built from Go modules, against etcd + kube-apiserver + controller-manager + scheduler + KWOK (e2e/README is the
+README's "End-to-end" section). The tests run in file order on one stack: each step starts from the state
+the one before left (run with -x).
+
+The platform pieces (training operator, Argo, Fluid) are off (`*.install: false`): their charts and manifests
+come from the network at deploy time. The platform team's CRDs are installed first (conftest.install_crds),
+and e2e/controllers.py plays the Argo and training-operator controllers at the status level.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from collections import Counter
+
+import pytest
+from pulumi import automation as auto
+
+from e2e.conftest import NAMESPACE, get
+
+pytestmark = pytest.mark.timeout(900)
+
+STACK = "dev"
+OFF = {"operator.install": False, "argo.install": False, "fluid.install": False}
+TFJOB = "kubernetes:kubeflow.org/v1:TFJob"
+PART_OF = "app.kubernetes.io/part-of=kubeflow-e2e"
+# Every kind the stack creates, as the API paths a `kubectl get -A -l part-of=...` would list.
+OUR_KINDS = {
+    "Namespace": "/api/v1/namespaces",
+    "ServiceAccount": "/api/v1/serviceaccounts",
+    "Secret": "/api/v1/secrets",
+    "ConfigMap": "/api/v1/configmaps",
+    "PersistentVolumeClaim": "/api/v1/persistentvolumeclaims",
+    "Service": "/api/v1/services",
+    "Pod": "/api/v1/pods",
+    "Deployment": "/apis/apps/v1/deployments",
+    "ReplicaSet": "/apis/apps/v1/replicasets",
+    "Job": "/apis/batch/v1/jobs",
+    "Role": "/apis/rbac.authorization.k8s.io/v1/roles",
+    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/rolebindings",
+    "NetworkPolicy": "/apis/networking.k8s.io/v1/networkpolicies",
+    "Workflow": "/apis/argoproj.io/v1alpha1/workflows",
+    "WorkflowTemplate": "/apis/argoproj.io/v1alpha1/workflowtemplates",
+    "TFJob": "/apis/kubeflow.org/v1/tfjobs",
+}
+
+
+def run(fn, **kwargs) -> tuple[object, str]:
+    """Runs an Automation API call, streaming the CLI's own output; returns (result, output)."""
+    lines: list[str] = []
+
+    def out(line: str) -> None:
+        lines.append(line)
+        print(line, flush=True)
+
+    result = fn(on_output=out, color="never", **kwargs)
+    return result, "\n".join(lines)
+
+
+def kind_of(urn: str) -> str:
+    """`urn:pulumi:dev::proj::parent$kubernetes:apps/v1:Deployment::name` -> `kubernetes:apps/v1:Deployment`."""
+    return urn.split("::")[2].split("$")[-1]
+
+
+def k8s_state(engine) -> list[dict]:
+    """The state's Kubernetes objects (custom resources the stack manages, not reads or providers)."""
+    return [
+        r
+        for r in engine.state_resources(STACK)
+        if r["type"].startswith("kubernetes:")
+        and r.get("custom")
+        and not r["type"].startswith("pulumi:providers:")
+        and not r.get("external")
+    ]
+
+
+def uids(cluster, engine) -> dict[str, str]:
+    """urn -> uid of the live object, for every Kubernetes object in the state."""
+    out = {}
+    for r in k8s_state(engine):
+        obj = read_back(cluster, r)
+        out[r["urn"]] = obj["metadata"]["uid"] if obj else "missing"
+    return out
+
+
+def read_back(cluster, res: dict) -> dict | None:
+    o = res["outputs"]
+    api_version, kind, meta = o["apiVersion"], o["kind"], o["metadata"]
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    plural = {"NetworkPolicy": "networkpolicies"}.get(kind, kind.lower() + "s")
+    ns = f"/namespaces/{meta['namespace']}" if meta.get("namespace") else ""
+    return get(cluster, f"{base}{ns}/{plural}/{meta['name']}")
+
+
+def ours(cluster) -> dict[str, list[str]]:
+    """Every object in the cluster labelled part-of=kubeflow-e2e, by kind."""
+    found = {}
+    for kind, path in OUR_KINDS.items():
+        items = (get(cluster, f"{path}?labelSelector={PART_OF}") or {}).get("items", [])
+        if items:
+            found[kind] = [f"{i['metadata'].get('namespace', '')}/{i['metadata']['name']}" for i in items]
+    return found
+
+
+@pytest.fixture(scope="module")
+def stack(engine, cluster):
+    # A platform team's static volume for MinIO's claim (no dynamic provisioner runs here).
+    cluster.api(
+        "/api/v1/persistentvolumes",
+        "POST",
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": "e2e-pv-0"},
+            "spec": {
+                "capacity": {"storage": "20Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": "/tmp/e2e-pv-0"},
+            },
+        },
+    )
+    return engine.stack(STACK, OFF)
+
+
+def test_preview_lists_the_planned_creates(stack, cluster):
+    result = stack.preview(json=True, color="never")
+    plan = json.loads(result.stdout)
+    ops = Counter(step["op"] for step in plan["steps"])
+    creates = Counter(kind_of(step["urn"]) for step in plan["steps"] if step["op"] == "create")
+    print(f"preview: {dict(ops)}; creates {dict(creates)}")
+    assert plan["changeSummary"]["create"] == ops["create"]
+    for kind in (
+        "kubernetes:core/v1:Namespace",
+        "kubernetes:rbac.authorization.k8s.io/v1:Role",
+        "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
+        "kubernetes:core/v1:ServiceAccount",
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+        "kubernetes:core/v1:Secret",
+        "kubernetes:apps/v1:Deployment",
+        "kubernetes:core/v1:Service",
+        "kubernetes:batch/v1:Job",
+        "kubernetes:argoproj.io/v1alpha1:Workflow",
+        "kubernetes:argoproj.io/v1alpha1:WorkflowTemplate",
+        TFJOB,
+    ):
+        assert creates[kind] >= 1, f"preview plans no {kind}"
+    assert creates["kubernetes:apps/v1:Deployment"] == 3  # MinIO, TensorBoard, serving
+    # The CRDs the platform pieces would bring are read, not created.
+    reads = {step["urn"].rsplit("::", 1)[1] for step in plan["steps"] if step["op"] == "read"}
+    assert {
+        "crd-tfjobs.kubeflow.org-needed-as-operator.install-is-false",
+        "crd-workflows.argoproj.io-needed-as-argo.install-is-false",
+    } <= reads
+    assert get(cluster, f"/api/v1/namespaces/{NAMESPACE}") is None, "a preview created something"
+
+
+def test_up_creates_everything(stack, cluster, controllers, engine):
+    t0 = time.monotonic()
+    result, out = run(stack.up)
+    print(f"pulumi up: {time.monotonic() - t0:.1f} s")
+    assert result.summary.result == "succeeded"
+    created = result.summary.resource_changes["create"]
+    assert re.search(rf"\+ {created} created", out), "the CLI's own summary line is missing"
+    # Every Kubernetes object the engine recorded exists in the API server, with the uid it recorded.
+    state = k8s_state(engine)
+    assert len(state) >= 25
+    for res in state:
+        live = read_back(cluster, res)
+        assert live is not None, f"{res['urn']} is in the state but not in the cluster"
+        assert live["metadata"]["uid"] == res["outputs"]["metadata"]["uid"]
+    found = ours(cluster)
+    for kind in (
+        "Namespace",
+        "ServiceAccount",
+        "Secret",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "Service",
+        "Deployment",
+        "Job",
+        "Role",
+        "RoleBinding",
+        "NetworkPolicy",
+        "Workflow",
+        "WorkflowTemplate",
+        "TFJob",
+    ):
+        assert kind in found, f"no {kind} of ours in the cluster"
+    assert sorted(found["Deployment"]) == [f"{NAMESPACE}/{n}" for n in ("minio", "serving", "tensorboard")]
+    ns = get(cluster, f"/api/v1/namespaces/{NAMESPACE}")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    # Pods were admitted under Pod Security "restricted" and KWOK made them Ready.
+    for name in ("minio", "serving", "tensorboard"):
+        d = get(cluster, f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{name}")
+        assert d["status"].get("availableReplicas", 0) >= 1, f"deployment {name} not available"
+    job = get(cluster, f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/minio-bucket")
+    assert job["status"].get("succeeded") == 1
+    # Stack outputs, as the engine recorded them.
+    outputs = {k: v.value for k, v in result.outputs.items()}
+    assert outputs["namespace"] == NAMESPACE and outputs["bucket"] == "kubeflow-e2e-dev"
+    assert outputs["endpoint"] == f"http://minio.{NAMESPACE}.svc:9000"
+    assert outputs["tfjobName"] == "mnist-baseline"
+    assert outputs["dataUrl"] == "s3://kubeflow-e2e-dev/data/digits"
+    assert outputs["servingUrl"] == f"http://serving.{NAMESPACE}.svc:8501"
+
+
+def test_secrets_are_encrypted_in_the_state(stack, cluster, engine):
+    secret = get(cluster, f"/api/v1/namespaces/{NAMESPACE}/secrets/minio-root")
+    password = base64.b64decode(secret["data"]["MINIO_ROOT_PASSWORD"]).decode()
+    pipeline = get(cluster, f"/api/v1/namespaces/{NAMESPACE}/secrets/s3-credentials")
+    key = base64.b64decode(pipeline["data"]["AWS_SECRET_ACCESS_KEY"]).decode()
+    assert len(password) == 40 and len(key) == 40
+    text = engine.state_file(STACK).read_text()
+    for value in (password, key, secret["data"]["MINIO_ROOT_PASSWORD"]):
+        assert value not in text, "a credential is in the state file in clear"
+    recorded = next(r for r in k8s_state(engine) if r["outputs"]["metadata"]["name"] == "minio-root")
+    assert "ciphertext" in recorded["outputs"]["data"], "the Secret's data is not a Pulumi secret in the state"
+
+
+def test_awaits_order_data_prep_training_serving(stack, cluster, controllers):
+    assert controllers.errors == []
+    wf_done = controllers.last(controllers.succeeded, "Workflow", "prepare-data")
+    tfjob_seen = controllers.first(controllers.seen, "TFJob", "mnist-baseline")
+    tfjob_done = controllers.last(controllers.succeeded, "TFJob", "mnist-baseline")
+    serving_seen = controllers.first(controllers.seen, "Deployment", "serving")
+    assert None not in (wf_done, tfjob_seen, tfjob_done, serving_seen)
+    assert tfjob_seen >= wf_done, "the TFJob was created before data prep succeeded"
+    assert serving_seen >= tfjob_done, "serving was created before training succeeded"
+    # Data prep itself came after the bucket Job completed.
+    job = get(cluster, f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/minio-bucket")
+    wf = get(cluster, f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/workflows/prepare-data")
+    assert job["status"]["completionTime"] <= wf["metadata"]["creationTimestamp"]
+
+
+def test_second_preview_expects_no_changes(stack, cluster, engine):
+    before = uids(cluster, engine)
+    _, out = run(stack.preview, expect_no_changes=True)
+    assert re.search(r"\b\d+ unchanged", out)
+    result, out = run(stack.up)
+    assert set(result.summary.resource_changes) == {"same"}, result.summary.resource_changes
+    assert uids(cluster, engine) == before
+
+
+def test_more_workers_replace_the_tfjob_and_nothing_else(stack, cluster, engine, controllers):
+    before = uids(cluster, engine)
+    stack.set_config("kubeflow-e2e:workers", auto.ConfigValue(value="2"))
+    plan = json.loads(stack.preview(json=True, color="never").stdout)
+    changed = {(kind_of(s["urn"]), s["op"]) for s in plan["steps"] if s["op"] not in ("same", "read")}
+    print(f"planned changes: {sorted(changed)}")
+    assert {kind for kind, _ in changed} == {TFJOB}
+    assert {op for _, op in changed} <= {"replace", "create-replacement", "delete-replaced"}
+    result, out = run(stack.up)
+    assert result.summary.resource_changes.get("replace") == 1, result.summary.resource_changes
+    assert re.search(r"\+-1 replaced", out)
+    after = uids(cluster, engine)
+    tfjob = next(u for u in after if kind_of(u) == TFJOB)
+    assert after[tfjob] != before[tfjob]
+    assert {u: v for u, v in after.items() if u != tfjob} == {u: v for u, v in before.items() if u != tfjob}
+    live = get(cluster, f"/apis/kubeflow.org/v1/namespaces/{NAMESPACE}/tfjobs/mnist-baseline")
+    assert live["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 2
+
+
+def test_bad_config_fails_up_with_one_line_and_creates_nothing(engine, cluster):
+    before = ours(cluster)
+    bad = engine.stack("bad", {**OFF, "workers": "0"})
+    with pytest.raises(auto.CommandError) as err:
+        run(bad.up)
+    text = str(err.value)
+    lines = [ln.strip() for ln in text.splitlines() if "kubeflow-e2e:workers" in ln]
+    assert any(ln.startswith("error: config kubeflow-e2e:workers must be between 1 and 64 (0)") for ln in lines), text
+    assert "Traceback" not in text
+    assert [r for r in engine.state_resources("bad") if r["type"].startswith("kubernetes:")] == []
+    assert ours(cluster) == before
+    bad.workspace.remove_stack("bad")
+
+
+def test_destroy_leaves_nothing_of_ours(stack, cluster, engine):
+    t0 = time.monotonic()
+    result, out = run(stack.destroy)
+    print(f"pulumi destroy: {time.monotonic() - t0:.1f} s")
+    deleted = result.summary.resource_changes["delete"]
+    assert re.search(rf"- {deleted} deleted", out)
+    assert engine.state_resources(STACK) == []
+    assert ours(cluster) == {}, "objects of ours are left in the cluster"
+    assert get(cluster, f"/api/v1/namespaces/{NAMESPACE}") is None
+    # The platform's CRDs stay: they are not the stack's.
+    assert get(cluster, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/tfjobs.kubeflow.org")
