@@ -44,11 +44,14 @@ K8S_PROVIDER_RELEASE = "4.25.0"
 K8S_PROVIDER_SDK = "v4.22.2"
 ETCD = "v3.6.16"
 KWOK = "v0.8.0"
-KUBERNETES = "v1.34.4"
+# k8s.io/kubernetes v1.36.1 is the release whose k8s.io/* modules KWOK v0.8.0 requires (v0.36.1, the same
+# kube-openapi): both are built in one wrapper module, so their shared packages compile once.
+KUBERNETES = "v1.36.1"
 
 PULUMI_PKG = "github.com/pulumi/pulumi/pkg/v3"
 PULUMI_SDK = "github.com/pulumi/pulumi/sdk/v3"
 PROVIDER_MOD = "github.com/pulumi/pulumi-kubernetes/provider/v4"
+PROVIDER_SDK = "github.com/pulumi/pulumi-kubernetes/sdk/v4"
 
 BINARIES = (
     "pulumi",
@@ -161,7 +164,7 @@ def prep_provider(src: Path, log) -> list[tuple[str, str, str]]:
         "pulumi-resource-kubernetes",
         {PROVIDER_MOD: K8S_PROVIDER},
         {
-            "github.com/pulumi/pulumi-kubernetes/sdk/v4": f"github.com/pulumi/pulumi-kubernetes/sdk/v4 {K8S_PROVIDER_SDK}"
+            PROVIDER_SDK: f"{PROVIDER_SDK} {K8S_PROVIDER_SDK}"
         },
         {"main.go": MAIN_PROVIDER},
     )
@@ -189,12 +192,6 @@ def prep_etcd(src: Path, log) -> list[tuple[str, str, str]]:
     return [("etcd", "go.etcd.io/etcd/server/v3", "")]
 
 
-def prep_kwok(src: Path, log) -> list[tuple[str, str, str]]:
-    write_module(src, "kwok", {"sigs.k8s.io/kwok": KWOK}, {}, {"tools.go": tools_go(["sigs.k8s.io/kwok/cmd/kwok"])})
-    go(["mod", "tidy"], src, log)
-    return [("kwok", "sigs.k8s.io/kwok/cmd/kwok", f"-X sigs.k8s.io/kwok/pkg/consts.Version={KWOK}")]
-
-
 # KWOK's stages (its kustomize/stage/ folder): nodes become Ready and keep a lease; pods become Ready,
 # Job pods Succeeded, deleted pods go away.
 KWOK_STAGES = [
@@ -208,7 +205,7 @@ KWOK_STAGES = [
 
 def copy_kwok_stages(root: Path, log) -> None:
     """Copies the KWOK stage files the harness uses into <tools>/share/kwok-stages (from the module cache)."""
-    src = root / "src" / "kwok"
+    src = root / "src" / "kubernetes"
     src.mkdir(parents=True, exist_ok=True)
     stages = module_dir("sigs.k8s.io/kwok", KWOK, src, log) / "kustomize" / "stage"
     dest = root / "share" / "kwok-stages"
@@ -221,14 +218,14 @@ def prep_kubernetes(src: Path, log) -> list[tuple[str, str, str]]:
     src.mkdir(parents=True, exist_ok=True)
     kdir = module_dir("k8s.io/kubernetes", KUBERNETES, src, log)
     staging = re.findall(r"^\s*(k8s\.io/[\w.-]+) => \./staging/", (kdir / "go.mod").read_text(), re.M)
-    published = "v0." + KUBERNETES.split(".", 1)[1]  # v1.34.4 -> v0.34.4
+    published = "v0." + KUBERNETES.split(".", 1)[1]  # v1.36.1 -> v0.36.1
     cmds = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
     write_module(
         src,
         "kubernetes",
-        {"k8s.io/kubernetes": KUBERNETES},
+        {"k8s.io/kubernetes": KUBERNETES, "sigs.k8s.io/kwok": KWOK},
         {m: f"{m} {published}" for m in staging},
-        {"tools.go": tools_go([f"k8s.io/kubernetes/cmd/{c}" for c in cmds])},
+        {"tools.go": tools_go([f"k8s.io/kubernetes/cmd/{c}" for c in cmds] + ["sigs.k8s.io/kwok/cmd/kwok"])},
     )
     go(["mod", "tidy"], src, log)
     major, minor = KUBERNETES[1:].split(".")[:2]
@@ -237,15 +234,15 @@ def prep_kubernetes(src: Path, log) -> list[tuple[str, str, str]]:
         f"-X {v}.gitVersion={KUBERNETES} -X {v}.gitMajor={major} -X {v}.gitMinor={minor} "
         f"-X {v}.gitTreeState=clean -X {v}.buildDate=1970-01-01T00:00:00Z"
     )
-    return [(c, f"k8s.io/kubernetes/cmd/{c}", stamp) for c in cmds]
+    kwok = ("kwok", "sigs.k8s.io/kwok/cmd/kwok", f"-X sigs.k8s.io/kwok/pkg/consts.Version={KWOK}")
+    return [*[(c, f"k8s.io/kubernetes/cmd/{c}", stamp) for c in cmds], kwok]
 
 
 STEPS = [
     ("pulumi", prep_pulumi, ["pulumi"]),
     ("pulumi-resource-kubernetes", prep_provider, ["pulumi-resource-kubernetes"]),
     ("etcd", prep_etcd, ["etcd"]),
-    ("kwok", prep_kwok, ["kwok"]),
-    ("kubernetes", prep_kubernetes, ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]),
+    ("kubernetes", prep_kubernetes, ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]),
 ]
 
 
