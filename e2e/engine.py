@@ -53,7 +53,6 @@ class Engine:
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
             "PULUMI_IGNORE_AMBIENT_PLUGINS": "true",
             "KUBECONFIG": str(kubeconfig),
-            "PULUMI_K8S_DELETE_UNREACHABLE": "false",
         }
         self.pulumi = self.tools_root / "bin" / "pulumi"
         self.provider_version = metadata.version("pulumi_kubernetes")
@@ -121,5 +120,9 @@ class Engine:
         return self.state / ".pulumi" / "stacks" / PROJECT / f"{stack}.json"
 
     def state_resources(self, stack: str) -> list[dict]:
-        data = json.loads(self.state_file(stack).read_text())
+        """The resources in a stack's checkpoint ([] if the stack has none, or no checkpoint yet)."""
+        path = self.state_file(stack)
+        if not path.exists():
+            return []
+        data = json.loads(path.read_text())
         return data["checkpoint"].get("latest", {}).get("resources") or []
