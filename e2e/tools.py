@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -246,6 +247,12 @@ STEPS = [
 ]
 
 
+def child_cpu() -> float:
+    """User + system CPU seconds of every finished child process so far (go and its compilers)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--print-dir", action="store_true", help="print the bin folder and exit")
@@ -277,11 +284,12 @@ def main(argv: list[str] | None = None) -> int:
                     if out.exists():
                         print(f"  {binary:<28} cached", flush=True)
                         continue
-                    t1 = time.monotonic()
+                    t1, cpu1 = time.monotonic(), child_cpu()
                     build(root / "src" / name, out, pkg, ldflags, log)
+                    # CPU seconds of the go processes: on a loaded machine, wall time says little.
                     print(
                         f"  {binary:<28} built in {time.monotonic() - t1 + prep_s:7.1f} s "
-                        f"({out.stat().st_size / 1e6:.0f} MB)",
+                        f"(CPU {child_cpu() - cpu1:6.0f} s, {out.stat().st_size / 1e6:.0f} MB)",
                         flush=True,
                     )
                     prep_s = 0.0
