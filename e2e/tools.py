@@ -28,6 +28,7 @@ Sources of the facts below (read from the modules' go.mod files, 2026-11-29):
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -267,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     started = time.monotonic()
     with open(root / "build.log", "a") as log:
+        # One build at a time per cache folder: a second `make e2e-tools` waits, then finds the binaries.
+        fcntl.flock(log, fcntl.LOCK_EX)
         print(f"e2e-tools: {root} (log: {root / 'build.log'})", flush=True)
         for name, prep, binaries in STEPS:
             if args.only and name not in args.only:
