@@ -204,7 +204,7 @@ def test_up_creates_everything(stack, cluster, controllers, engine):
     assert outputs["namespace"] == NAMESPACE and outputs["bucket"] == "kubeflow-e2e-dev"
     assert outputs["endpoint"] == f"http://minio.{NAMESPACE}.svc:9000"
     assert outputs["tfjobName"] == "mnist-baseline"
-    assert outputs["dataUrl"] == "s3://kubeflow-e2e-dev/data/digits"
+    assert outputs["dataUrl"] == "s3://kubeflow-e2e-dev/data/mnist"
     assert outputs["servingUrl"] == f"http://serving.{NAMESPACE}.svc:8501"
 
 
@@ -214,6 +214,9 @@ def test_secrets_are_encrypted_in_the_state(stack, cluster, engine):
     pipeline = get(cluster, f"/api/v1/namespaces/{NAMESPACE}/secrets/s3-credentials")
     key = base64.b64decode(pipeline["data"]["AWS_SECRET_ACCESS_KEY"]).decode()
     assert len(password) == 40 and len(key) == 40
+    # The role's Secret holds the very key the bucket Job gives MinIO (both from minio-users).
+    users = get(cluster, f"/api/v1/namespaces/{NAMESPACE}/secrets/minio-users")
+    assert base64.b64decode(users["data"]["pipeline.key"]).decode() == key
     text = engine.state_file(STACK).read_text()
     for value in (password, key, secret["data"]["MINIO_ROOT_PASSWORD"]):
         assert value not in text, "a credential is in the state file in clear"
@@ -236,13 +239,20 @@ def test_awaits_order_data_prep_training_serving(stack, cluster, controllers):
     assert job["status"]["completionTime"] <= wf["metadata"]["creationTimestamp"]
 
 
+def secret_data(cluster) -> dict[str, dict]:
+    names = ("minio-root", "minio-users", "s3-credentials")
+    return {n: get(cluster, f"/api/v1/namespaces/{NAMESPACE}/secrets/{n}")["data"] for n in names}
+
+
 def test_second_preview_expects_no_changes(stack, cluster, engine):
-    before = uids(cluster, engine)
+    before, credentials = uids(cluster, engine), secret_data(cluster)
     _, out = run(stack.preview, expect_no_changes=True)
     assert re.search(r"\b\d+ unchanged", out)
     result, out = run(stack.up)
     assert set(result.summary.resource_changes) == {"same"}, result.summary.resource_changes
     assert uids(cluster, engine) == before
+    # The program drew new credentials on both runs; the engine kept the first ones.
+    assert secret_data(cluster) == credentials
 
 
 def test_more_workers_replace_the_tfjob_and_nothing_else(stack, cluster, engine, controllers):
