@@ -95,8 +95,10 @@ def test_storage_minio(declare):
     job = named(records, "job-minio-bucket")
     secret = named(records, "secret-s3-credentials")
     assert named(records, "secret-minio-users")["urn"] in job["dependencies"]
+    # Every role MinIO mode can have (the cache too, so turning it on later finds a kept key); the Job makes
+    # users only for the roles in use ($ROLES).
     assert set(named(records, "secret-minio-users")["inputs"]["stringData"]) == {
-        f"{role}.{part}" for role in ("pipeline", "serving", "tensorboard") for part in ("id", "key")
+        f"{role}.{part}" for role in ("pipeline", "serving", "tensorboard", "cache") for part in ("id", "key")
     }
     assert named(records, "deployment-minio")["urn"] in job["dependencies"]
     assert secret["inputs"]["stringData"] == {
