@@ -64,7 +64,7 @@ def install_crds(cp: ControlPlane) -> list[str]:
             got = cp.api(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
             if any(
                 c["type"] == "Established" and c["status"] == "True"
-                for c in got.get("status", {}).get("conditions", [])
+                for c in (got.get("status") or {}).get("conditions") or []
             ):
                 break
             if time.monotonic() > deadline:

@@ -230,17 +230,16 @@ class ControlPlane:
                 )
 
     def stop(self) -> None:
-        """SIGTERM every component (reverse start order), SIGKILL what is left after 10 s."""
+        """Stops the components one by one in reverse start order (etcd last, so the API server can shut down
+        cleanly): SIGTERM, then SIGKILL after 10 s."""
         for proc in reversed(list(self.procs.values())):
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 10
-        for proc in self.procs.values():
+            if proc.poll() is not None:
+                continue
             try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=10)
+            except ProcessLookupError:
+                pass
             except subprocess.TimeoutExpired:
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
@@ -395,7 +394,7 @@ class ControlPlane:
 
     def _node_ready(self) -> bool:
         node = self.api(f"/api/v1/nodes/{NODE_NAME}")
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in node.get("status", {}).get("conditions", []))
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in (node.get("status") or {}).get("conditions") or [])
 
     def version(self) -> str:
         return self.api("/version")["gitVersion"]
