@@ -394,7 +394,9 @@ class ControlPlane:
 
     def _node_ready(self) -> bool:
         node = self.api(f"/api/v1/nodes/{NODE_NAME}")
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in (node.get("status") or {}).get("conditions") or [])
+        return any(
+            c["type"] == "Ready" and c["status"] == "True" for c in (node.get("status") or {}).get("conditions") or []
+        )
 
     def version(self) -> str:
         return self.api("/version")["gitVersion"]

@@ -165,9 +165,7 @@ def prep_provider(src: Path, log) -> list[tuple[str, str, str]]:
         src,
         "pulumi-resource-kubernetes",
         {PROVIDER_MOD: K8S_PROVIDER},
-        {
-            PROVIDER_SDK: f"{PROVIDER_SDK} {K8S_PROVIDER_SDK}"
-        },
+        {PROVIDER_SDK: f"{PROVIDER_SDK} {K8S_PROVIDER_SDK}"},
         {"main.go": MAIN_PROVIDER},
     )
     mdir = module_dir(PROVIDER_MOD, K8S_PROVIDER, src, log) / "cmd" / "pulumi-resource-kubernetes"
