@@ -39,7 +39,7 @@ class FakeControllers(threading.Thread):
         self.seen: dict[str, float] = {}  # "<Kind>/<name>/<uid>" -> first seen
         self.succeeded: dict[str, float] = {}  # same key -> marked Succeeded
         self.errors: list[str] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def key(self, kind: str, obj: dict) -> str:
         return f"{kind}/{obj['metadata']['name']}/{obj['metadata']['uid']}"
@@ -54,19 +54,20 @@ class FakeControllers(threading.Thread):
         return max(times) if times else None
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=10)
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 self._tick()
             except urllib.error.HTTPError as exc:
-                if exc.code != 404:  # a CRD or namespace not there (yet, or any more)
+                # 404: a CRD or namespace not there (yet, or any more); 429: a CRD just established
+                if exc.code not in (404, 429):
                     self.errors.append(f"{exc.code} {exc.reason} on {exc.url}")
             except OSError as exc:
                 self.errors.append(repr(exc))
-            self._stop.wait(self.period)
+            self._halt.wait(self.period)
 
     def _items(self, path: str) -> list[dict]:
         try:
