@@ -2,8 +2,8 @@
 PersistentVolumeClaim, a ClusterIP Service, and a bucket-creation Job that also makes one user per role.
 
 Credentials: drawn from Python's `secrets` on every run, into two Secrets that ignore later changes to
-`stringData` (`minio-root`, and `minio-users` with every role MinIO mode can have), so the engine keeps the
-first run's values (encrypted in the state) and later runs change nothing. Each role's own Secret takes its
+`data` and `stringData` (`minio-root`, and `minio-users` with every role MinIO mode can have), so the engine
+keeps the first run's values (encrypted in the state) and later runs change nothing. Each role's own Secret takes its
 values from `minio-users`' recorded data, so every copy of a key agrees. (pulumi-random did this before; its
 provider is not served as a Go module, so `make e2e` could not build it: README, "End-to-end".)"""
 
@@ -59,7 +59,9 @@ echo "bucket $BUCKET ready, users: $ROLES"
 # Every role MinIO mode can have (`podspec.s3_roles`; `argo-server` only under IRSA, which MinIO has not):
 # generated up front, so a role that appears later (`data.source: volume`) still finds its key.
 MINIO_ROLES = ("pipeline", "serving", "tensorboard", "cache")
-KEEP = {"ignore_changes": ["stringData"]}
+# Both fields: the provider records `stringData` as `data` in the state, so ignoring `stringData` alone makes
+# the next run drop `data` and replace the Secret with new values (found by `make e2e`).
+KEEP = {"ignore_changes": ["data", "stringData"]}
 
 
 def generated_credential() -> tuple[str, str]:

@@ -10,6 +10,8 @@ Whatever the mode, pods get the same `S3Access`: endpoint, region and a Secret n
 
 from __future__ import annotations
 
+import base64
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -17,6 +19,10 @@ from infra import minio, s3bucket
 from infra.config import StackConfig
 from infra.namespace import Namespace
 from infra.podspec import CREDENTIALS_SECRET, S3Access, credentials_secret, labels, s3_roles
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
 
 
 class Storage(pulumi.ComponentResource):
@@ -55,9 +61,11 @@ class Storage(pulumi.ComponentResource):
                 "labels": labels(self.cfg, "storage"),
             },
             type="Opaque",
-            string_data={
-                "AWS_ACCESS_KEY_ID": pulumi.Output.secret(key_id),
-                "AWS_SECRET_ACCESS_KEY": pulumi.Output.secret(secret),
+            # `data`, not `stringData`: the provider records stringData as data, so a stringData whose values
+            # come from another resource's outputs shows a diff (and a replacement) on every run (`make e2e`).
+            data={
+                "AWS_ACCESS_KEY_ID": pulumi.Output.secret(pulumi.Output.from_input(key_id).apply(_b64)),
+                "AWS_SECRET_ACCESS_KEY": pulumi.Output.secret(pulumi.Output.from_input(secret).apply(_b64)),
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*needs, *depends_on]),
         )

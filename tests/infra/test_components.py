@@ -101,7 +101,7 @@ def test_storage_minio(declare):
         f"{role}.{part}" for role in ("pipeline", "serving", "tensorboard", "cache") for part in ("id", "key")
     }
     assert named(records, "deployment-minio")["urn"] in job["dependencies"]
-    assert secret["inputs"]["stringData"] == {
+    assert secret["inputs"]["data"] == {
         "AWS_ACCESS_KEY_ID": "[secret]",
         "AWS_SECRET_ACCESS_KEY": "[secret]",
     }
@@ -169,7 +169,7 @@ def test_storage_external(declare):
     )
     records = declare(lambda: Storage("storage", cfg, Namespace("namespace", cfg)).bucket)
     secret = named(records, "secret-s3-credentials")["inputs"]
-    assert secret["stringData"] == {"AWS_ACCESS_KEY_ID": "[secret]", "AWS_SECRET_ACCESS_KEY": "[secret]"}
+    assert secret["data"] == {"AWS_ACCESS_KEY_ID": "[secret]", "AWS_SECRET_ACCESS_KEY": "[secret]"}
     assert "AKIAEXAMPLE" not in json.dumps(records) and "wJalrEXAMPLE" not in json.dumps(records)
 
 
@@ -232,7 +232,7 @@ def test_fluid(declare):
     assert mount["options"]["alluxio.underfs.s3.endpoint"] == MINIO.endpoint
     assert dataset["metadata"]["namespace"] == "kubeflow-e2e-cache"
     copy = named(records, "secret-s3-credentials-cache")["inputs"]
-    assert copy["metadata"]["namespace"] == "kubeflow-e2e-cache" and set(copy["stringData"]) == {
+    assert copy["metadata"]["namespace"] == "kubeflow-e2e-cache" and set(copy["data"]) == {
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
     }

@@ -197,10 +197,11 @@ def test_generated_credentials_are_secret_in_the_state(variant, tmp_path):
     the Secrets that keep them and every role Secret copied from them record "[secret]". The render records
     each resource's state as the engine would store it: written out, it must hold no generated value."""
     if variant.outputs["endpoint"].startswith("http://minio."):
-        held = [r for r in variant.by_type("kubernetes:core/v1:Secret") if "stringData" in r["inputs"]]
-        assert {"minio-root", "minio-users"} <= {r["inputs"]["metadata"]["name"] for r in held}
+        held = [r for r in variant.by_type("kubernetes:core/v1:Secret") if {"stringData", "data"} & set(r["inputs"])]
+        assert {"minio-root", "minio-users", "s3-credentials"} <= {r["inputs"]["metadata"]["name"] for r in held}
         for r in held:
-            assert set(r["inputs"]["stringData"].values()) == {"[secret]"}, r["name"]
+            values = r["inputs"].get("stringData") or r["inputs"]["data"]
+            assert set(values.values()) == {"[secret]"}, r["name"]
     for r in variant.by_type("aws:iam/accessKey:AccessKey"):
         assert r["state"].get("secret") == "[secret]" and "secret" in r["options"]["additionalSecretOutputs"]
     variant.write(tmp_path)

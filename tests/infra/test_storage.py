@@ -82,7 +82,7 @@ def test_access_key_mode_puts_the_key_in_a_secret(prod):
     (user,) = [u for u in prod.by_type("aws:iam/user:User") if u["name"] == "pipeline-user"]
     assert key["inputs"]["user"] == user["inputs"]["name"]
     (secret,) = [s for s in prod.find("Secret", "s3-credentials") if s["metadata"]["namespace"] == "kubeflow-e2e"]
-    assert secret["stringData"] == {"AWS_ACCESS_KEY_ID": "[secret]", "AWS_SECRET_ACCESS_KEY": "[secret]"}
+    assert secret["data"] == {"AWS_ACCESS_KEY_ID": "[secret]", "AWS_SECRET_ACCESS_KEY": "[secret]"}
     assert not prod.by_type("aws:iam/role:Role")
 
 
@@ -113,7 +113,7 @@ def test_irsa_role_and_annotated_service_accounts(renders):
 def test_external_endpoint(renders):
     r = renders.variant("dev-external")
     assert not r.find("Deployment", "minio") and not r.by_type("aws:s3/bucket:Bucket")
-    assert r.one("Secret", "s3-credentials")["stringData"] == {
+    assert r.one("Secret", "s3-credentials")["data"] == {
         "AWS_ACCESS_KEY_ID": "[secret]",
         "AWS_SECRET_ACCESS_KEY": "[secret]",
     }
@@ -136,7 +136,7 @@ def test_minio_in_the_namespace(dev):
     # Generated credentials, kept by the engine: the two Secrets that hold them ignore later changes.
     kept = {r["inputs"]["metadata"]["name"]: r for r in dev.resources if r["options"].get("ignoreChanges")}
     assert set(kept) == {"minio-root", "minio-users"}
-    assert all(r["options"]["ignoreChanges"] == ["stringData"] for r in kept.values())
+    assert all(r["options"]["ignoreChanges"] == ["data", "stringData"] for r in kept.values())
     assert set(kept["minio-users"]["inputs"]["stringData"]) == {
         f"{role}.{part}" for role in ("pipeline", "serving", "tensorboard", "cache") for part in ("id", "key")
     }
