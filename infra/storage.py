@@ -67,7 +67,12 @@ class Storage(pulumi.ComponentResource):
                 "AWS_ACCESS_KEY_ID": pulumi.Output.secret(pulumi.Output.from_input(key_id).apply(_b64)),
                 "AWS_SECRET_ACCESS_KEY": pulumi.Output.secret(pulumi.Output.from_input(secret).apply(_b64)),
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*needs, *depends_on]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*needs, *depends_on],
+                # MinIO's generated keys: the engine keeps the first run's values (`infra.minio`).
+                ignore_changes=["data", "stringData"] if self.cfg.storage.mode == "minio" else None,
+            ),
         )
 
     def _external(self) -> None:
