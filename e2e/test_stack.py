@@ -26,6 +26,7 @@ pytestmark = pytest.mark.timeout(900)
 STACK = "dev"
 OFF = {"operator.install": False, "argo.install": False, "fluid.install": False}
 TFJOB = "kubernetes:kubeflow.org/v1:TFJob"
+WORKFLOW_TEMPLATE = "kubernetes:argoproj.io/v1alpha1:WorkflowTemplate"
 PART_OF = "app.kubernetes.io/part-of=kubeflow-e2e"
 # Every kind the stack creates, as the API paths a `kubectl get -A -l part-of=...` would list.
 OUR_KINDS = {
@@ -257,16 +258,18 @@ def test_second_preview_expects_no_changes(stack, cluster, engine):
 
 
 def test_more_workers_replace_the_tfjob_and_nothing_else(stack, cluster, engine, controllers):
+    """The TFJob is replaced; the retraining WorkflowTemplate, which embeds a TFJob with the same worker
+    count, is updated in place (same uid); nothing else changes."""
     before = uids(cluster, engine)
     stack.set_config("kubeflow-e2e:workers", auto.ConfigValue(value="2"))
     plan = json.loads(stack.preview(json=True, color="never").stdout)
     changed = {(kind_of(s["urn"]), s["op"]) for s in plan["steps"] if s["op"] not in ("same", "read")}
     print(f"planned changes: {sorted(changed)}")
-    assert {kind for kind, _ in changed} == {TFJOB}
-    assert {op for _, op in changed} <= {"replace", "create-replacement", "delete-replaced"}
+    assert {op for kind, op in changed if kind == TFJOB} <= {"replace", "create-replacement", "delete-replaced"}
+    assert {(kind, op) for kind, op in changed if kind != TFJOB} == {(WORKFLOW_TEMPLATE, "update")}
     result, out = run(stack.up)
     changes = {k: v for k, v in result.summary.resource_changes.items() if k not in ("same", "read")}
-    assert changes == {"replace": 1}, result.summary.resource_changes
+    assert changes == {"replace": 1, "update": 1}, result.summary.resource_changes
     assert re.search(r"\+-1 replaced", out)
     after = uids(cluster, engine)
     tfjob = next(u for u in after if kind_of(u) == TFJOB)
