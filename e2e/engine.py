@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,19 @@ PASSPHRASE = "kubeflow-e2e: not a real secret, the e2e state lives in a temp dir
 
 
 def dev_config() -> dict[str, Any]:
-    """`Pulumi.dev.yaml`'s config, as `set_all_config` takes it."""
-    return dict(yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"])
+    """`Pulumi.dev.yaml`'s (structured) config as dotted paths: `{"kubeflow-e2e:storage.mode": "minio"}`."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        else:
+            out[prefix] = value
+
+    for key, value in yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"].items():
+        walk(key, value)
+    return out
 
 
 class Engine:
@@ -54,6 +66,15 @@ class Engine:
             "PULUMI_IGNORE_AMBIENT_PLUGINS": "true",
             "KUBECONFIG": str(kubeconfig),
         }
+        # Python dynamic resources (`infra.gate`) run in the `pulumi-python` resource plugin, a script that
+        # upstream ships beside the CLI (`python -u -m pulumi.dynamic`): not in the Go modules nor the wheel.
+        plugin_bin = self.home / "bin"
+        plugin_bin.mkdir(parents=True, exist_ok=True)
+        script = plugin_bin / "pulumi-resource-pulumi-python"
+        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -u -m pulumi.dynamic "$@"\n')
+        script.chmod(0o755)
+        self.env["PATH"] = f"{plugin_bin}{os.pathsep}{os.environ.get('PATH', '')}"
+        del self.env["PULUMI_IGNORE_AMBIENT_PLUGINS"]
         self.pulumi = self.tools_root / "bin" / "pulumi"
         self.provider_version = metadata.version("pulumi_kubernetes")
         self.cli(
@@ -112,7 +133,8 @@ class Engine:
             {
                 f"{PROJECT}:{k}": auto.ConfigValue(value=str(v).lower() if isinstance(v, bool) else str(v))
                 for k, v in values.items()
-            }
+            },
+            path=True,
         )
 
     def state_file(self, stack: str) -> Path:

@@ -24,7 +24,7 @@ from e2e.conftest import NAMESPACE, get
 pytestmark = pytest.mark.timeout(900)
 
 STACK = "dev"
-OFF = {"operator.install": False, "argo.install": False, "fluid.install": False}
+OFF = {"operator.install": False, "argo.install": False, "fluid.install": False, "cluster.context": "kubeflow-e2e"}
 TFJOB = "kubernetes:kubeflow.org/v1:TFJob"
 WORKFLOW_TEMPLATE = "kubernetes:argoproj.io/v1alpha1:WorkflowTemplate"
 PART_OF = "app.kubernetes.io/part-of=kubeflow-e2e"
