@@ -499,7 +499,12 @@ def from_pulumi() -> StackConfig:
     import pulumi
 
     c = pulumi.Config(NS)
-    values = nested_values(pulumi.runtime.get_config_env(), c.get, c.get_object)
+    from pulumi.runtime import config as runtime_config
+
+    # The language host passes config in PULUMI_CONFIG; an Automation API inline program (`make e2e`) only in
+    # the runtime's own map: take the keys from both.
+    present = {*pulumi.runtime.get_config_env(), *runtime_config.CONFIG.get()}
+    values = nested_values(present, c.get, c.get_object)
 
     def secret(key: str) -> Any:
         value = values.get(key)
