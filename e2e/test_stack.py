@@ -27,6 +27,8 @@ STACK = "dev"
 OFF = {"operator.install": False, "argo.install": False, "fluid.install": False, "cluster.context": "kubeflow-e2e"}
 TFJOB = "kubernetes:kubeflow.org/v1:TFJob"
 WORKFLOW_TEMPLATE = "kubernetes:argoproj.io/v1alpha1:WorkflowTemplate"
+WORKFLOW = "kubernetes:argoproj.io/v1alpha1:Workflow"
+GATE = "pulumi-python:dynamic:Resource"
 PART_OF = "app.kubernetes.io/part-of=kubeflow-e2e"
 # Every kind the stack creates, as the API paths a `kubectl get -A -l part-of=...` would list.
 OUR_KINDS = {
@@ -259,22 +261,32 @@ def test_second_preview_expects_no_changes(stack, cluster, engine):
 
 def test_more_workers_replace_the_tfjob_and_nothing_else(stack, cluster, engine, controllers):
     """The TFJob is replaced; the retraining WorkflowTemplate, which embeds a TFJob with the same worker
-    count, is updated in place (same uid); nothing else changes."""
+    count, is updated in place (same uid). Data prep writes `rules.shards_for(processes)` shards, so when that
+    count changes the data-prep Workflow and its gate are replaced too (the data is re-sharded); nothing else
+    changes."""
+    from trainer import rules
+
+    reshard = rules.shards_for(2) != rules.shards_for(3)
     before = uids(cluster, engine)
     stack.set_config("kubeflow-e2e:workers", auto.ConfigValue(value="2"))
     plan = json.loads(stack.preview(json=True, color="never").stdout)
     changed = {(kind_of(s["urn"]), s["op"]) for s in plan["steps"] if s["op"] not in ("same", "read")}
     print(f"planned changes: {sorted(changed)}")
     assert {op for kind, op in changed if kind == TFJOB} <= {"replace", "create-replacement", "delete-replaced"}
-    assert {(kind, op) for kind, op in changed if kind != TFJOB} == {(WORKFLOW_TEMPLATE, "update")}
+    expected = {(WORKFLOW_TEMPLATE, "update")}
+    if reshard:
+        expected |= {(WORKFLOW, "replace"), (GATE, "replace")}
+    assert {(kind, op) for kind, op in changed if kind != TFJOB} == expected
     result, out = run(stack.up)
     changes = {k: v for k, v in result.summary.resource_changes.items() if k not in ("same", "read")}
-    assert changes == {"replace": 1, "update": 1}, result.summary.resource_changes
-    assert re.search(r"\+-1 replaced", out)
+    assert changes == {"replace": 3 if reshard else 1, "update": 1}, result.summary.resource_changes
+    assert re.search(rf"\+-{3 if reshard else 1} replaced", out)
     after = uids(cluster, engine)
     tfjob = next(u for u in after if kind_of(u) == TFJOB)
     assert after[tfjob] != before[tfjob]
-    assert {u: v for u, v in after.items() if u != tfjob} == {u: v for u, v in before.items() if u != tfjob}
+    redone = {u for u in after if kind_of(u) == TFJOB or (reshard and kind_of(u) == WORKFLOW)}
+    assert all(after[u] != before[u] for u in redone)
+    assert {u: v for u, v in after.items() if u not in redone} == {u: v for u, v in before.items() if u not in redone}
     live = get(cluster, f"/apis/kubeflow.org/v1/namespaces/{NAMESPACE}/tfjobs/mnist-baseline")
     assert live["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 2
 
