@@ -229,13 +229,17 @@ class LocalStore(Store):
     def local_path(self, key: str) -> Path:
         return self._path(key)
 
-    def _write(self, key: str, fill) -> None:
+    def _staged(self, key: str) -> tuple[Path, Path]:
+        """The key's path, with its folder made, and a unique temp name beside it."""
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StoreError("cannot create the folder", path.parent, f"check permissions ({e})") from e
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+        return path, path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+
+    def _write(self, key: str, fill) -> None:
+        path, tmp = self._staged(key)
         try:
             fill(tmp)
             os.replace(tmp, path)
@@ -249,12 +253,7 @@ class LocalStore(Store):
 
     def create(self, key: str, data: bytes) -> bool:
         """A hard link of a finished temp file: fails if the name exists, so readers see all or nothing."""
-        path = self._path(key)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StoreError("cannot create the folder", path.parent, f"check permissions ({e})") from e
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+        path, tmp = self._staged(key)
         try:
             tmp.write_bytes(data)
             os.link(tmp, path)
