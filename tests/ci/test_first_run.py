@@ -41,16 +41,6 @@ STACKS = ("dev", "prod")
 DEFAULT_SESSION_SECONDS = 3600  # configure-aws-credentials v6.2.3: "Defaults to 1 hour"
 
 
-@pytest.fixture(scope="module")
-def preview():
-    return load("preview.yml")
-
-
-@pytest.fixture(scope="module")
-def deploy():
-    return load("deploy.yml")
-
-
 def all_stack_jobs(preview, deploy):
     return [("preview.yml", name, job) for name, job in stack_jobs(preview).items()] + [
         ("deploy.yml", name, job) for name, job in stack_jobs(deploy).items()]

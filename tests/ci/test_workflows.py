@@ -9,13 +9,9 @@ import pytest
 import yaml
 
 from tests.ci.tools import ROOT
+from tests.ci.workflow import WORKFLOWS
 
-WORKFLOWS = ROOT / ".github/workflows"
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
-
-
-def load(name: str) -> dict:
-    return yaml.safe_load((WORKFLOWS / name).read_text())
 
 
 def triggers(workflow: dict) -> dict:
@@ -29,16 +25,6 @@ def step_using(job: dict, action: str) -> dict:
 
 def scripts(job: dict) -> str:
     return "\n".join(step.get("run", "") for step in job["steps"])
-
-
-@pytest.fixture(scope="module")
-def preview():
-    return load("preview.yml")
-
-
-@pytest.fixture(scope="module")
-def deploy():
-    return load("deploy.yml")
 
 
 @pytest.mark.parametrize("name", ["preview.yml", "deploy.yml"])
