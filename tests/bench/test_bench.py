@@ -1,5 +1,5 @@
 """`python -m bench --tiny` (what `make bench` runs, on toy sizes) runs every measurement end to end and ends
-with the JSON line. Speed is not checked here: the figures come from `make bench`, see README.md, Performance."""
+with the JSON line. Speed is not checked here: the figures come from `make bench`, see docs/performance.md."""
 
 import json
 import os

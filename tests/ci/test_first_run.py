@@ -84,9 +84,9 @@ def test_deploy_job_timeout_is_the_stacks_waits_plus_the_margin(deploy, stack):
     assert want <= ci.GITHUB_HOSTED_MAX_MINUTES, "longer than a GitHub-hosted runner allows: use a self-hosted one"
 
 
-def test_readme_states_the_job_timeouts(deploy):
+def test_the_ci_page_states_the_job_timeouts(deploy):
     dev, prod = (deploy["jobs"][stack]["timeout-minutes"] for stack in STACKS)
-    assert f"(dev {dev}, prod {prod})" in (ROOT / "README.md").read_text()
+    assert f"(dev {dev}, prod {prod})" in (ROOT / "docs/ci.md").read_text()
 
 
 def test_a_longer_training_wait_asks_for_a_longer_job(deploy):
@@ -117,11 +117,11 @@ def test_aws_sessions_outlive_their_jobs(preview, deploy):
             assert 900 <= seconds <= ci.MAX_ROLE_SESSION_SECONDS, (workflow, name, seconds)
 
 
-def test_readme_says_how_to_clear_a_lock_and_the_roles_session_limit():
-    readme = (ROOT / "README.md").read_text()
+def test_the_ci_page_says_how_to_clear_a_lock_and_the_roles_session_limit():
+    page = (ROOT / "docs/ci.md").read_text()
     for phrase in ("pulumi cancel", "pulumi stack export", "pulumi stack import", "pending_operations",
                    "maximum session duration"):
-        assert phrase in readme, phrase
+        assert phrase in page, phrase
 
 
 # ---- 3, 4 and 6: every stack job checks its settings first; the first run creates its stack ---------------

@@ -467,7 +467,7 @@ def iter_ours(commands: list[PodCommand]) -> Iterator[PodCommand]:
 
 
 def listing(renders: list) -> str:
-    """A table of every container command, per image: what the README and the report list."""
+    """A table of every container command, per image: what docs/trainer.md ("Images") and the report list."""
     lines = []
     for rendered in renders:
         for c in collect(rendered):

@@ -1,6 +1,6 @@
 """Serving loads what training exports.
 
-The rule (README, "Serving and training versions"): the TensorFlow minor version that the pinned
+The rule (docs/trainer.md, "Serving and training versions"): the TensorFlow minor version that the pinned
 `tensorflow/serving` image is built on is the one pinned in requirements/serving-tf.txt, and a SavedModel
 exported by the trainer image's TensorFlow must load and answer `serving_default` under it with the same
 results. TF Serving itself cannot be installed here (no Docker engine, not on PyPI or Debian), so this is the

@@ -335,7 +335,7 @@ def test_sources_that_are_not_npz_get_one_clear_error(tmp_path, digits, run_trai
         assert message in str(e.value) and str(tmp_path / name) in str(e.value), (name, str(e.value))
         assert "allow_pickle" not in str(e.value), name
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
-    # Through the CLI: one line and exit 2, as the README promises.
+    # Through the CLI: one line and exit 2, as docs/trainer.md promises.
     env = {"DATA_URL": f"s3://{bucket}/data/bad"}
     for name in ("x_train.npy", "arrays.pkl"):
         proc = run_trainer("prepare-data", "--source", str(tmp_path / name), env=env)

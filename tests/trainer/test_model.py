@@ -1,4 +1,4 @@
-"""The CNN and its servable: the `serving_default` signature that the README documents, on a real export."""
+"""The CNN and its servable: the `serving_default` signature that docs/trainer.md documents, on a real export."""
 
 from __future__ import annotations
 
