@@ -1,4 +1,4 @@
-"""The Deploy section documents every config key with its default, and its commands match the program."""
+"""docs/deploy.md documents every config key with its default, and its commands match the program."""
 
 from __future__ import annotations
 
@@ -7,14 +7,11 @@ from pathlib import Path
 
 from infra.config import KEY_NAMES, KEYS, WORKLOADS
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DEPLOY = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 
 
 def deploy_section() -> str:
-    text = README.read_text()
-    start = text.index("\n## Deploy\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end != -1 else None]
+    return DEPLOY.read_text()
 
 
 def shown(default) -> str:
@@ -34,7 +31,7 @@ def test_every_key_is_in_the_table():
         workload, _, suffix = key.name.rpartition(".")
         if workload in WORKLOADS and suffix in ("cpu", "memory", "cpuLimit", "memoryLimit"):
             continue
-        assert key.name in rows, f"{key.name} is missing from README.md's Deploy section"
+        assert key.name in rows, f"{key.name} is missing from docs/deploy.md"
         assert rows[key.name] == shown(key.default), (key.name, rows[key.name])
     assert set(rows) - set(KEY_NAMES) <= set(WORKLOADS), set(rows) - set(KEY_NAMES)
     for workload in WORKLOADS:
