@@ -49,3 +49,19 @@ def test_documented_commands_match_the_outputs(dev):
     assert dev.outputs["predictCommand"].split(" --server")[0] in text
     assert "pulumi config set --secret --path kubeflow-e2e:storage.accessKeyId" in text
     assert "python -m infra.render --stack dev --out" in text
+
+
+def test_the_front_page_quick_start_matches_the_program(dev):
+    """README.md's Deploy quick start: its port-forwards are the stack's outputs, its config keys are known."""
+    readme = (DEPLOY.parents[1] / "README.md").read_text()
+    start = readme.index("\n## Deploy\n")
+    quick = readme[start : readme.index("\n## ", start + 1)]
+    forwards = re.findall(r"^(kubectl .*port-forward \S+ \S+)", quick, re.M)
+    assert forwards and set(forwards) <= set(dev.outputs["portForward"].values())
+
+
+def test_every_config_set_on_a_page_names_a_known_key():
+    root = DEPLOY.parents[1]
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for key in re.findall(r"pulumi config set (?:--secret )?(?:--path )?kubeflow-e2e:([\w.]+)", page.read_text()):
+            assert key in KEY_NAMES, f"{page.name}: `pulumi config set` of an unknown key {key}"
