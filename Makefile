@@ -60,7 +60,7 @@ images:
 	done
 
 # End-to-end: the real Pulumi CLI and kubernetes provider against a real control plane on 127.0.0.1, all
-# built from Go modules into ~/.cache/kubeflow-e2e/tools/<versions>/ (first build: see README "End-to-end").
+# built from Go modules into ~/.cache/kubeflow-e2e/tools/<versions>/ (first build: see docs/e2e.md).
 e2e-tools:
 	$(PYTHON) e2e/tools.py
 
