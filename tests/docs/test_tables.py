@@ -138,3 +138,24 @@ def test_the_e2e_tool_versions_are_the_ones_built():
     versions = " ".join(cells[1] for cells in table if len(cells) == 2)
     for name in ("PULUMI", "K8S_PROVIDER", "ETCD", "KWOK", "KUBERNETES"):
         assert getattr(tools, name) in versions, name
+
+
+def test_the_image_commands_table_is_what_the_stacks_run():
+    from infra.render import render
+    from tests.images import commands
+
+    table = {(r[0], unquote(r[1])) for r in rows(section("trainer.md", "Images")) if len(r) == 3}
+    rendered = {}
+    for stack in ("dev", "prod"):
+        for c in commands.collect(render(stack)):
+            if c.ours:
+                shell = re.sub(r"s3://[\w.-]+/", "s3://<bucket>/", c.shell)
+                rendered.setdefault(stack, set()).add((c.image, shell))
+    assert table == rendered["dev"], "docs/trainer.md, Images: the dev stack runs other commands"
+    text = section("trainer.md", "Images")
+    for _, shell in rendered["prod"] - rendered["dev"]:  # prod differs only where the table says, `--shards 5`
+        words = shell.split()
+        twins = [dev.split() for _, dev in rendered["dev"] if len(dev.split()) == len(words)]
+        diffs = [[i for i, (a, b) in enumerate(zip(words, twin, strict=True)) if a != b] for twin in twins]
+        nearest = min(diffs, key=len)
+        assert nearest and all(f"`{words[i - 1]} {words[i]}`" in text for i in nearest), shell
