@@ -17,7 +17,7 @@ the figures that put them in context.
 4b. uploads     MB the summary writer uploads in the 1st and the 10th hour of a simulated 10-hour run
                 (summary_upload_mb_hour_1, summary_upload_mb_hour_10): flat, not growing with the run
 5. publish      export + upload as a model version to S3 vs the same export saved locally     goal <= 3
-6. render       `python -m infra.render --stack dev` at workers=1 and workers=64 (whole command) goal <= 2 s
+6. render       `python -m render --stack dev` at workers=1 and workers=64 (whole command) goal <= 2 s
 
 Training (2, 3) runs on an MNIST-sized split of random pixels, prepared by `prepare-data` like any source.
 The embedded S3 server (moto on 127.0.0.1) stands in for S3. Every `python -m trainer` process is the dev
@@ -395,7 +395,7 @@ class Bench:
                 out = self.out / "render" / f"w{workers}-{i}"
                 t = time.monotonic()
                 self.sup.run("render", f"render-w{workers}-{i}", [
-                    sys.executable, "-m", "infra.render", "--stack", "dev", "--out", str(out),
+                    sys.executable, "-m", "render", "--stack", "dev", "--out", str(out),
                     "--set", f"workers={workers}",
                     "--set", f"training.batchSize={max(64, 2 * (workers + 1))}"], dict(self.env), timeout=300)
                 runs.append(time.monotonic() - t)
@@ -403,7 +403,7 @@ class Bench:
         self.values["render_s_1"] = round(times[1], 3)
         self.values["render_s_64"] = round(times[64], 3)
         self.details["render"] = times
-        self.rows.append(("6 render", f"python -m infra.render --stack dev (whole command, median of "
+        self.rows.append(("6 render", f"python -m render --stack dev (whole command, median of "
                           f"{self.size['render_repeats']}): 1 worker {times[1]:.2f} s, 64 workers {times[64]:.2f} s"))
 
 

@@ -1,7 +1,7 @@
 """The dev stack's own pod specs as local processes: the one place where `make demo`, `make bench` and the
 pipeline tests get each process's command, args and environment.
 
-Everything comes from `infra.render.render("dev", overrides)` (the Pulumi program under mocks):
+Everything comes from `render.render("dev", overrides)` (the Pulumi program under mocks):
 
 | process              | taken from                                                                  |
 |----------------------|-----------------------------------------------------------------------------|
@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.podspec import S3_ROLES, credentials_secret
-from infra.render import Rendered, render
+from render import Rendered, render
 
 CREDENTIAL_SECRETS = {credentials_secret(role) for role in S3_ROLES}
 

@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         elif args.command == "registry":
             out = registry(env)
         else:
-            from infra.render import render
+            from render import render
 
             out = {"timeout-minutes": str(job_timeout_minutes(render(args.stack).resources))}
     except CIError as e:

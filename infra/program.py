@@ -1,5 +1,5 @@
 """The whole stack: config first (validated before any resource), then the components in dependency order,
-then the outputs. `__main__.py` calls `main()`; so does `python -m infra.render` under mocks."""
+then the outputs. `__main__.py` calls `main()`; so does `python -m render` under mocks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The policy pack's rules without a Pulumi CLI or cloud: render a stack under mocks (`infra.render`) and run
+"""The policy pack's rules without a Pulumi CLI or cloud: render a stack under mocks (`render.render`) and run
 every rule over the resources it registers. CI's credential-free job runs this, so forks get it too.
 
     python -m policy.check --stack dev [--set workers=64 --set training.batchSize=128] [--config policy/config.json]
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         overrides = parse_sets(args.sets)
-        from infra.render import render  # imports Pulumi: only once the arguments are good
+        from render import render  # imports Pulumi: only once the arguments are good
 
         rendered = render(args.stack, overrides=overrides)
     except UserError as exc:

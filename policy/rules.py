@@ -1,7 +1,7 @@
 """The stack's guardrails as plain functions over the resources a Pulumi program registers.
 
 A resource is a mapping {"type": <Pulumi type token>, "name": str, "inputs": mapping}, the shape that
-`infra.render` collects under mocks and that CrossGuard hands the policy pack (`args.props`). A stack rule
+`render.render` collects under mocks and that CrossGuard hands the policy pack (`args.props`). A stack rule
 may also read "refs": {property: [names of the resources that property came from]}, which the pack fills
 from Pulumi's property dependencies (during a real preview, ids are not known yet).
 

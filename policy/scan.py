@@ -1,7 +1,7 @@
 """The manifest security scan: checkov over rendered Kubernetes manifests, offline, where every failed check
 must be explained by an entry of policy/checkov-skips.yaml.
 
-    python -m infra.render --stack dev --out out/dev
+    python -m render --stack dev --out out/dev
     python -m policy.scan out/dev            # exit 1 and a list when a failure has no explanation
 
 checkov runs from its own environment (requirements/scan.txt): it pins packages the program needs newer.

@@ -1,5 +1,5 @@
 """Shared fixtures: a real S3 server on 127.0.0.1 for the whole session, a fresh bucket per test, and a
-helper that runs `python -m trainer` as a real process against it."""
+helper that runs `python -m trainer` as a real process against it, and the stacks' renders (once per session)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from demo import pipeline
 from demo.s3server import S3Server
+from tests.render.renders import VARIANTS, Renders
+
+if TYPE_CHECKING:
+    from render import Rendered
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,3 +68,31 @@ def run_trainer(s3_server):
         return proc
 
     return run
+
+
+# ---- renders of the stacks (tests/render/renders.py): each rendered once per session ----------------------
+
+
+@pytest.fixture(scope="session")
+def renders() -> Renders:
+    return Renders()
+
+
+@pytest.fixture(scope="session")
+def dev(renders) -> Rendered:
+    return renders.variant("dev")
+
+
+@pytest.fixture(scope="session")
+def prod(renders) -> Rendered:
+    return renders.variant("prod")
+
+
+@pytest.fixture(scope="session", params=["dev", "prod"])
+def stack(request, renders) -> Rendered:
+    return renders.variant(request.param)
+
+
+@pytest.fixture(scope="session", params=list(VARIANTS))
+def variant(request, renders) -> Rendered:
+    return renders.variant(request.param)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.render import Rendered
 from policy import scan
+from render import Rendered
 from tests.ci.tools import rendered, tool
 from tests.policy import samples
 

@@ -25,7 +25,7 @@ import yaml
 from infra import ci
 from infra.config import stack_values
 from infra.keys import KEY_NAMES
-from infra.render import stack_config
+from render import stack_config
 from tests.ci.tools import ROOT, rendered
 from tests.ci.workflow import (
     index_of,
@@ -95,7 +95,7 @@ def test_a_longer_training_wait_asks_for_a_longer_job(deploy):
 
 
 def rendered_with(stack, overrides):
-    from infra.render import render
+    from render import render
 
     return render(stack, overrides)
 
@@ -387,6 +387,8 @@ def test_each_side_renders_with_its_own_pinned_requirements(preview):
     assert '"$side/requirements/infra.txt"' in install and '"$side/requirements/constraints.txt"' in install
     assert 'python -m venv "$side/.venv"' in install
     render = next(s for s in job["steps"] if s.get("name", "").startswith("Render"))["run"]
+    assert '(cd "$side" && .venv/bin/python -m render' in render
+    # a base commit from before `render/` left infra/ still renders, with its own command
     assert '(cd "$side" && .venv/bin/python -m infra.render' in render
     assert "head/.venv/bin/python" not in render and '$PWD/head' not in render
 

@@ -74,7 +74,7 @@ def test_manifest_diff_needs_no_credentials_and_runs_for_forks(preview):
     text = yaml.safe_dump(job)
     assert "secrets." not in text and "id-token" not in text
     run = scripts(job)
-    assert "-m infra.render --stack" in run and "for side in base head" in run
+    assert "-m render --stack" in run and "for side in base head" in run
     assert "diff -ruN out/base out/head" in run and "GITHUB_STEP_SUMMARY" in run
     refs = [s["with"].get("ref") for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@")]
     assert refs == [None, "${{ github.event.pull_request.base.sha }}"]  # head (merge commit), base

@@ -27,7 +27,7 @@ def tool(name: str) -> Path:
 
 @functools.cache
 def rendered(stack: str):
-    """`infra.render` of a stack as committed, once per test session (it runs the program under mocks)."""
-    from infra.render import render
+    """`render` of a stack as committed, once per test session (it runs the program under mocks)."""
+    from render import render
 
     return render(stack)

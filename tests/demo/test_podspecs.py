@@ -14,7 +14,7 @@ from demo.pipeline import Supervisor
 from demo.pipeline import tf_config as local_tf_config
 from demo.podspecs import LocalStack, PodSpecError, tf_config
 from demo.s3server import CREDENTIALS
-from infra.render import render
+from render import render
 
 KEYS = {k: v for k, v in CREDENTIALS.items() if k != "AWS_REGION"}
 

@@ -14,7 +14,7 @@ import pytest
 from demo.pipeline import Proc, Supervisor
 from demo.podspecs import LocalStack
 from demo.s3server import CREDENTIALS
-from infra.render import Rendered, render
+from render import Rendered, render
 
 
 @functools.cache

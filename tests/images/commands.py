@@ -477,6 +477,6 @@ def listing(renders: list) -> str:
 
 
 if __name__ == "__main__":
-    from infra.render import render
+    from render import render
 
     print(listing([render("dev"), render("prod")]))

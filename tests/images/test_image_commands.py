@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from infra.render import render
+from render import render
 from tests.images import commands, venvs
 from tests.infra.pods import containers
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from infra.config import KEY_NAMES
-from infra.render import render
+from render import render
 from tests.images import commands, venvs
 
 ROOT = venvs.ROOT

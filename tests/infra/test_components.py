@@ -1,5 +1,5 @@
 """Each component on its own, in this process, under Pulumi's mocks (`pulumi.runtime.set_mocks`, through
-`infra.mocks`): what it registers for a given config."""
+`render.mocks`): what it registers for a given config."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.render import Rendered
+from render import Rendered
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "kubeflow-e2e"
@@ -112,7 +112,7 @@ def run_nca(work: Path) -> subprocess.CompletedProcess:
 @functools.cache
 def table(name: str) -> list[tuple[str, str, str]]:
     """`nca --connectivity` over the variant's policies and pods: (source, destination, connections) lines."""
-    from infra.render import render
+    from render import render
 
     stack, overrides = VARIANTS[name]
     r = render(stack, overrides)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from infra.config import GROUPS, KEY_NAMES, NS, ConfigError, stack_values
-from infra.render import stack_config
+from render import stack_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""The guardrails over what the real program registers (`infra.render` under mocks): both stacks as
+"""The guardrails over what the real program registers (`render` under mocks): both stacks as
 committed pass every rule, and a deliberately bad variant of them is reported."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from infra.render import Rendered, render
 from policy import rules
+from render import Rendered, render
 from tests.ci.tools import ROOT, rendered
 from tests.policy import samples
 from tests.policy.test_pack import probe

@@ -1,4 +1,4 @@
-"""Runs the Pulumi program once under mocks, in this (fresh) process: `infra.render` starts it.
+"""Runs the Pulumi program once under mocks, in this (fresh) process: `render.stack.render` starts it.
 
 Pulumi's mocks are process-global and the program must be imported after they are set, so each render gets
 its own interpreter. Reads `{"stack", "config", "secret_keys"}` as JSON on stdin and writes
@@ -21,7 +21,8 @@ def run(request: dict) -> dict:
     os.environ["PULUMI_CONFIG"] = json.dumps(request["config"])
     os.environ["PULUMI_CONFIG_SECRET_KEYS"] = json.dumps(request["secret_keys"])
 
-    from infra import config, mocks
+    from infra import config
+    from render import mocks
 
     monitor = mocks.install(config.NS, request["stack"])
     config.from_pulumi()  # a config error stops here, before any resource

@@ -1,4 +1,4 @@
-"""`python -m infra.render`: both stacks render offline, deterministically, without credentials; config
+"""`python -m render`: both stacks render offline, deterministically, without credentials; config
 errors stop the render with the CLI's one-line message."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import pytest
 import yaml
 
 from infra.config import NS, ConfigError
-from infra.render import render, stack_config
+from render import render, stack_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "infra.render", *args],
+        [sys.executable, "-m", "render", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -1,5 +1,5 @@
-"""`python -m infra.render --stack dev --out DIR [--set key=value ...]`: what the Pulumi program declares,
-rendered offline under Pulumi's mocks.
+"""What the Pulumi program declares, rendered offline under Pulumi's mocks (the library behind
+`python -m render --stack dev --out DIR [--set key=value ...]`).
 
 This is not `pulumi preview`: no Pulumi CLI, no provider plugin, no cluster and no credentials are involved.
 Helm charts and kustomize manifests are rendered by the provider at deploy time, so here they appear as one
@@ -20,7 +20,6 @@ Python API (used by the tests and the policy checks):
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import shutil
@@ -187,7 +186,7 @@ def render(stack: str, overrides: dict | None = None, root: Path = ROOT) -> Rend
     values, secret_keys = stack_config(stack, overrides, root)
     request = json.dumps({"stack": stack, "config": values, "secret_keys": secret_keys})
     proc = subprocess.run(
-        [sys.executable, "-m", "infra.mockrun"],
+        [sys.executable, "-m", "render.mockrun"],
         input=request,
         capture_output=True,
         text=True,
@@ -231,42 +230,3 @@ def _order(records: list[dict]) -> list[dict]:
             placed.add(u)
         remaining = [u for u in remaining if u not in placed]
     return [by_urn[u] for u in done]
-
-
-def _parse_set(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError("--set wants key=value", item, "e.g. --set workers=4")
-        out[key] = value
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.render", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stack", default="dev", help="stack name: reads Pulumi.<stack>.yaml (default: dev)")
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a config key (namespace {NS} implied), repeatable",
-    )
-    args = parser.parse_args(argv)
-    try:
-        rendered = render(args.stack, _parse_set(args.set))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    written = rendered.write(args.out)
-    print(
-        f"{args.stack}: {len(rendered.manifests)} Kubernetes objects and {len(rendered.others())} other "
-        f"resources written under {args.out} ({len(written)} files)"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

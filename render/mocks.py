@@ -1,4 +1,4 @@
-"""Pulumi mocks that record what the program declares: the engine for `python -m infra.render` and for the
+"""Pulumi mocks that record what the program declares: the engine for `python -m render` and for the
 component tests. No provider runs, so nothing here reaches a cluster or a cloud.
 
 Facts the mocks work around (pulumi 3.272 / pulumi-kubernetes 4.34): names get no auto-suffix, so
