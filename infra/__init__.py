@@ -1,2 +1,2 @@
-"""The Pulumi program's components (one module per concern), `python -m render`, and
-`python -m infra.ci` (what a CI job checks before it touches a stack)."""
+"""The Pulumi program: one `ComponentResource` per concern and the typed, validated config. The offline
+render lives in `render/`, the CI jobs' settings check in `ci/`."""

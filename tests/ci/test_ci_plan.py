@@ -1,4 +1,4 @@
-"""`infra.ci plan`: every setting a stack job needs, checked before it spends any time, each problem named
+"""`ci plan`: every setting a stack job needs, checked before it spends any time, each problem named
 with its fix; and the stack name form that works on Pulumi Cloud and on a self-managed backend."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from infra import ci
+from ci import settings
 from tests.ci.tools import ROOT
 
 CLOUD = {"HAS_PULUMI_ACCESS_TOKEN": "true", "HAS_KUBE_CONFIG": "true"}
@@ -15,11 +15,11 @@ AWS = {"AWS_REGION": "us-east-1", "AWS_DEPLOY_ROLE_ARN": "arn:aws:iam::123456789
 
 
 def plan(stack="dev", root=ROOT, **env):
-    return ci.plan(stack, env, "AWS_DEPLOY_ROLE_ARN", root)
+    return settings.plan(stack, env, "AWS_DEPLOY_ROLE_ARN", root)
 
 
 def problems(stack="dev", root=ROOT, **env) -> str:
-    with pytest.raises(ci.CIError) as info:
+    with pytest.raises(settings.CIError) as info:
         plan(stack, root, **env)
     return str(info.value)
 
@@ -93,17 +93,17 @@ def test_an_unknown_stack_is_named():
 
 @pytest.mark.parametrize("value", ["acme", "https://ghcr.io/acme", "ghcr.io/Acme", "ghcr.io/acme:1.0"])
 def test_a_bad_registry_is_refused(value):
-    with pytest.raises(ci.CIError, match="IMAGE_REGISTRY"):
-        ci.registry({"IMAGE_REGISTRY": value})
+    with pytest.raises(settings.CIError, match="IMAGE_REGISTRY"):
+        settings.registry({"IMAGE_REGISTRY": value})
 
 
 def test_the_cli_prints_outputs_and_exits_2_on_problems(capsys, tmp_path):
-    assert ci.main(["plan", "--stack", "dev", "--role-variable", "AWS_DEPLOY_ROLE_ARN"], env=CLOUD) == 0
+    assert settings.main(["plan", "--stack", "dev", "--role-variable", "AWS_DEPLOY_ROLE_ARN"], env=CLOUD) == 0
     assert capsys.readouterr().out.splitlines() == [
         "stack-name=dev", "aws=false", "cluster=kubeconfig", "secrets-provider="]
     error_file = tmp_path / "problems.txt"
     argv = ["plan", "--stack", "dev", "--role-variable", "AWS_DEPLOY_ROLE_ARN", "--error-file", str(error_file)]
-    assert ci.main(argv, env={"GITHUB_ACTIONS": "true"}) == 2
+    assert settings.main(argv, env={"GITHUB_ACTIONS": "true"}) == 2
     err = capsys.readouterr().err
     assert err.startswith("::error::") and "no cluster for stack dev" in err
     assert "no cluster for stack dev" in error_file.read_text()

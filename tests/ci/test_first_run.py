@@ -22,7 +22,7 @@ import textwrap
 import pytest
 import yaml
 
-from infra import ci
+from ci import settings
 from infra.config import stack_values
 from infra.keys import KEY_NAMES
 from render import stack_config
@@ -68,20 +68,20 @@ def waits_from_stack_file(stack: str) -> int:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_render_awaits_what_the_stack_file_configures(stack):
-    assert ci.awaited_seconds(rendered(stack).resources) == waits_from_stack_file(stack)
+    assert settings.awaited_seconds(rendered(stack).resources) == waits_from_stack_file(stack)
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_deploy_job_timeout_is_the_stacks_waits_plus_the_margin(deploy, stack):
     """Change a wait in Pulumi.<stack>.yaml (or its default in infra/keys.py) and this fails until the job's
-    timeout-minutes is updated: `python -m infra.ci timeout --stack <stack>` prints the value."""
-    want = math.ceil(waits_from_stack_file(stack) / 60) + ci.MARGIN_MINUTES
-    assert ci.job_timeout_minutes(rendered(stack).resources) == want
+    timeout-minutes is updated: `python -m ci timeout --stack <stack>` prints the value."""
+    want = math.ceil(waits_from_stack_file(stack) / 60) + settings.MARGIN_MINUTES
+    assert settings.job_timeout_minutes(rendered(stack).resources) == want
     job = deploy["jobs"][stack]
     assert job["timeout-minutes"] == want, (
         f"deploy.yml job {stack}: timeout-minutes {job['timeout-minutes']}, but the stack waits "
         f"{waits_from_stack_file(stack)} s: set it to {want} (and role-duration-seconds to {want * 60})")
-    assert want <= ci.GITHUB_HOSTED_MAX_MINUTES, "longer than a GitHub-hosted runner allows: use a self-hosted one"
+    assert want <= settings.GITHUB_HOSTED_MAX_MINUTES, "longer than a GitHub-hosted runner allows: use one self-hosted"
 
 
 def test_the_ci_page_states_the_job_timeouts(deploy):
@@ -91,7 +91,7 @@ def test_the_ci_page_states_the_job_timeouts(deploy):
 
 def test_a_longer_training_wait_asks_for_a_longer_job(deploy):
     longer = rendered_with("prod", {"training.timeoutSeconds": 3 * 3600})
-    assert ci.job_timeout_minutes(longer.resources) == deploy["jobs"]["prod"]["timeout-minutes"] + 60
+    assert settings.job_timeout_minutes(longer.resources) == deploy["jobs"]["prod"]["timeout-minutes"] + 60
 
 
 def rendered_with(stack, overrides):
@@ -101,7 +101,7 @@ def rendered_with(stack, overrides):
 
 
 def test_the_timeout_command_prints_the_deploy_timeout(deploy):
-    out = subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "infra.ci", "timeout", "--stack", "prod"],
+    out = subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "ci", "timeout", "--stack", "prod"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"timeout-minutes={deploy['jobs']['prod']['timeout-minutes']}"
@@ -114,7 +114,7 @@ def test_aws_sessions_outlive_their_jobs(preview, deploy):
         for step in steps_using(job, "aws-actions/configure-aws-credentials"):
             seconds = int(step["with"].get("role-duration-seconds", DEFAULT_SESSION_SECONDS))
             assert seconds >= job["timeout-minutes"] * 60, (workflow, name, seconds, job["timeout-minutes"])
-            assert 900 <= seconds <= ci.MAX_ROLE_SESSION_SECONDS, (workflow, name, seconds)
+            assert 900 <= seconds <= settings.MAX_ROLE_SESSION_SECONDS, (workflow, name, seconds)
 
 
 def test_the_ci_page_says_how_to_clear_a_lock_and_the_roles_session_limit():
@@ -136,7 +136,7 @@ def plan_values(stack: str, **settings) -> dict[str, str]:
 def test_every_stack_job_checks_its_settings_before_it_touches_anything(preview, deploy):
     for workflow, name, job in all_stack_jobs(preview, deploy):
         plan = step_with_id(job, "plan")
-        assert "-m infra.ci plan" in plan["run"], (workflow, name)
+        assert "-m ci plan" in plan["run"], (workflow, name)
         later = [s for s in job["steps"] if s.get("uses", "").startswith(("aws-actions/", "pulumi/actions@"))
                  or "kubectl" in s.get("name", "")]
         assert later and all(index_of(job, s) > index_of(job, plan) for s in later), (workflow, name)

@@ -1,8 +1,8 @@
 """What a GitHub Actions job must know before it touches a stack, checked before it spends any time.
 
-    python -m infra.ci plan --stack dev --role-variable AWS_DEPLOY_ROLE_ARN   # key=value lines for $GITHUB_OUTPUT
-    python -m infra.ci registry                                              # where the deploy pushes images
-    python -m infra.ci timeout --stack prod                                  # the job timeout the stack needs
+    python -m ci plan --stack dev --role-variable AWS_DEPLOY_ROLE_ARN   # key=value lines for $GITHUB_OUTPUT
+    python -m ci registry                                              # where the deploy pushes images
+    python -m ci timeout --stack prod                                  # the job timeout the stack needs
 
 `plan` reads the repository's settings from the environment (the workflow passes each variable by its own
 name, and each secret only as `HAS_<NAME>=true|false`) and the stack's file `Pulumi.<stack>.yaml`, and
@@ -235,7 +235,7 @@ def job_timeout_minutes(resources: list[dict]) -> int:
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.ci", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ci", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("plan", help="check a job's settings; print stack-name, aws, cluster, secrets-provider")
     p.add_argument("--stack", required=True)
@@ -274,6 +274,3 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     print("\n".join(f"{k}={v}" for k, v in out.items()))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

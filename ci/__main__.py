@@ -1,0 +1,7 @@
+"""`python -m ci plan|registry|timeout`: see `ci.settings`."""
+
+import sys
+
+from ci.settings import main
+
+sys.exit(main())
