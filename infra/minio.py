@@ -29,9 +29,11 @@ from infra.podspec import (
     selector,
 )
 from infra.s3bucket import bucket_policy_statements
+from infra.storagemode import RoleKey, StorageMode, role_secret
 
 if TYPE_CHECKING:
-    from infra.storage import Storage
+    from infra.config import StackConfig
+    from infra.namespace import Namespace
 
 MINIO_PORT = 9000
 # The bucket-creation step. Idempotent, so a re-run (the Job replaced) changes nothing; it also makes one MinIO
@@ -85,11 +87,11 @@ def kept(secret: k8s.core.v1.Secret, key: str) -> pulumi.Output[str]:
     return pulumi.Output.secret(pulumi.Output.all(secret.data, secret.string_data).apply(pick))
 
 
-def declare(c: Storage) -> None:
-    """MinIO in the namespace: generated credentials, a volume, the server, and the bucket Job."""
-    cfg = c.cfg
-    child = pulumi.ResourceOptions(parent=c)
-    ns = c.ns.name
+def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> StorageMode:
+    """MinIO in the namespace: generated credentials, a volume, the server, and the bucket Job, each a child
+    of PARENT (the Storage component)."""
+    child = pulumi.ResourceOptions(parent=parent)
+    ns = namespace.name
     meta = lambda name: {"name": name, "namespace": ns, "labels": labels(cfg, "minio")}  # noqa: E731
 
     root_user, root_password = generated_credential()
@@ -101,7 +103,7 @@ def declare(c: Storage) -> None:
             "MINIO_ROOT_USER": pulumi.Output.secret(root_user),
             "MINIO_ROOT_PASSWORD": pulumi.Output.secret(root_password),
         },
-        opts=pulumi.ResourceOptions(parent=c, **KEEP),
+        opts=pulumi.ResourceOptions(parent=parent, **KEEP),
     )
     # Every user for the Job; each role's own Secret copies its pair from here.
     users_data: dict[str, pulumi.Input[str]] = {}
@@ -114,13 +116,12 @@ def declare(c: Storage) -> None:
         metadata=meta("minio-users"),
         type="Opaque",
         string_data=users_data,
-        opts=pulumi.ResourceOptions(parent=c, **KEEP),
+        opts=pulumi.ResourceOptions(parent=parent, **KEEP),
     )
     roles = s3_roles(cfg)
-    for role in roles:
-        c.keys[role] = (kept(users, f"{role}.id"), kept(users, f"{role}.key"), [])
+    keys = {role: RoleKey(kept(users, f"{role}.id"), kept(users, f"{role}.key"), []) for role in roles}
     # Our pods' Secrets (the cache's goes to the cache namespace, `infra.fluid`).
-    role_secrets = [c.role_secret(role) for role in roles if role != "cache"]
+    role_secrets = [role_secret(parent, cfg, role, keys[role], ns) for role in roles if role != "cache"]
     pvc = k8s.core.v1.PersistentVolumeClaim(
         "pvc-minio",
         # Local clusters bind a claim only when its first pod is scheduled (WaitForFirstConsumer), and
@@ -183,7 +184,7 @@ def declare(c: Storage) -> None:
                 },
             },
         },
-        opts=pulumi.ResourceOptions(parent=c, depends_on=[root, pvc, *c.ns.ready]),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[root, pvc, *namespace.ready]),
     )
     service = k8s.core.v1.Service(
         "service-minio",
@@ -193,9 +194,9 @@ def declare(c: Storage) -> None:
             "selector": selector("minio"),
             "ports": [{"name": "s3", "port": MINIO_PORT, "targetPort": MINIO_PORT}],
         },
-        opts=pulumi.ResourceOptions(parent=c, depends_on=[server]),  # awaited until it has endpoints
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[server]),  # awaited until it has endpoints
     )
-    c.endpoint = f"http://minio.{cfg.namespace}.svc:{MINIO_PORT}"
+    endpoint = f"http://minio.{cfg.namespace}.svc:{MINIO_PORT}"
     policy = k8s.core.v1.ConfigMap(
         "configmap-minio-policy",
         metadata=meta("minio-bucket-policy"),
@@ -230,7 +231,7 @@ def declare(c: Storage) -> None:
                             cfg.resources["sync"],
                             command=["/bin/sh", "-c", MINIO_SETUP],
                             env=[
-                                {"name": "S3_ENDPOINT", "value": c.endpoint},
+                                {"name": "S3_ENDPOINT", "value": endpoint},
                                 {"name": "BUCKET", "value": cfg.storage.bucket},
                                 {"name": "MC_CONFIG_DIR", "value": "/tmp/.mc"},
                                 {"name": "ROLES", "value": " ".join(roles)},
@@ -250,17 +251,16 @@ def declare(c: Storage) -> None:
                 },
             },
         },
-        opts=pulumi.ResourceOptions(parent=c, depends_on=[server, service, policy, users, *c.ns.ready]),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[server, service, policy, users, *namespace.ready]),
     )
-    c.bucket = pulumi.Output.from_input(cfg.storage.bucket)
-    c.ready = [job, *role_secrets]
-    c.accesses = {
+    bucket = pulumi.Output.from_input(cfg.storage.bucket)
+    accesses = {
         role: S3Access(
-            bucket=c.bucket,
+            bucket=bucket,
             region=cfg.storage.region,
-            endpoint=c.endpoint,
+            endpoint=endpoint,
             secret_name=credentials_secret(role),
         )
         for role in roles
     }
-    c.access = c.accesses["pipeline"]
+    return StorageMode(bucket=bucket, accesses=accesses, ready=[job, *role_secrets], keys=keys)

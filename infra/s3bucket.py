@@ -11,9 +11,11 @@ import pulumi
 
 from infra.config import oidc_issuer
 from infra.podspec import S3_ROLES, S3Access, credentials_secret, s3_roles
+from infra.storagemode import RoleKey, StorageMode, role_secret
 
 if TYPE_CHECKING:
-    from infra.storage import Storage
+    from infra.config import StackConfig
+    from infra.namespace import Namespace
 
 
 def bucket_policy_statements(bucket_arn: str, role: str) -> list[dict]:
@@ -41,17 +43,18 @@ def policy_document(bucket_arn: str, role: str) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": bucket_policy_statements(bucket_arn, role)})
 
 
-def declare(c: Storage) -> None:
-    """An S3 bucket on AWS and the IAM access to it (an IAM user key in a Secret, or IRSA)."""
+def declare(parent: pulumi.Resource, cfg: StackConfig, ns: Namespace) -> StorageMode:
+    """An S3 bucket on AWS and the IAM access to it (an IAM user key in a Secret, or IRSA), each a child of
+    PARENT (the Storage component)."""
     import pulumi_aws as aws
 
-    cfg, s = c.cfg, c.cfg.storage
-    provider = aws.Provider("aws", region=s.region, opts=pulumi.ResourceOptions(parent=c))
+    s = cfg.storage
+    provider = aws.Provider("aws", region=s.region, opts=pulumi.ResourceOptions(parent=parent))
     # A kept bucket keeps everything that hardens it: its public access block, encryption, TLS-only policy,
     # versioning and lifecycle are separate resources, and deleting them on destroy would leave the retained
     # bucket open, unversioned and growing. So every aws.s3 resource gets the bucket's protect/retain.
     keep = pulumi.ResourceOptions(protect=s.protect, retain_on_delete=s.protect)
-    on_aws = pulumi.ResourceOptions(parent=c, provider=provider)
+    on_aws = pulumi.ResourceOptions(parent=parent, provider=provider)
     bucket = aws.s3.Bucket(
         "bucket",
         bucket=s.bucket,
@@ -59,7 +62,6 @@ def declare(c: Storage) -> None:
         tags={"project": cfg.project, "stack": cfg.stack},
         opts=pulumi.ResourceOptions.merge(on_aws, keep),
     )
-    c.bucket = bucket.bucket
     iam = on_aws  # access for this stack's pods: goes with the stack
     on_aws = pulumi.ResourceOptions.merge(on_aws, keep)
     after_bucket = pulumi.ResourceOptions.merge(on_aws, pulumi.ResourceOptions(depends_on=[bucket]))
@@ -151,8 +153,9 @@ def declare(c: Storage) -> None:
             on_aws, pulumi.ResourceOptions(depends_on=[r for r in (versioning, tls_only) if r])
         ),
     )
-    c.ready = [bucket, ownership, public_block, encryption, tls_only, lifecycle]
-    c.accesses = {}
+    ready: list[pulumi.Resource] = [bucket, ownership, public_block, encryption, tls_only, lifecycle]
+    accesses: dict[str, S3Access] = {}
+    keys: dict[str, RoleKey] = {}
     for role in s3_roles(cfg):
         # The pipeline's resource names are the ones earlier versions used (no replacement on update).
         prefix = "bucket-access" if role == "pipeline" else f"bucket-access-{role}"
@@ -164,32 +167,29 @@ def declare(c: Storage) -> None:
             opts=iam,
         )
         if s.credentials == "irsa":
-            c.ready.append(_irsa_role(c, aws, role, policy, iam))
+            ready.append(_irsa_role(cfg, aws, role, policy, iam))
             secret_name = None
         else:
-            secret_name = _user_key(c, aws, role, policy, iam)
-        c.accesses[role] = S3Access(bucket=c.bucket, region=s.region, endpoint=None, secret_name=secret_name)
-    c.access = c.accesses["pipeline"]
+            keys[role] = _user_key(cfg, aws, role, policy, iam)
+            if role != "cache":  # the cache's lives in the cache namespace: `infra.fluid` asks Storage for it
+                ready.append(role_secret(parent, cfg, role, keys[role], ns.name))
+            secret_name = credentials_secret(role)
+        accesses[role] = S3Access(bucket=bucket.bucket, region=s.region, endpoint=None, secret_name=secret_name)
+    return StorageMode(bucket=bucket.bucket, accesses=accesses, ready=ready, keys=keys)
 
 
-def _user_key(c: Storage, aws, role: str, policy, on_aws: pulumi.ResourceOptions) -> str | None:
-    """An IAM user with this role's policy and an access key, in the role's Secret (the cache's lives in the
-    cache namespace: `infra.fluid` asks `Storage.role_secret` for it)."""
-    cfg = c.cfg
+def _user_key(cfg: StackConfig, aws, role: str, policy, on_aws: pulumi.ResourceOptions) -> RoleKey:
+    """An IAM user with this role's policy and an access key."""
     base = "pipeline-user" if role == "pipeline" else f"{role}-user"
     name = f"{cfg.project}-{cfg.stack}-{cfg.namespace}"  # the pipeline's, as earlier versions named it
     user = aws.iam.User(base, name=(name if role == "pipeline" else f"{name}-{role}")[:64], opts=on_aws)
     attach = aws.iam.UserPolicyAttachment(f"{base}-policy", user=user.name, policy_arn=policy.arn, opts=on_aws)
     key = aws.iam.AccessKey(f"{base}-key", user=user.name, opts=on_aws)
-    c.keys[role] = (key.id, key.secret, [attach])
-    if role != "cache":
-        c.ready.append(c.role_secret(role))
-    return credentials_secret(role)
+    return RoleKey(key.id, key.secret, [attach])
 
 
-def _irsa_role(c: Storage, aws, role: str, policy, on_aws: pulumi.ResourceOptions):
+def _irsa_role(cfg: StackConfig, aws, role: str, policy, on_aws: pulumi.ResourceOptions):
     """A role trusted by the cluster's OIDC provider for exactly one ServiceAccount."""
-    cfg = c.cfg
     arn = cfg.storage.oidc_provider_arn
     issuer = oidc_issuer(arn)
     namespace, account = cfg.irsa_subjects[role]

@@ -5,12 +5,11 @@
 - `minio` (`infra.minio`): MinIO in the namespace, the dev default.
 
 Whatever the mode, pods get the same `S3Access`: endpoint, region and a Secret name (or IRSA), and
-`ready`, what must exist before a pod uses the bucket.
+`ready`, what must exist before a pod uses the bucket. Each mode is a function that returns a
+`StorageMode` (`infra.storagemode`), which this component reads.
 """
 
 from __future__ import annotations
-
-import base64
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -18,30 +17,28 @@ import pulumi_kubernetes as k8s
 from infra import minio, s3bucket
 from infra.config import StackConfig
 from infra.namespace import Namespace
-from infra.podspec import CREDENTIALS_SECRET, S3Access, credentials_secret, labels, s3_roles
-
-
-def _b64(value: str) -> str:
-    return base64.b64encode(value.encode()).decode()
+from infra.podspec import CREDENTIALS_SECRET, S3Access, s3_roles
+from infra.storagemode import RoleKey, StorageMode, role_secret
 
 
 class Storage(pulumi.ComponentResource):
     access: S3Access  # the pipeline's
     accesses: dict[str, S3Access]  # per role (`podspec.s3_roles`)
     bucket: pulumi.Output[str]
+    ready: list[pulumi.Resource]  # what must exist before a pod uses the bucket
+    keys: dict[str, RoleKey]  # per role, every mode but IRSA
 
     def __init__(self, name: str, cfg: StackConfig, ns: Namespace, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kubeflow-e2e:infra:Storage", name, None, opts)
         self.cfg, self.ns = cfg, ns
-        self.ready: list[pulumi.Resource] = []
-        # role -> (access key id, secret key, what the key needs first); every mode but IRSA
-        self.keys: dict[str, tuple[pulumi.Input[str], pulumi.Input[str], list[pulumi.Resource]]] = {}
         if cfg.storage.mode == "aws":
-            s3bucket.declare(self)
+            mode = s3bucket.declare(self, cfg, ns)
         elif cfg.storage.mode == "external":
-            self._external()
+            mode = external(self, cfg, ns)
         else:
-            minio.declare(self)
+            mode = minio.declare(self, cfg, ns)
+        self.bucket, self.accesses, self.ready, self.keys = mode.bucket, mode.accesses, mode.ready, mode.keys
+        self.access = mode.access
         for a in self.accesses.values():
             a.depends_on = self.ready
         self.register_outputs({"bucket": self.bucket, "endpoint": self.access.endpoint or ""})
@@ -50,38 +47,24 @@ class Storage(pulumi.ComponentResource):
         self, role: str, namespace: pulumi.Input[str] | None = None, depends_on=(), resource_name: str | None = None
     ) -> k8s.core.v1.Secret:
         """The Secret holding a role's keys (`s3-credentials` for the pipeline, `s3-credentials-<role>` for
-        the others), by default in our namespace."""
-        key_id, secret, needs = self.keys[role]
-        default = "secret-s3-credentials" if role == "pipeline" else f"secret-s3-credentials-{role}"
-        return k8s.core.v1.Secret(
-            resource_name or default,
-            metadata={
-                "name": credentials_secret(role),
-                "namespace": self.ns.name if namespace is None else namespace,
-                "labels": labels(self.cfg, "storage"),
-            },
-            type="Opaque",
-            # `data`, not `stringData`: the provider records stringData as data, so a stringData whose values
-            # come from another resource's outputs shows a diff (and a replacement) on every run (`make e2e`).
-            data={
-                "AWS_ACCESS_KEY_ID": pulumi.Output.secret(pulumi.Output.from_input(key_id).apply(_b64)),
-                "AWS_SECRET_ACCESS_KEY": pulumi.Output.secret(pulumi.Output.from_input(secret).apply(_b64)),
-            },
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[*needs, *depends_on],
-                # MinIO's generated keys: the engine keeps the first run's values (`infra.minio`).
-                ignore_changes=["data", "stringData"] if self.cfg.storage.mode == "minio" else None,
-            ),
+        the others), by default in our namespace; a child of this component."""
+        return role_secret(
+            self,
+            self.cfg,
+            role,
+            self.keys[role],
+            self.ns.name if namespace is None else namespace,
+            depends_on,
+            resource_name,
         )
 
-    def _external(self) -> None:
-        """An existing S3-compatible endpoint: nothing to create but the Secret with its keys. The endpoint
-        comes with one key from config, so every role shares it (separate rights need keys made there)."""
-        s = self.cfg.storage
-        self.bucket = pulumi.Output.from_input(s.bucket)
-        for role in s3_roles(self.cfg):
-            self.keys[role] = (s.access_key_id, s.secret_access_key, [])
-        self.ready = [self.role_secret("pipeline")]
-        self.access = S3Access(bucket=self.bucket, region=s.region, endpoint=s.endpoint, secret_name=CREDENTIALS_SECRET)
-        self.accesses = {role: self.access for role in s3_roles(self.cfg)}
+
+def external(parent: pulumi.Resource, cfg: StackConfig, ns: Namespace) -> StorageMode:
+    """An existing S3-compatible endpoint: nothing to create but the Secret with its keys. The endpoint
+    comes with one key from config, so every role shares it (separate rights need keys made there)."""
+    s = cfg.storage
+    bucket = pulumi.Output.from_input(s.bucket)
+    keys = {role: RoleKey(s.access_key_id, s.secret_access_key, []) for role in s3_roles(cfg)}
+    ready = [role_secret(parent, cfg, "pipeline", keys["pipeline"], ns.name)]
+    access = S3Access(bucket=bucket, region=s.region, endpoint=s.endpoint, secret_name=CREDENTIALS_SECRET)
+    return StorageMode(bucket=bucket, accesses={role: access for role in s3_roles(cfg)}, ready=ready, keys=keys)
