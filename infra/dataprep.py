@@ -7,7 +7,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import gate
+from infra import component, gate
 from infra.config import StackConfig
 from infra.podspec import EXECUTOR_SA, TMP_VOLUME, S3Access, container, labels, pod_security, trainer_command
 from trainer import rules
@@ -58,7 +58,6 @@ class DataPrep(pulumi.ComponentResource):
         namespace: pulumi.Input[str],
         access: S3Access,
         data_url: pulumi.Input[str],
-        depends_on: list[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("kubeflow-e2e:infra:DataPrep", name, None, opts)
@@ -82,7 +81,10 @@ class DataPrep(pulumi.ComponentResource):
             },
             # A finished Workflow never runs again: a changed spec means a new Workflow.
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=depends_on, replace_on_changes=["spec"], delete_before_replace=True
+                parent=self,
+                depends_on=component.depends_on(opts),
+                replace_on_changes=["spec"],
+                delete_before_replace=True,
             ),
         )
         self.gate = gate.StepGate(

@@ -56,8 +56,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         ns.name,
         access,
         data_url,
-        depends_on=[*argo.ready, *access.depends_on, *ns.ready],
-        opts=opts(),
+        opts=opts(depends_on=[*argo.ready, *access.depends_on, *ns.ready]),
     )
     data_ready: list[pulumi.Resource] = [prep.gate]
     if cfg.fluid.enabled:
@@ -76,8 +75,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         data_url,
         run_url,
         model_url,
-        depends_on=[*operator.ready, *ns.ready, *data_ready],
-        opts=opts(),
+        opts=opts(depends_on=[*operator.ready, *ns.ready, *data_ready]),
     )
     tensorboard = TensorBoard(
         "tensorboard",
@@ -85,8 +83,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         ns.name,
         storage.accesses["tensorboard"],
         logdir,
-        depends_on=[*access.depends_on, *ns.ready],
-        opts=opts(),
+        opts=opts(depends_on=[*access.depends_on, *ns.ready]),
     )
     serve_after = [training.gate] if training.gate else []
     serving = Serving(
@@ -95,8 +92,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         ns.name,
         storage.accesses["serving"],
         model_url,
-        depends_on=[*access.depends_on, *ns.ready, *serve_after],
-        opts=opts(),
+        opts=opts(depends_on=[*access.depends_on, *ns.ready, *serve_after]),
     )
     retraining = Retraining(
         "retraining",
@@ -105,8 +101,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         access,
         data_url,
         model_url,
-        depends_on=[*argo.ready, *operator.ready, prep.gate, *ns.ready],
-        opts=opts(),
+        opts=opts(depends_on=[*argo.ready, *operator.ready, prep.gate, *ns.ready]),
     )
 
     n = cfg.namespace

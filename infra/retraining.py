@@ -10,6 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
+from infra import component
 from infra.config import StackConfig
 from infra.dataprep import prepare_template, workflow_pod_spec
 from infra.podspec import S3Access, container, labels, trainer_command
@@ -113,7 +114,6 @@ class Retraining(pulumi.ComponentResource):
         access: S3Access,
         data_url: Any,
         model_url: Any,
-        depends_on: list[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("kubeflow-e2e:infra:Retraining", name, None, opts)
@@ -126,7 +126,7 @@ class Retraining(pulumi.ComponentResource):
             kind="WorkflowTemplate",
             metadata={"name": NAME, "namespace": namespace, "labels": labels(cfg, "retraining")},
             spec=spec,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=component.depends_on(opts)),
         )
         self.submit = f"argo submit -n {cfg.namespace} --from workflowtemplate/{NAME} --watch"
         self.register_outputs({"submit": self.submit})

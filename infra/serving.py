@@ -10,6 +10,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra import component
 from infra.config import StackConfig
 from infra.podspec import (
     TMP_VOLUME,
@@ -48,7 +49,6 @@ class Serving(pulumi.ComponentResource):
         namespace: pulumi.Input[str],
         access: S3Access,
         model_url: Any,
-        depends_on: list[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("kubeflow-e2e:infra:Serving", name, None, opts)
@@ -118,7 +118,7 @@ class Serving(pulumi.ComponentResource):
                     },
                 },
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=component.depends_on(opts)),
         )
         # Without waitForTraining nothing on the serving path is awaited: the Service would be awaited until it
         # has endpoints, i.e. until a serving pod is ready, i.e. until a model exists.

@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra import component
 from infra.config import StackConfig
 from infra.podspec import TMP_VOLUME, S3Access, container, labels, pod_security, selector
 
@@ -22,7 +23,6 @@ class TensorBoard(pulumi.ComponentResource):
         namespace: pulumi.Input[str],
         access: S3Access,
         logdir: Any,
-        depends_on: list[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("kubeflow-e2e:infra:TensorBoard", name, None, opts)
@@ -61,7 +61,7 @@ class TensorBoard(pulumi.ComponentResource):
                     },
                 },
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=component.depends_on(opts)),
         )
         self.service = k8s.core.v1.Service(
             "service-tensorboard",

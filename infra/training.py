@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import fluid, gate
+from infra import component, fluid, gate
 from infra.config import StackConfig
 from infra.podspec import TMP_VOLUME, S3Access, container, labels, pod_security, trainer_command
 
@@ -92,7 +92,6 @@ class Training(pulumi.ComponentResource):
         data_url: Any,
         run_url: Any,
         model_url: Any,
-        depends_on: list[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("kubeflow-e2e:infra:Training", name, None, opts)
@@ -113,7 +112,10 @@ class Training(pulumi.ComponentResource):
             # A TFJob's replicas cannot be edited in place; a new spec is a new job (and a new run name is a
             # new RUN_URL).
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=depends_on, replace_on_changes=["spec"], delete_before_replace=True
+                parent=self,
+                depends_on=component.depends_on(opts),
+                replace_on_changes=["spec"],
+                delete_before_replace=True,
             ),
         )
         self.gate = None

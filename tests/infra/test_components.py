@@ -251,7 +251,7 @@ def test_dataprep(declare):
 
     cfg = make_config(data__prepareSource="https://example.com/mnist.npz", dataprep__timeoutSeconds=600)
     records = declare(
-        lambda: DataPrep("dataprep", cfg, "kubeflow-e2e", MINIO, "s3://b/data/mnist", depends_on=[]).workflow.urn
+        lambda: DataPrep("dataprep", cfg, "kubeflow-e2e", MINIO, "s3://b/data/mnist").workflow.urn
     )
     wf = named(records, "workflow-prepare-data")
     assert wf["options"]["replaceOnChanges"] == ["spec"] and wf["options"]["deleteBeforeReplace"]
@@ -284,7 +284,6 @@ def test_training(declare, workers):
                 "s3://b/data/mnist",
                 "s3://b/runs/baseline",
                 "s3://b/models/mnist",
-                depends_on=[],
             ).tfjob.urn
         )
     )
@@ -319,7 +318,6 @@ def test_training_from_the_volume(declare):
                 "s3://b/data/mnist",
                 "s3://b/runs/r",
                 "s3://b/models/mnist",
-                depends_on=[],
             ).tfjob.urn
         )
     )
@@ -333,7 +331,7 @@ def test_tensorboard(declare):
     records = declare(
         lambda: (
             TensorBoard(
-                "tensorboard", make_config(), "kubeflow-e2e", MINIO, "s3://b/runs/", depends_on=[]
+                "tensorboard", make_config(), "kubeflow-e2e", MINIO, "s3://b/runs/"
             ).deployment.urn
         )
     )
@@ -352,7 +350,7 @@ def test_serving(declare):
         serving__waitForTraining=False,
     )
     records = declare(
-        lambda: Serving("serving", cfg, "kubeflow-e2e", MINIO, "s3://b/models/digits", depends_on=[]).deployment.urn
+        lambda: Serving("serving", cfg, "kubeflow-e2e", MINIO, "s3://b/models/digits").deployment.urn
     )
     d = named(records, "deployment-serving")["inputs"]
     assert d["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
@@ -376,7 +374,6 @@ def test_retraining(declare):
                 MINIO,
                 "s3://b/data/mnist",
                 "s3://b/models/mnist",
-                depends_on=[],
             ).template.urn
         )
     )
@@ -393,3 +390,57 @@ def test_program_reports_config_errors_without_a_traceback(declare, monkeypatch)
         pulumi.RunError, match=rf"^config {NS}:workers must be between 1 and 64 \(0\): pulumi config set"
     ):
         declare(program.main)
+
+
+@pytest.mark.parametrize(
+    ("component", "waiting"),
+    [
+        ("dataprep", "workflow-prepare-data"),
+        ("training", "tfjob"),
+        ("tensorboard", "deployment-tensorboard"),
+        ("serving", "deployment-serving"),
+        ("retraining", "workflowtemplate-retrain"),
+    ],
+)
+def test_components_take_depends_on_through_opts(declare, component, waiting):
+    """A component records the caller's `opts.depends_on` and hands it on to the child that must wait (Pulumi
+    does not pass a component's dependencies to its children)."""
+    import pulumi_kubernetes as k8s
+
+    from infra.dataprep import DataPrep
+    from infra.retraining import Retraining
+    from infra.serving import Serving
+    from infra.tensorboard import TensorBoard
+    from infra.training import Training
+
+    cfg = make_config()
+    build = {
+        "dataprep": lambda o: DataPrep("dataprep", cfg, "kubeflow-e2e", MINIO, "s3://b/data/mnist", opts=o),
+        "training": lambda o: Training(
+            "training", cfg, "kubeflow-e2e", MINIO, "s3://b/data/mnist", "s3://b/runs/r", "s3://b/models/m", opts=o
+        ),
+        "tensorboard": lambda o: TensorBoard("tensorboard", cfg, "kubeflow-e2e", MINIO, "s3://b/runs/", opts=o),
+        "serving": lambda o: Serving("serving", cfg, "kubeflow-e2e", MINIO, "s3://b/models/m", opts=o),
+        "retraining": lambda o: Retraining(
+            "retraining", cfg, "kubeflow-e2e", MINIO, "s3://b/data/mnist", "s3://b/models/m", opts=o
+        ),
+    }[component]
+
+    def program():
+        first = k8s.core.v1.ConfigMap(f"first-{component}", metadata={"name": "first"})
+        build(pulumi.ResourceOptions(depends_on=[first]))
+        return first.urn
+
+    records = declare(program)
+    first = named(records, f"first-{component}")["urn"]
+    assert first in named(records, waiting)["dependencies"]
+    (own,) = [r for r in records if r["type"].startswith(f"{NS}:") and r["name"] == component]
+    assert first in own["dependencies"]
+
+
+def test_a_component_refuses_an_output_as_depends_on():
+    from infra import component
+
+    assert component.depends_on(None) == [] and component.depends_on(pulumi.ResourceOptions()) == []
+    with pytest.raises(TypeError, match="pass a list of resources"):
+        component.depends_on(pulumi.ResourceOptions(depends_on=pulumi.Output.from_input([])))
