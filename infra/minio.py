@@ -26,10 +26,10 @@ from infra.podspec import (
     labels,
     pod_security,
     s3_roles,
-    selector,
 )
 from infra.s3bucket import bucket_policy_statements
 from infra.storagemode import RoleKey, StorageMode, role_secret
+from infra.workload import deployment_with_service
 
 if TYPE_CHECKING:
     from infra.config import StackConfig
@@ -137,64 +137,50 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
         {"name": k, "valueFrom": {"secretKeyRef": {"name": "minio-root", "key": k}}}
         for k in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD")
     ]
-    server = k8s.apps.v1.Deployment(
-        "deployment-minio",
-        metadata=meta("minio"),
-        spec={
-            "replicas": 1,
-            "strategy": {"type": "Recreate"},  # one ReadWriteOnce volume
-            "selector": {"matchLabels": selector("minio")},
-            "template": {
-                "metadata": {"labels": labels(cfg, "minio")},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "securityContext": pod_security(),
-                    "containers": [
-                        container(
-                            "minio",
-                            cfg.images.minio,
-                            cfg,
-                            cfg.resources["minio"],
-                            command=["minio"],
-                            args=[
-                                "server",
-                                "/data",
-                                "--address",
-                                f":{MINIO_PORT}",
-                                "--console-address",
-                                ":9001",
-                            ],
-                            env=[*root_env, {"name": "HOME", "value": "/tmp"}],
-                            mounts=[{"name": "data", "mountPath": "/data"}],
-                            ports=[{"name": "s3", "containerPort": MINIO_PORT}],
-                            readinessProbe={
-                                "httpGet": {"path": "/minio/health/ready", "port": MINIO_PORT},
-                                "periodSeconds": 5,
-                            },
-                            livenessProbe={
-                                "httpGet": {"path": "/minio/health/live", "port": MINIO_PORT},
-                                "periodSeconds": 20,
-                            },
-                        )
+    server, service = deployment_with_service(
+        parent,
+        cfg,
+        "minio",
+        ns,
+        {
+            "automountServiceAccountToken": False,
+            "securityContext": pod_security(),
+            "containers": [
+                container(
+                    "minio",
+                    cfg.images.minio,
+                    cfg,
+                    cfg.resources["minio"],
+                    command=["minio"],
+                    args=[
+                        "server",
+                        "/data",
+                        "--address",
+                        f":{MINIO_PORT}",
+                        "--console-address",
+                        ":9001",
                     ],
-                    "volumes": [
-                        TMP_VOLUME,
-                        {"name": "data", "persistentVolumeClaim": {"claimName": "minio-data"}},
-                    ],
-                },
-            },
+                    env=[*root_env, {"name": "HOME", "value": "/tmp"}],
+                    mounts=[{"name": "data", "mountPath": "/data"}],
+                    ports=[{"name": "s3", "containerPort": MINIO_PORT}],
+                    readinessProbe={
+                        "httpGet": {"path": "/minio/health/ready", "port": MINIO_PORT},
+                        "periodSeconds": 5,
+                    },
+                    livenessProbe={
+                        "httpGet": {"path": "/minio/health/live", "port": MINIO_PORT},
+                        "periodSeconds": 20,
+                    },
+                )
+            ],
+            "volumes": [
+                TMP_VOLUME,
+                {"name": "data", "persistentVolumeClaim": {"claimName": "minio-data"}},
+            ],
         },
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[root, pvc, *namespace.ready]),
-    )
-    service = k8s.core.v1.Service(
-        "service-minio",
-        metadata=meta("minio"),
-        spec={
-            "type": "ClusterIP",
-            "selector": selector("minio"),
-            "ports": [{"name": "s3", "port": MINIO_PORT, "targetPort": MINIO_PORT}],
-        },
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[server]),  # awaited until it has endpoints
+        [("s3", MINIO_PORT)],
+        strategy={"type": "Recreate"},  # one ReadWriteOnce volume
+        depends_on=[root, pvc, *namespace.ready],
     )
     endpoint = f"http://minio.{cfg.namespace}.svc:{MINIO_PORT}"
     policy = k8s.core.v1.ConfigMap(

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from infra import component
 from infra.config import StackConfig
@@ -18,9 +17,9 @@ from infra.podspec import (
     container,
     labels,
     pod_security,
-    selector,
     trainer_command,
 )
+from infra.workload import deployment_with_service
 
 GRPC_PORT = 8500
 REST_PORT = 8501
@@ -95,46 +94,29 @@ class Serving(pulumi.ComponentResource):
             },
             livenessProbe={"tcpSocket": {"port": GRPC_PORT}, "periodSeconds": 20, "initialDelaySeconds": 15},
         )
-        annotations = {} if s.wait_for_training else {"pulumi.com/skipAwait": "true"}
-        meta = {"name": "serving", "namespace": namespace, "labels": labels(cfg, "serving")}
-        self.deployment = k8s.apps.v1.Deployment(
-            "deployment-serving",
-            metadata={**meta, "annotations": annotations} if annotations else meta,
-            spec={
-                "replicas": s.replicas,
-                "selector": {"matchLabels": selector("serving")},
-                "template": {
-                    "metadata": pod_metadata(cfg),
-                    "spec": {
-                        "serviceAccountName": "serving",
-                        "automountServiceAccountToken": False,
-                        "securityContext": pod_security(),
-                        "initContainers": [sync("sync-model-once")],
-                        "containers": [
-                            server,
-                            sync("sync-model", "--watch", "--interval", str(s.poll_seconds)),
-                        ],
-                        "volumes": [TMP_VOLUME, {"name": "models", "emptyDir": {"sizeLimit": "2Gi"}}],
-                    },
-                },
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=component.depends_on(opts)),
-        )
         # Without waitForTraining nothing on the serving path is awaited: the Service would be awaited until it
         # has endpoints, i.e. until a serving pod is ready, i.e. until a model exists.
-        self.service = k8s.core.v1.Service(
-            "service-serving",
-            metadata={**meta, "annotations": annotations} if annotations else meta,
-            spec={
-                "type": "ClusterIP",
-                "selector": selector("serving"),
-                "ports": [
-                    {"name": "grpc", "port": GRPC_PORT, "targetPort": GRPC_PORT},
-                    {"name": "http", "port": REST_PORT, "targetPort": REST_PORT},
+        self.deployment, self.service = deployment_with_service(
+            self,
+            cfg,
+            "serving",
+            namespace,
+            {
+                "serviceAccountName": "serving",
+                "automountServiceAccountToken": False,
+                "securityContext": pod_security(),
+                "initContainers": [sync("sync-model-once")],
+                "containers": [
+                    server,
+                    sync("sync-model", "--watch", "--interval", str(s.poll_seconds)),
                 ],
+                "volumes": [TMP_VOLUME, {"name": "models", "emptyDir": {"sizeLimit": "2Gi"}}],
             },
-            # A Service is awaited until it has endpoints: create it once its pods exist.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.deployment]),
+            [("grpc", GRPC_PORT), ("http", REST_PORT)],
+            replicas=s.replicas,
+            template_metadata=pod_metadata(cfg),
+            annotations=None if s.wait_for_training else {"pulumi.com/skipAwait": "true"},
+            depends_on=component.depends_on(opts),
         )
         self.url = f"http://serving.{cfg.namespace}.svc:{REST_PORT}"
         self.register_outputs({"url": self.url})

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from infra import component
 from infra.config import StackConfig
-from infra.podspec import TMP_VOLUME, S3Access, container, labels, pod_security, selector
+from infra.podspec import TMP_VOLUME, S3Access, container, labels, pod_security
+from infra.workload import deployment_with_service
 
 PORT = 6006
 
@@ -26,7 +26,6 @@ class TensorBoard(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("kubeflow-e2e:infra:TensorBoard", name, None, opts)
-        meta = {"name": "tensorboard", "namespace": namespace, "labels": labels(cfg, "tensorboard")}
         board = container(
             "tensorboard",
             cfg.images.tensorboard,
@@ -44,35 +43,21 @@ class TensorBoard(pulumi.ComponentResource):
                 "initialDelaySeconds": 30,
             },
         )
-        self.deployment = k8s.apps.v1.Deployment(
-            "deployment-tensorboard",
-            metadata=meta,
-            spec={
-                "replicas": 1,
-                "selector": {"matchLabels": selector("tensorboard")},
-                "template": {
-                    "metadata": {"labels": labels(cfg, "tensorboard", s3=True)},
-                    "spec": {
-                        "serviceAccountName": "tensorboard",
-                        "automountServiceAccountToken": False,
-                        "securityContext": pod_security(),
-                        "containers": [board],
-                        "volumes": [TMP_VOLUME],
-                    },
-                },
+        self.deployment, self.service = deployment_with_service(
+            self,
+            cfg,
+            "tensorboard",
+            namespace,
+            {
+                "serviceAccountName": "tensorboard",
+                "automountServiceAccountToken": False,
+                "securityContext": pod_security(),
+                "containers": [board],
+                "volumes": [TMP_VOLUME],
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=component.depends_on(opts)),
-        )
-        self.service = k8s.core.v1.Service(
-            "service-tensorboard",
-            metadata=meta,
-            spec={
-                "type": "ClusterIP",
-                "selector": selector("tensorboard"),
-                "ports": [{"name": "http", "port": PORT, "targetPort": PORT}],
-            },
-            # A Service is awaited until it has endpoints: create it once its pods exist.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.deployment]),
+            [("http", PORT)],
+            template_metadata={"labels": labels(cfg, "tensorboard", s3=True)},
+            depends_on=component.depends_on(opts),
         )
         self.url = f"http://tensorboard.{cfg.namespace}.svc:{PORT}"
         self.register_outputs({"url": self.url})
