@@ -1,17 +1,17 @@
 """The stack's configuration: one typed, validated object, read before any resource is declared.
 
-`infra.keys` lists the keys and defaults, `infra.parse` checks each value; every error names the key, the bad
-value and the fix.
+`infra.keys` lists the keys and defaults, `infra.configread` reads them as Pulumi structures them,
+`infra.parse` checks each value, `load` (here) checks them together and builds the `StackConfig`
+(`infra.stackconfig`); every error (`infra.configerror.ConfigError`) names the key, the bad value and the fix.
+The rest of the repository imports all of these names from here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
+from infra.configread import GROUPS, did_you_mean, nested_values, stack_values  # noqa: F401
 from infra.keys import (  # noqa: F401  (re-exported: the rest of infra reads them from here)
     CREDENTIALS,
     DATA_SOURCES,
@@ -24,184 +24,7 @@ from infra.keys import (  # noqa: F401  (re-exported: the rest of infra reads th
     Key,
 )
 from infra.parse import ConfigError, Getter, Parser, arn_parts, oidc_issuer, quantity_value  # noqa: F401
-
-# ---- the typed config -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Resources:
-    cpu: str
-    memory: str
-    cpu_limit: str
-    memory_limit: str
-
-    def k8s(self) -> dict:
-        return {
-            "requests": {"cpu": self.cpu, "memory": self.memory},
-            "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit},
-        }
-
-
-@dataclass(frozen=True)
-class Storage:
-    mode: str
-    bucket: str
-    region: str
-    endpoint: str | None  # external only; minio's is derived from the namespace
-    access_key_id: Any  # str or pulumi Output (secret); external only
-    secret_access_key: Any
-    credentials: str  # access-key | irsa (aws); access-key otherwise
-    oidc_provider_arn: str | None
-    protect: bool
-    versioning: bool
-    runs_expire_days: int
-    minio_size: str
-
-
-@dataclass(frozen=True)
-class Images:
-    trainer: str
-    sidecar: str
-    tensorboard: str
-    serving: str
-    minio: str
-    mc: str
-    pull_policy: str
-
-
-@dataclass(frozen=True)
-class Training:
-    run: str
-    epochs: int
-    batch_size: int
-    learning_rate: str
-    backoff_limit: int
-    timeout_seconds: int
-
-
-@dataclass(frozen=True)
-class Serving:
-    wait_for_training: bool
-    model_name: str
-    replicas: int
-    poll_seconds: int
-    keep_versions: int
-
-
-@dataclass(frozen=True)
-class Fluid:
-    enabled: bool
-    install: bool
-    chart_version: str
-    namespace: str
-    cache_size: str
-    replicas: int
-
-
-@dataclass(frozen=True)
-class Cluster:
-    kubeconfig: str | None  # None: $KUBECONFIG, else ~/.kube/config
-    context: str | None
-
-
-@dataclass(frozen=True)
-class StackConfig:
-    project: str
-    stack: str
-    namespace: str
-    workers: int
-    storage: Storage
-    images: Images
-    data_prepare_source: str
-    data_source: str
-    dataprep_timeout_seconds: int
-    training: Training
-    serving: Serving
-    operator_version: str
-    argo_chart_version: str
-    operator_install: bool
-    argo_install: bool
-    argo_namespace: str
-    fluid: Fluid
-    access_from_namespace: str | None
-    resources: dict[str, Resources]
-    cluster: Cluster = Cluster(None, None)
-
-    # The bucket layout (docs/design.md); the bucket itself may be an Output, so these are plain strings
-    # built from the configured name.
-    @property
-    def data_prefix(self) -> str:
-        return "data/mnist"
-
-    @property
-    def run_spec(self) -> dict[str, Any]:
-        """What shapes a training run: a checkpoint trained under other settings must not be resumed. The
-        learning rate is compared as a number (`0.003` and `3e-3` are one spec)."""
-        t = self.training
-        return {
-            "image": self.images.trainer,
-            "workers": self.workers,
-            "epochs": t.epochs,
-            "batchSize": t.batch_size,
-            "learningRate": float(t.learning_rate),
-            "prepareSource": self.data_prepare_source,
-        }
-
-    @property
-    def run_digest(self) -> str:
-        """8 hex digits of sha256 over `run_spec` as canonical JSON."""
-        canonical = json.dumps(self.run_spec, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:8]
-
-    @property
-    def run_id(self) -> str:
-        """`<training.run>-<run_digest>`: RUN_URL's last part. Same spec, same run (it resumes); a changed
-        spec is a new run that trains from scratch."""
-        return f"{self.training.run}-{self.run_digest}"
-
-    @property
-    def run_prefix(self) -> str:
-        return f"runs/{self.run_id}"
-
-    @property
-    def model_prefix(self) -> str:
-        return f"models/{self.serving.model_name}"
-
-    @property
-    def tfjob_name(self) -> str:
-        return f"mnist-{self.training.run}"
-
-    @property
-    def irsa_subjects(self) -> dict[str, tuple[str, str]]:
-        """S3 role -> the (namespace, ServiceAccount) its IAM role trusts, one each (IRSA)."""
-        from infra.podspec import ARGO_SERVER_SA
-
-        out = {sa: (self.namespace, sa) for sa in ("pipeline", "serving", "tensorboard")}
-        out["argo-server"] = (self.argo_namespace, ARGO_SERVER_SA)
-        return out
-
-    @property
-    def irsa_role_names(self) -> dict[str, str]:
-        """S3 role -> its IAM role's name (the pipeline's as earlier versions named it)."""
-        base = f"{self.project}-{self.stack}-{self.namespace}"
-        return {
-            role: (base if role == "pipeline" else f"{base[: 63 - len(role)]}-{role}")[:64]
-            for role in self.irsa_subjects
-        }
-
-    def irsa_role_arn(self, role: str) -> str | None:
-        """A role's ARN is known from config: a role lives in the account of the OIDC provider it trusts."""
-        if self.storage.credentials != "irsa":
-            return None
-        partition, account = arn_parts(self.storage.oidc_provider_arn or "")
-        return f"arn:{partition}:iam::{account}:role/{self.irsa_role_names[role]}"
-
-    @property
-    def cache_namespace(self) -> str:
-        """Where Fluid's cache runtime runs (`data.source: volume`): its pods need the host network and
-        privileged FUSE, which our namespace's restricted Pod Security level refuses."""
-        return f"{self.namespace[:57].rstrip('-')}-cache"
-
+from infra.stackconfig import Cluster, Fluid, Images, Resources, Serving, StackConfig, Storage, Training  # noqa: F401
 
 # ---- loading ----------------------------------------------------------------------------------------------
 
@@ -214,7 +37,7 @@ def load(stack: str, get: Getter, get_secret: Getter | None = None, present: Ite
         if key.startswith(NS + ":"):
             name = key[len(NS) + 1 :]
             if name not in KEY_NAMES:
-                raise ConfigError(name, "is not a known key", get(name), _did_you_mean(name))
+                raise ConfigError(name, "is not a known key", get(name), did_you_mean(name))
     p = Parser(stack, get, get_secret)
 
     namespace = p.dns_label("namespace")
@@ -446,53 +269,6 @@ def _check_like_the_trainer(training: Training, workers: int) -> None:
         raise ConfigError(key, p.problem, value, f"pulumi config set {NS}:{key} {p.suggestion}")
 
 
-GROUPS = sorted({k.split(".", 1)[0] for k in KEY_NAMES if "." in k})  # structured keys: storage, training, ...
-
-
-def nested_values(present: Iterable[str], get: Getter, get_object: Getter) -> dict[str, Any]:
-    """The stack's config as dotted keys (`storage.mode`), read the way Pulumi structures it: a key such as
-    `kubeflow-e2e:storage` holds an object (`pulumi config set --path kubeflow-e2e:storage.mode minio`).
-    `present` lists the keys set in the stack (`kubeflow-e2e:storage`, ...); `get`/`get_object` read one.
-    A flat dotted key (set without `--path`, or by tools that write flat keys, such as the deploy workflow's
-    `config-map`) is read too, unless the same field is also set in the object. Refuses a group that is not an
-    object and unknown keys or fields, with a did-you-mean hint."""
-    nested: dict[str, Any] = {}
-    flat: dict[str, Any] = {}
-    for full in sorted(present):
-        if not full.startswith(NS + ":"):
-            continue
-        name = full[len(NS) + 1 :]
-        if name in GROUPS:
-            obj = get_object(name)
-            if not isinstance(obj, Mapping):
-                raise ConfigError(
-                    name,
-                    f"must be an object of settings ({', '.join(k for k in KEY_NAMES if k.startswith(name + '.'))})",
-                    obj,
-                    f"pulumi config rm {NS}:{name}, then pulumi config set --path {NS}:{name}.<field> <value>",
-                )
-            for field, value in obj.items():
-                key = f"{name}.{field}"
-                if key not in KEY_NAMES:
-                    raise ConfigError(key, "is not a known key", value, _did_you_mean(key))
-                nested[key] = value
-        elif name in KEY_NAMES:
-            flat[name] = get(name)
-        else:
-            # A flat unknown key is removed without --path.
-            raise ConfigError(name, "is not a known key", get(name), _did_you_mean(name), literal="." in name)
-    for key in sorted(flat.keys() & nested.keys()):
-        group, field = key.split(".", 1)
-        raise ConfigError(
-            key,
-            f"is set twice: as a flat key and as field {field} of {NS}:{group}",
-            flat[key],
-            f"pulumi config rm {NS}:{key} (removes the flat one; fields are set with --path)",
-            literal=True,
-        )
-    return {**flat, **nested}
-
-
 def from_pulumi() -> StackConfig:
     """Reads the running program's (or the mocks') config with `pulumi.Config("kubeflow-e2e")`: `get` for
     plain keys, `get_object` for the structured ones; the secret keys come back as Pulumi secrets."""
@@ -519,26 +295,3 @@ def from_pulumi() -> StackConfig:
             f"pulumi config set --path {NS}:cluster.context <context> (kubectl config get-contexts)",
         )
     return cfg
-
-
-def _did_you_mean(name: str) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(KEY_NAMES), n=1)
-    hint = f"did you mean {NS}:{close[0]}? " if close else ""
-    return f"{hint}pulumi config rm {NS}:{name}; the keys are listed in the README's Deploy section"
-
-
-def stack_values(config: Mapping[str, Any]) -> dict[str, Any]:
-    """`{"kubeflow-e2e:workers": "2", "kubeflow-e2e:storage": '{"mode": "aws"}', ...}` (as the language host
-    hands config over: objects as JSON) -> `{"workers": "2", "storage.mode": "aws", ...}`."""
-    import json
-
-    def get_object(name: str) -> Any:
-        raw = config.get(f"{NS}:{name}")
-        try:
-            return json.loads(raw) if isinstance(raw, str) else raw
-        except ValueError:
-            return raw
-
-    return nested_values(config, lambda name: config.get(f"{NS}:{name}"), get_object)
