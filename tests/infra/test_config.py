@@ -9,7 +9,7 @@ import yaml
 
 from infra import config as config_mod
 from infra.config import KEY_NAMES, NS, ConfigError
-from infra.parse import with_path
+from infra.configerror import with_path
 from render import stack_config
 
 from .conftest import make_config
