@@ -10,13 +10,13 @@ import pulumi_kubernetes as k8s
 
 from infra import crds, gate
 from infra.config import StackConfig
-from infra.podspec import S3Access, labels
+from infra.podspec import ANYWHERE, S3Access, labels
 
 REPO = "https://fluid-cloudnative.github.io/charts"
 DATASET = "mnist"
 MOUNT_PATH = "/data/mnist"
 # Host ports Fluid allocates to the Alluxio master and workers (the chart's `runtime.alluxio.portRange`, set here
-# so that the loader's NetworkPolicy names the same range: infra/namespace.py `dataload_egress`).
+# so that the loader's NetworkPolicy names the same range: `dataload_egress` below).
 PORT_RANGE = (20000, 26000)
 
 
@@ -112,8 +112,6 @@ class Fluid(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         cache = cache_ns.metadata.apply(lambda m: m["name"])
-        from infra.namespace import dataload_egress  # infra.namespace imports this module
-
         # The DataLoad's loader runs here, beside the host-network Alluxio pods: only its egress is opened.
         loader_policy = k8s.networking.v1.NetworkPolicy(
             "netpol-allow-dataload",
@@ -197,3 +195,22 @@ class Fluid(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         return [load_gate, reference]
+
+
+def dataload_egress() -> dict:
+    """Fluid's DataLoad loader pod (an Alluxio client running `alluxio fs distributedLoad`) talks to the
+    Alluxio master and workers, which Fluid runs on the host network (AlluxioRuntime's default network mode,
+    `api/v1alpha1/container_network.go`) on ports it allocates from the chart's `runtime.alluxio.portRange`.
+    The loader's labels `role: dataload-pod` and `targetDataset: <dataset>` come from Fluid 1.0.8's
+    `charts/fluid-dataloader/alluxio/templates/job.yaml`. Host-network pods have node addresses, which no pod
+    selector matches, so the peer is any address, on that port range only. The loader runs in the cache's
+    namespace, which has no other policy, so DNS is allowed here too."""
+    low, high = PORT_RANGE
+    return {
+        "podSelector": {"matchLabels": {"role": "dataload-pod", "targetDataset": DATASET}},
+        "policyTypes": ["Egress"],
+        "egress": [
+            {"to": ANYWHERE, "ports": [{"protocol": "TCP", "port": low, "endPort": high}]},
+            {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        ],
+    }

@@ -10,11 +10,17 @@ from urllib.parse import urlparse
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import fluid
 from infra.config import StackConfig
-from infra.podspec import EXECUTOR_SA, EXECUTOR_TOKEN_SECRET, S3_LABEL, SERVICE_ACCOUNTS, labels, selector
+from infra.podspec import (
+    ANYWHERE,
+    EXECUTOR_SA,
+    EXECUTOR_TOKEN_SECRET,
+    S3_LABEL,
+    SERVICE_ACCOUNTS,
+    labels,
+    selector,
+)
 
-ANYWHERE = [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
 WORKFLOW_POD = {"matchExpressions": [{"key": "workflows.argoproj.io/workflow", "operator": "Exists"}]}
 NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set on every namespace by the API server (Kubernetes >= 1.22)
 # The server pods' `app.kubernetes.io/name` in chart argo-workflows 1.0.18 (`argo-workflows.selectorLabels` in
@@ -162,25 +168,6 @@ def s3_egress(cfg: StackConfig) -> list[dict]:
         url = urlparse(cfg.storage.endpoint)
         port = url.port or (443 if url.scheme == "https" else 80)
     return [{"to": ANYWHERE, "ports": [{"protocol": "TCP", "port": port}]}]
-
-
-def dataload_egress() -> dict:
-    """Fluid's DataLoad loader pod (an Alluxio client running `alluxio fs distributedLoad`) talks to the
-    Alluxio master and workers, which Fluid runs on the host network (AlluxioRuntime's default network mode,
-    `api/v1alpha1/container_network.go`) on ports it allocates from the chart's `runtime.alluxio.portRange`.
-    The loader's labels `role: dataload-pod` and `targetDataset: <dataset>` come from Fluid 1.0.8's
-    `charts/fluid-dataloader/alluxio/templates/job.yaml`. Host-network pods have node addresses, which no pod
-    selector matches, so the peer is any address, on that port range only. The loader runs in the cache's
-    namespace (`infra.fluid`), which has no other policy, so DNS is allowed here too."""
-    low, high = fluid.PORT_RANGE
-    return {
-        "podSelector": {"matchLabels": {"role": "dataload-pod", "targetDataset": fluid.DATASET}},
-        "policyTypes": ["Egress"],
-        "egress": [
-            {"to": ANYWHERE, "ports": [{"protocol": "TCP", "port": low, "endPort": high}]},
-            {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
-        ],
-    }
 
 
 def network_policies(cfg: StackConfig) -> dict[str, dict]:

@@ -12,6 +12,7 @@ from typing import Any
 import pulumi
 
 from infra.config import NS, Resources, StackConfig
+from infra.stackconfig import ARGO_SERVER_SA  # noqa: F401  (the pods' names, all here)
 
 UID = 10001  # the user our images create (docker/*.Dockerfile); any non-root UID works for the rest
 S3_LABEL = "kubeflow-e2e.io/s3"  # pods allowed to reach the object store (NetworkPolicy)
@@ -53,8 +54,9 @@ SERVICE_ACCOUNTS = ("pipeline", "serving", "tensorboard")
 # the Secret `<name>.service-account-token` into those containers only (argo-workflows v4.0.6
 # `workflow/controller/workflowpod.go` setupServiceAccount/newExecContainer, `util/secrets/secret_name.go`).
 EXECUTOR_SA = "workflow-executor"
-ARGO_SERVER_SA = "argo-workflows-server"  # pinned in the chart values (infra.argo)
 EXECUTOR_TOKEN_SECRET = f"{EXECUTOR_SA}.service-account-token"
+# A NetworkPolicy peer for any address, IPv4 and IPv6.
+ANYWHERE = [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
 
 
 def labels(cfg: StackConfig, component: str, s3: bool = False) -> dict[str, str]:

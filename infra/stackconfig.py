@@ -10,6 +10,8 @@ from typing import Any
 
 from infra.parse import arn_parts
 
+ARGO_SERVER_SA = "argo-workflows-server"  # pinned in the chart values (infra.argo)
+
 
 @dataclass(frozen=True)
 class Resources:
@@ -157,8 +159,6 @@ class StackConfig:
     @property
     def irsa_subjects(self) -> dict[str, tuple[str, str]]:
         """S3 role -> the (namespace, ServiceAccount) its IAM role trusts, one each (IRSA)."""
-        from infra.podspec import ARGO_SERVER_SA
-
         out = {sa: (self.namespace, sa) for sa in ("pipeline", "serving", "tensorboard")}
         out["argo-server"] = (self.argo_namespace, ARGO_SERVER_SA)
         return out
