@@ -108,6 +108,44 @@ def test_storage_minio(declare):
     assert not [r for r in records if r["type"].startswith("aws:")]
 
 
+@pytest.mark.parametrize(
+    ("mode", "values"),
+    [
+        ("minio", {}),
+        ("aws", {"storage__mode": "aws"}),
+        ("external", {"storage__mode": "external", "storage__endpoint": "https://s3.example.com",
+                      "storage__accessKeyId": "id", "storage__secretAccessKey": "key"}),
+    ],
+)
+def test_a_storage_mode_returns_what_it_made_and_sets_nothing_on_its_parent(declare, mode, values):
+    """Each mode is a function returning a `StorageMode`; its resources are children of the parent it is
+    given (the Storage component), which it leaves as it found it."""
+    from infra import minio, s3bucket, storage
+    from infra.namespace import Namespace
+    from infra.storagemode import StorageMode
+
+    cfg = make_config(**values)
+    declare_mode = {"minio": minio.declare, "aws": s3bucket.declare, "external": storage.external}[mode]
+    box = {}
+
+    def build():
+        parent = pulumi.ComponentResource(f"{NS}:infra:Storage", f"storage-{mode}")
+        before = dict(vars(parent))
+        box["result"] = declare_mode(parent, cfg, Namespace(f"namespace-{mode}", cfg))
+        box["changed"] = {k for k in vars(parent) if k not in before or vars(parent)[k] is not before[k]}
+        return parent.urn
+
+    records = declare(build)
+    result = box["result"]
+    assert isinstance(result, StorageMode) and box["changed"] == set()
+    assert result.access is result.accesses["pipeline"] and result.ready
+    parent = next(r["urn"] for r in records if r["name"] == f"storage-{mode}")
+    ours = [r for r in records if r["type"].startswith("aws:") or r["name"].startswith(("secret-s3-", "secret-minio"))]
+    assert ours and all(r["parent"] == parent for r in ours), [(r["name"], r["parent"]) for r in ours]
+    assert "Secret" in {type(r).__name__ for r in result.ready}  # the pipeline's keys, before any pod
+    assert set(result.keys) >= {"pipeline"}
+
+
 def test_storage_aws_access_key(declare):
     from infra.namespace import Namespace
     from infra.storage import Storage
