@@ -21,4 +21,3 @@ def depends_on(opts: pulumi.ResourceOptions | None) -> list[pulumi.Resource]:
     if isinstance(deps, Sequence) and all(isinstance(d, pulumi.Resource) for d in deps):
         return list(deps)
     raise TypeError(f"depends_on {deps!r}: pass a list of resources to a component, not an Output")
-

@@ -113,8 +113,15 @@ def test_storage_minio(declare):
     [
         ("minio", {}),
         ("aws", {"storage__mode": "aws"}),
-        ("external", {"storage__mode": "external", "storage__endpoint": "https://s3.example.com",
-                      "storage__accessKeyId": "id", "storage__secretAccessKey": "key"}),
+        (
+            "external",
+            {
+                "storage__mode": "external",
+                "storage__endpoint": "https://s3.example.com",
+                "storage__accessKeyId": "id",
+                "storage__secretAccessKey": "key",
+            },
+        ),
     ],
 )
 def test_a_storage_mode_returns_what_it_made_and_sets_nothing_on_its_parent(declare, mode, values):
@@ -288,9 +295,7 @@ def test_dataprep(declare):
     from infra.dataprep import DataPrep
 
     cfg = make_config(data__prepareSource="https://example.com/mnist.npz", dataprep__timeoutSeconds=600)
-    records = declare(
-        lambda: DataPrep("dataprep", cfg, "kubeflow-e2e", MINIO, "s3://b/data/mnist").workflow.urn
-    )
+    records = declare(lambda: DataPrep("dataprep", cfg, "kubeflow-e2e", MINIO, "s3://b/data/mnist").workflow.urn)
     wf = named(records, "workflow-prepare-data")
     assert wf["options"]["replaceOnChanges"] == ["spec"] and wf["options"]["deleteBeforeReplace"]
     inputs = wf["inputs"]
@@ -367,11 +372,7 @@ def test_tensorboard(declare):
     from infra.tensorboard import TensorBoard
 
     records = declare(
-        lambda: (
-            TensorBoard(
-                "tensorboard", make_config(), "kubeflow-e2e", MINIO, "s3://b/runs/"
-            ).deployment.urn
-        )
+        lambda: TensorBoard("tensorboard", make_config(), "kubeflow-e2e", MINIO, "s3://b/runs/").deployment.urn
     )
     spec = named(records, "deployment-tensorboard")["inputs"]["spec"]["template"]["spec"]
     assert spec["containers"][0]["command"][:3] == ["tensorboard", "--logdir", "s3://b/runs/"]
@@ -387,9 +388,7 @@ def test_serving(declare):
         serving__keepVersions=3,
         serving__waitForTraining=False,
     )
-    records = declare(
-        lambda: Serving("serving", cfg, "kubeflow-e2e", MINIO, "s3://b/models/digits").deployment.urn
-    )
+    records = declare(lambda: Serving("serving", cfg, "kubeflow-e2e", MINIO, "s3://b/models/digits").deployment.urn)
     d = named(records, "deployment-serving")["inputs"]
     assert d["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
     spec = d["spec"]["template"]["spec"]
