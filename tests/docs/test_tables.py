@@ -143,7 +143,7 @@ def test_the_e2e_tool_versions_are_the_ones_built():
 
 
 def test_the_image_commands_table_is_what_the_stacks_run():
-    from infra.render import render
+    from render import render
     from tests.images import commands
 
     table = {(r[0], unquote(r[1])) for r in rows(section("trainer.md", "Images")) if len(r) == 3}
