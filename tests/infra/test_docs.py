@@ -48,7 +48,7 @@ def test_documented_commands_match_the_outputs(dev):
         assert command in text
     assert dev.outputs["predictCommand"].split(" --server")[0] in text
     assert "pulumi config set --secret --path kubeflow-e2e:storage.accessKeyId" in text
-    assert "python -m infra.render --stack dev --out" in text
+    assert "python -m render --stack dev --out" in text
 
 
 def test_the_front_page_quick_start_matches_the_program(dev):
