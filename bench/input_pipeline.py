@@ -46,6 +46,7 @@ def measure(size: int = 60000, shards: int = 8, repeats: int = 3, epochs: int = 
     """Times local vs S3 reads of a `size`-image training split; returns the timings and ratios."""
     from demo.s3server import S3Server
     from trainer import data
+    from trainer.prepare import prepare
     from trainer.store import open_store
 
     server = None
@@ -64,7 +65,7 @@ def measure(size: int = 60000, shards: int = 8, repeats: int = 3, epochs: int = 
                   "y_test": rng.integers(0, 10, test).astype(np.int64)}
         np.savez(root / "source.npz", **arrays)
         local = open_store(f"file://{root}/local")
-        manifest = data.prepare(str(root / "source.npz"), local, shards)
+        manifest = prepare(str(root / "source.npz"), local, shards)
 
         import boto3
 

@@ -59,7 +59,7 @@ class Settings:
             if self.dataset == "digits":
                 self.source = "digits"
             else:  # prepare-data's default source, the public mnist.npz
-                from trainer.data import DEFAULT_SOURCE
+                from trainer.sources import DEFAULT_SOURCE
 
                 self.source = DEFAULT_SOURCE
         else:

@@ -16,7 +16,7 @@ import sys
 from trainer.errors import UserError
 
 COMMANDS = {
-    "prepare-data": ("trainer.data", "write the dataset as sharded TFRecords and a manifest under DATA_URL"),
+    "prepare-data": ("trainer.prepare", "write the dataset as sharded TFRecords and a manifest under DATA_URL"),
     "train": ("trainer.train", "train the CNN (MultiWorkerMirroredStrategy under TF_CONFIG), export a version"),
     "evaluate": ("trainer.evaluate", "score the newest complete model version on the test split"),
     "sync-model": ("trainer.sync", "mirror complete model versions into a local directory (TF Serving sidecar)"),

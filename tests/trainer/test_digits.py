@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer import data
+from trainer import sources
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ROOT / "trainer" / data.DIGITS_FILE
+SHIPPED = ROOT / "trainer" / sources.DIGITS_FILE
 LICENSE = ROOT / "trainer" / "digits.LICENSE.txt"
 
 
@@ -31,7 +31,7 @@ def from_sklearn() -> dict[str, np.ndarray]:
     assert np.array_equal(images, digits.images), "scikit-learn's digits are no longer integers 0..16"
     y = digits.target.astype(np.int64)
     train_idx, test_idx = train_test_split(
-        np.arange(len(y)), test_size=data.DIGITS_TEST_COUNT, stratify=y, random_state=data.DIGITS_SEED
+        np.arange(len(y)), test_size=sources.DIGITS_TEST_COUNT, stratify=y, random_state=sources.DIGITS_SEED
     )
     return {"x_train": images[train_idx], "y_train": y[train_idx], "x_test": images[test_idx], "y_test": y[test_idx]}
 
@@ -50,8 +50,8 @@ def test_shipped_digits_equal_scikit_learns():
 def test_digits_arrays_need_no_scikit_learn(monkeypatch):
     # The same 28x28 arrays as before the data were shipped (fingerprint of the scikit-learn-built split).
     monkeypatch.setitem(sys.modules, "sklearn", None)  # any import of sklearn now raises ImportError
-    arrays = data.digits_arrays()
-    assert data.fingerprint(arrays) == "7478cc6a6097779de1cb2a4a7b5a6a7e6d3c61e52024feff096ea9724b688d20"
+    arrays = sources.digits_arrays()
+    assert sources.fingerprint(arrays) == "7478cc6a6097779de1cb2a4a7b5a6a7e6d3c61e52024feff096ea9724b688d20"
     assert arrays["x_train"].shape == (1437, 28, 28) and arrays["x_test"].shape == (360, 28, 28)
 
 

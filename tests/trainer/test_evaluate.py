@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from trainer import data, model, publish
+from trainer.prepare import prepare
 from trainer.store import open_store
 
 
@@ -26,7 +27,7 @@ def setup(s3_server, tmp_path_factory):
         client = boto3.client("s3", endpoint_url=s3_server.endpoint, region_name="us-east-1")
         client.create_bucket(Bucket=bucket)
         data_store = open_store(f"s3://{bucket}/data", "DATA_URL")
-        data.prepare("digits", data_store)
+        prepare("digits", data_store)
         x, y = data.test_arrays(data_store)
         models = open_store(f"s3://{bucket}/models/mnist", "MODEL_URL")
         expected = {}

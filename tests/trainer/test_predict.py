@@ -21,6 +21,7 @@ from demo.s3server import free_port
 from demo.serving import ModelServer
 from tests.conftest import ROOT, trainer_env
 from trainer import data, model
+from trainer.prepare import prepare
 from trainer.store import open_store
 
 
@@ -35,7 +36,7 @@ def served(s3_server, tmp_path_factory):
         client = boto3.client("s3", endpoint_url=s3_server.endpoint, region_name="us-east-1")
         client.create_bucket(Bucket=bucket)
         data_store = open_store(f"s3://{bucket}/data", "DATA_URL")
-        data.prepare("digits", data_store)
+        prepare("digits", data_store)
         x, y = data.test_arrays(data_store)
         base = tmp_path_factory.mktemp("models") / "mnist"
         net = model.build(5)
