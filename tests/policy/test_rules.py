@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from policy import rules
+from policy import k8s_rules, manifests, rules
 from tests.policy import samples
 
 
@@ -38,7 +38,7 @@ def test_rule_names_are_unique_and_have_known_scopes():
 
 def test_containers_are_found_in_every_workload_shape():
     found = {
-        resource["name"]: [c.path for c in rules.containers(resource)]
+        resource["name"]: [c.path for c in manifests.containers(resource)]
         for resource in (samples.deployment(), samples.tfjob(), samples.argo_template())
     }
     assert found == {
@@ -47,7 +47,7 @@ def test_containers_are_found_in_every_workload_shape():
                   "spec.tfReplicaSpecs.Chief.template.spec.containers[0]"],
         "pipeline": ["spec.templates[0].container", "spec.templates[1].script"],
     }
-    assert rules.containers(samples.service()) == []
+    assert manifests.containers(samples.service()) == []
 
 
 @pytest.mark.parametrize("missing", ["cpu", "memory"])
@@ -142,7 +142,7 @@ def test_capabilities(security, reported):
     ],
 )
 def test_image_problem(image, problem):
-    found = rules.image_problem(image)
+    found = k8s_rules.image_problem(image)
     assert (found is None) if problem is None else (problem in found)
 
 
@@ -367,7 +367,7 @@ def workflow_creating(job: dict | str) -> dict:
 def test_embedded_tfjob_is_checked_like_a_real_one():
     job = samples.tfjob(workers=2.0)["inputs"]
     assert rules.evaluate([workflow_creating(job)]) == []
-    paths = [c.path for c in rules.containers(workflow_creating(job))]
+    paths = [c.path for c in manifests.containers(workflow_creating(job))]
     assert paths[0] == ("spec.templates[0].resource.manifest > "
                         "spec.tfReplicaSpecs.Worker.template.spec.containers[0]")
 

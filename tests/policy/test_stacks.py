@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from policy import rules
+from policy import bucket_rules, manifests, rules
 from render import Rendered, render
 from tests.ci.tools import ROOT, rendered
 from tests.policy import samples
@@ -31,11 +31,11 @@ def test_every_rule_has_something_to_check_in_the_stacks():
     resource_rules = [rule for rule in rules.RULES if rule.scope == rules.RESOURCE]
     for rule in resource_rules:
         assert any(rule.applies(r["type"]) for r in resources), rule.name
-    workloads = [r for r in resources if rules.containers(r)]
+    workloads = [r for r in resources if manifests.containers(r)]
     assert {r["type"].rsplit(":", 1)[1] for r in workloads} >= {"Deployment", "Job", "TFJob", "Workflow",
                                                                  "WorkflowTemplate"}
-    assert sum(len(rules.containers(r)) for r in workloads) >= 15
-    assert [r["name"] for r in rendered("prod").resources if r["type"] in rules.BUCKET_TYPES] == ["bucket"]
+    assert sum(len(manifests.containers(r)) for r in workloads) >= 15
+    assert [r["name"] for r in rendered("prod").resources if r["type"] in bucket_rules.BUCKET_TYPES] == ["bucket"]
 
 
 def test_bad_variant_of_a_real_stack_is_reported():
@@ -65,7 +65,7 @@ def test_committed_prod_passes_in_the_pack():
 
 def test_prod_bucket_without_its_guards_is_reported():
     prod = [r for r in rendered("prod").resources
-            if r["type"] not in rules.ACCESS_BLOCK + rules.BUCKET_POLICY]
+            if r["type"] not in bucket_rules.ACCESS_BLOCK + bucket_rules.BUCKET_POLICY]
     found = rules.evaluate(prod, CONFIG)
     assert {v.rule for v in found} == {"s3-bucket-private-encrypted-tls"}
     assert len(found) == 2 and {v.resource for v in found} == {"bucket"}
