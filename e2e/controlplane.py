@@ -10,7 +10,7 @@ the garbage collector; the scheduler binds pods to the fake node.
     with ControlPlane(tools_bin, run_dir) as cp:
         cp.kubeconfig   # Path of an admin kubeconfig (client certificate, system:masters)
 
-Every run makes its own CA, serving and client certificates (EC P-256, `cryptography`), free ports, etcd data
+Every run makes its own CA, serving and client certificates (e2e/pki.py), free ports, etcd data
 dir and logs under `run_dir`; `stop()` (also on `__exit__` and on a failed start) terminates every process
 (SIGTERM, then SIGKILL after 10 s). A component that dies or does not become healthy within its timeout
 raises `ControlPlaneError` naming it, with the tail of its log.
@@ -18,8 +18,6 @@ raises `ControlPlaneError` naming it, with the tail of its log.
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import os
 import signal
@@ -30,14 +28,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from e2e.pki import make_pki, write_kubeconfig
 
 NODE_NAME = "kwok-node-0"
 SERVICE_CIDR = "10.96.0.0/16"
-SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service's address in SERVICE_CIDR
 START_TIMEOUT = 180.0  # seconds per component; generous: the machine is shared
 
 
@@ -49,122 +43,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _pem_key(key) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _cert(
-    subject: x509.Name,
-    key,
-    issuer: x509.Name,
-    issuer_key,
-    *,
-    ca: bool = False,
-    sans: list[x509.GeneralName] | None = None,
-    client: bool = False,
-) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        b = b.add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
-    else:
-        usage = [x509.ExtendedKeyUsageOID.CLIENT_AUTH] if client else [x509.ExtendedKeyUsageOID.SERVER_AUTH]
-        b = b.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
-    if sans:
-        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return b.sign(issuer_key, hashes.SHA256())
-
-
-def make_pki(folder: Path) -> dict[str, Path]:
-    """CA, API server serving cert (127.0.0.1, localhost, kubernetes.default...), admin client cert
-    (O=system:masters) and the service-account signing key. Returns name -> path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    out: dict[str, Path] = {}
-
-    def write(name: str, data: bytes) -> None:
-        path = folder / name
-        path.write_bytes(data)
-        path.chmod(0o600)
-        out[name] = path
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubeflow-e2e-ca")])
-    ca = _cert(ca_name, ca_key, ca_name, ca_key, ca=True)
-    write("ca.crt", ca.public_bytes(serialization.Encoding.PEM))
-
-    srv_key = ec.generate_private_key(ec.SECP256R1())
-    sans = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", SERVICE_IP)]
-    sans += [
-        x509.DNSName(d)
-        for d in (
-            "localhost",
-            "kubernetes",
-            "kubernetes.default",
-            "kubernetes.default.svc",
-            "kubernetes.default.svc.cluster.local",
-        )
-    ]
-    srv = _cert(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]), srv_key, ca_name, ca_key, sans=sans
-    )
-    write("apiserver.crt", srv.public_bytes(serialization.Encoding.PEM))
-    write("apiserver.key", _pem_key(srv_key))
-
-    adm_key = ec.generate_private_key(ec.SECP256R1())
-    adm = _cert(
-        x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-                x509.NameAttribute(NameOID.COMMON_NAME, "kubeflow-e2e-admin"),
-            ]
-        ),
-        adm_key,
-        ca_name,
-        ca_key,
-        client=True,
-    )
-    write("admin.crt", adm.public_bytes(serialization.Encoding.PEM))
-    write("admin.key", _pem_key(adm_key))
-
-    sa_key = ec.generate_private_key(ec.SECP256R1())
-    write("sa.key", _pem_key(sa_key))
-    write(
-        "sa.pub",
-        sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
-    )
-    return out
-
-
-def write_kubeconfig(path: Path, server: str, pki: dict[str, Path]) -> None:
-    """A kubeconfig (JSON is valid YAML) with the admin client certificate, context `kubeflow-e2e`."""
-    cfg = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "e2e", "cluster": {"server": server, "certificate-authority": str(pki["ca.crt"])}}],
-        "users": [
-            {
-                "name": "admin",
-                "user": {"client-certificate": str(pki["admin.crt"]), "client-key": str(pki["admin.key"])},
-            }
-        ],
-        "contexts": [{"name": "kubeflow-e2e", "context": {"cluster": "e2e", "user": "admin"}}],
-        "current-context": "kubeflow-e2e",
-    }
-    path.write_text(json.dumps(cfg, indent=2))
-    path.chmod(0o600)
 
 
 class ControlPlane:

@@ -10,7 +10,7 @@ import pytest
 from cryptography import x509
 
 from e2e import gen_crds, tools
-from e2e.controlplane import make_pki, write_kubeconfig
+from e2e.pki import make_pki, write_kubeconfig
 
 CRDS = Path(gen_crds.__file__).parent / "crds"
 
