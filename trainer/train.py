@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
-from trainer import cli, tfconfig
+from trainer import cli, collectives, export, tfconfig
 from trainer.errors import UserError
 
-EXPORT_RECORD = "export.json"  # under RUN_URL: the version this run exported, and at which step
 DEFAULTS = {
     # Tuned on the digits data, 2 processes: >= 0.986 test accuracy over seeds 0-5 (README.md, "Model tuning").
     "epochs": 20,
@@ -159,7 +155,7 @@ class Trainer:
             raise UserError("checkpoint step does not match its folder",
                             ckpts.store.url_of(str(resumed_from)),
                             "delete that checkpoint folder and run again")
-        _check_same_start(strategy, start_step)
+        collectives.check_same_start(strategy, start_step)
         if resumed_from is not None:
             self.say(f"resumed from checkpoint step {resumed_from} ({ckpts.store.url_of(str(resumed_from))})")
 
@@ -179,7 +175,7 @@ class Trainer:
             if not config.distributed:
                 raise
             # A peer died or became unreachable: the collectives abort within seconds on every survivor.
-            detail = _peer_error(e)
+            detail = collectives.peer_error(e)
             latest = ckpts.latest()
             raise UserError(
                 "lost contact with another training process", detail,
@@ -202,20 +198,7 @@ class Trainer:
             "model_version": None,
             "export_url": None,
         }
-        failure = None
-        if config.is_chief:
-            try:
-                result.update(self._export(net, int(optimizer.iterations.numpy())))
-            except BaseException as e:  # still meet the workers at the barrier, then fail
-                failure = e
-        ok = _barrier(strategy, failure is None)
-        if failure is not None:
-            raise failure
-        if not ok:
-            raise UserError("the chief failed to export the model", config.task_name,
-                            "see the chief's log; rerun the job to resume from the last checkpoint")
-        if config.is_chief and config.distributed:
-            _wait_for_peers_to_leave(config)
+        result.update(export.finish(self, strategy, net, result["steps"]))
         return result
 
     def _dataset(self, strategy, raw, seed: int):
@@ -254,7 +237,7 @@ class Trainer:
         run, epoch, window = _Meter(), _Meter(), _Meter()
         epoch_start = time.perf_counter()
         last = {"train_loss": None, "train_accuracy": None}
-        allsum = _all_sum(strategy)
+        allsum = collectives.all_sum(strategy)
         while step < self.total_steps:
             t0 = time.perf_counter()
             # This process's loss sum and correct count: the step's only collective is the gradient's.
@@ -290,55 +273,9 @@ class Trainer:
             ckpts.save(checkpoint, step)
         return {**last, "examples_per_sec": round(run.metrics()["examples_per_sec"], 1)}
 
-    def _export(self, net, step: int) -> dict:
-        """Chief only: a plain copy of the model (no strategy, no collectives) exported as a SavedModel,
-        scored on the test split, then published as the next version. A rerun of a finished run (nothing left
-        to train, and this run's export of that step still complete) reports that version instead of
-        publishing the same weights again."""
-        import json
-
-        from trainer import evaluate, model, publish
-
-        done = self._previous_export(step)
-        if done is not None:
-            self.say(f"already exported at step {step}: version {done['model_version']} ({done['export_url']})")
-            return done
-        tmp = Path(tempfile.mkdtemp(prefix="trainer-export-"))
-        try:
-            local = tmp / "model"
-            model.export(net, local)
-            scores = evaluate.score(local, self.data_store)
-            version = publish.claim_version(self.model_store, owner=self.run_store.url)
-            target = self.model_store.child(str(version))
-            publish.publish_dir(local, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        self.say(f"exported version {version} to {target.url}: test accuracy {scores['accuracy']:.4f} "
-                 f"on {scores['count']} images")
-        done = {"accuracy": scores["accuracy"], "loss": scores["loss"], "test_count": scores["count"],
-                "model_version": version, "export_url": target.url}
-        self.run_store.put_bytes(EXPORT_RECORD, json.dumps({**done, "step": step}, sort_keys=True).encode())
-        return done
-
-    def _previous_export(self, step: int) -> dict | None:
-        import json
-
-        from trainer import publish
-        from trainer.store import NotFound
-
-        try:
-            record = json.loads(self.run_store.get_bytes(EXPORT_RECORD))
-            done = {k: record[k] for k in ("accuracy", "loss", "test_count", "model_version", "export_url")}
-            version = int(done["model_version"])
-        except (NotFound, ValueError, KeyError, TypeError):
-            return None
-        if record.get("step") != step or done["export_url"] != self.model_store.url_of(str(version)):
-            return None
-        return done if version in publish.complete_versions(self.model_store) else None
-
 
 class _Meter:
-    """Sums of the step results (this process's until `_all_sum` replaces them with every process's) and the
+    """Sums of the step results (this process's until `collectives.all_sum` replaces them with every process's) and the
     global examples; throughput over the timed steps only (no checkpoint saves, no tracing)."""
 
     def __init__(self):
@@ -395,80 +332,3 @@ def _train_step(strategy, net, optimizer, global_batch: int):
         return local
 
     return step
-
-
-def _all_sum(strategy):
-    """sum(values: list[float]) -> each value summed over every process (a collective: all of them must call
-    it with the same length); the identity for one process. Traced once per length."""
-    import tensorflow as tf
-
-    if strategy.num_replicas_in_sync == 1:
-        return lambda values: [float(v) for v in values]
-
-    @tf.function
-    def reduce(values):
-        per_replica = strategy.run(lambda v: tf.identity(v), args=(values,))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-
-    return lambda values: [float(v) for v in reduce(tf.constant(values, tf.float64)).numpy()]
-
-
-def _wait_for_peers_to_leave(config: tfconfig.TFConfig, timeout: float = 30.0) -> None:
-    """The chief hosts the coordination service: it waits until the other tasks have closed their ports
-    (exited) so none of them loses the service while shutting down."""
-    import socket
-    import sys
-
-    others = [a for t, addrs in config.cluster.items() for a in addrs if a != config.address]
-    deadline = time.monotonic() + timeout
-    for addr in others:
-        host, _, port = addr.rpartition(":")
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection((host.strip("[]"), int(port)), timeout=1.0).close()
-            except OSError:
-                break  # refused or unreachable: that task is gone
-            time.sleep(0.2)
-        else:
-            print(f"warning: {addr} still accepts connections after {timeout:.0f} s; leaving anyway",
-                  file=sys.stderr, flush=True)
-            return
-
-
-def _peer_error(e: Exception) -> str:
-    """The informative line of a collective's failure ("Collective ops is aborted by: ...")."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    for line in lines:
-        if "aborted by" in line or "Connection" in line or "connect" in line:
-            return line[:200]
-    return (lines[0] if lines else type(e).__name__)[:200]
-
-
-def _gather(strategy, value: float) -> list[float]:
-    """`value` from every process (a collective: all of them must call it)."""
-    import tensorflow as tf
-
-    @tf.function
-    def gather():
-        per_replica = strategy.run(lambda: tf.constant([value], tf.float64))
-        return strategy.gather(per_replica, axis=0)
-
-    return [float(v) for v in gather().numpy()]
-
-
-def _check_same_start(strategy, step: int) -> None:
-    """Every process must start at the same step, or their step counts differ and the collectives hang."""
-    if strategy.num_replicas_in_sync == 1:
-        return
-    steps = _gather(strategy, float(step))
-    low, high = min(steps), max(steps)
-    if low != high:
-        raise UserError("the processes restored different checkpoints", f"steps {low:.0f}..{high:.0f}",
-                        "a checkpoint was published while the job started: run the job again")
-
-
-def _barrier(strategy, ok: bool) -> bool:
-    """Blocks until every process gets here; True when every process passed ok=True."""
-    if strategy.num_replicas_in_sync == 1:
-        return ok
-    return min(_gather(strategy, 1.0 if ok else 0.0)) == 1.0
