@@ -20,6 +20,12 @@ CREDENTIALS = {
 }
 
 
+def boto_kwargs() -> dict:
+    """boto3 client arguments for the embedded server's region and keys (the endpoint is the server's)."""
+    return {"region_name": CREDENTIALS["AWS_REGION"], "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))

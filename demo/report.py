@@ -1,0 +1,77 @@
+"""What the demo prints at the end: the summary of the run and the commands that deploy the same pipeline."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from demo.pipeline import ROOT
+from demo.s3server import boto_kwargs
+from demo.settings import TB_REQUIREMENTS, TB_VENV
+
+if TYPE_CHECKING:  # demo.stages imports this module
+    from demo.stages import Demo
+
+
+def summary(demo: Demo) -> None:
+    """The closing table: the figures, where the logs and pictures are, and the commands that deploy the same
+    pipeline with Pulumi."""
+    say = demo.progress.say
+    train, ev = demo.results.get("train", {}), demo.results.get("evaluate", {})
+    objects, nbytes = bucket_objects(demo)
+    rows = [
+        ("accuracy (evaluate, test split)", f"{ev.get('accuracy', 0):.4f}"),
+        ("examples/s (training, global)", f"{train.get('examples_per_sec', 0):.0f}"),
+        ("model version", str(ev.get("model_version", train.get("model_version")))),
+        ("objects written to S3", f"{objects} ({nbytes / 1e6:.1f} MB in s3://{demo.stack.bucket})"),
+        ("total time", f"{demo.progress.elapsed():.1f} s"),
+        ("training curves", str(demo.results.get("curves", "-"))),
+    ]
+    if demo.results.get("tensorboard_png"):
+        rows.append(("TensorBoard screenshot", str(demo.results["tensorboard_png"])))
+    if demo.tensorboard_url:
+        rows.append(("TensorBoard", f"{demo.tensorboard_url} ({len(demo.results.get('tensorboard', {}))} "
+                                    f"run(s) of this demo read from S3)"))
+    else:
+        how = "" if (TB_VENV / "bin" / "tensorboard").exists() else \
+            f" (the first time it installs {TB_REQUIREMENTS.relative_to(ROOT)} into {TB_VENV.name})"
+        rows.append(("TensorBoard", f"not started: `TENSORBOARD=1 make demo` serves it live on the run's "
+                                    f"S3 logs{how}"))
+    width = max(len(k) for k, _ in rows)
+    say("")
+    say("summary")
+    for k, v in rows:
+        say(f"  {k:<{width}}  {v}")
+    say(f"  logs: {demo.s.dir}")
+    say("")
+    say("The same pipeline on a Kubernetes cluster, with Pulumi (prerequisites: a cluster, the three images, "
+        "`pulumi login`; see the Deploy section of README.md):")
+    for cmd in deploy_commands(demo.s.workers):
+        say(f"  {cmd}")
+    if demo.tensorboard_url and sys.stdin.isatty():
+        say(f"\nTensorBoard stays up at {demo.tensorboard_url} until you press Enter.")
+        try:
+            input()
+        except EOFError:
+            pass
+
+
+def bucket_objects(demo: Demo) -> tuple[int, int]:
+    """(objects, bytes) in the stack's bucket on the demo's S3 server."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=demo.server.endpoint, **boto_kwargs())
+    count = size = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=demo.stack.bucket):
+        for obj in page.get("Contents", []):
+            count += 1
+            size += obj["Size"]
+    return count, size
+
+
+def deploy_commands(workers: int) -> list[str]:
+    # Pulumi.dev.yaml is in the repository; the stack allows 1 to 64 workers beside the chief.
+    return ["pulumi stack init dev",
+            "pulumi config set --path kubeflow-e2e:cluster.context <context>   # kubectl config get-contexts",
+            f"pulumi config set kubeflow-e2e:workers {min(64, max(1, workers))}",
+            "pulumi up"]
