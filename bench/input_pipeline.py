@@ -29,8 +29,12 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # only python -m bench passes one; this module also runs on its own
+    from bench.harness import Bench
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -127,6 +131,19 @@ def measure(size: int = 60000, shards: int = 8, repeats: int = 3, epochs: int = 
         shutil.rmtree(root, ignore_errors=True)
         if server:
             server.stop()
+
+
+def step(b: Bench) -> None:
+    """`python -m bench`'s step 1: `measure` at the run's size, on its S3 server."""
+    s = b.size
+    r = measure(size=s["input_size"], shards=s["input_shards"], repeats=s["input_repeats"],
+                endpoint=b.server.endpoint, workdir=str(b.out))
+    b.details["input"] = r
+    b.values["input_s3_vs_local"] = r["ratio_cold"]
+    b.values["input_s3_warm_vs_local"] = r["ratio_warm"]
+    b.rows.append(("1 input pipeline", f"{r['images']} images, {r['megabytes']} MB in {r['shards']} shards: "
+                   f"local {r['local_mb_s']} MB/s, S3 {r['s3_cold_mb_s']} MB/s "
+                   f"(cached re-read {r['s3_warm_mb_s']} MB/s; a {r['epochs']}-epoch run {r['ratio_run']})"))
 
 
 def main(argv=None) -> None:
