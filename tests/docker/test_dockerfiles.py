@@ -90,8 +90,11 @@ def test_installs_its_own_pinned_requirements_and_copies_what_exists(name):
             for src in rest.split()[:-1]:
                 assert (ROOT / src).exists(), f"{name}: COPY {src} does not exist"
                 assert not src.startswith("tests")
-    ignore = (DOCKER / f"{name}.Dockerfile.dockerignore").read_text()
+    ignore = (DOCKER / f"{name}.Dockerfile.dockerignore").read_text().splitlines()
     assert f"!requirements/{wanted}" in ignore
+    # Every folder or file the image copies is let through its .dockerignore (which ignores everything else).
+    copied = [src for word, rest in steps if word == "COPY" for src in rest.split()[:-1]]
+    assert [src for src in copied if f"!{src}" not in ignore] == []
 
 
 @pytest.mark.parametrize("name", ["sidecar", "tensorboard"])
