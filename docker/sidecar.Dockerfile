@@ -12,6 +12,7 @@ RUN useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin sid
 WORKDIR /app
 COPY requirements/sidecar.txt requirements/constraints.txt requirements/
 RUN pip install --no-cache-dir -r requirements/sidecar.txt -c requirements/constraints.txt
+COPY common/ common/
 COPY trainer/ trainer/
 
 USER 10001:10001

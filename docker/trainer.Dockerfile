@@ -1,4 +1,4 @@
-# The trainer image: TensorFlow (CPU) + trainer/. The TFJob operator runs it with TF_CONFIG set.
+# The trainer image: TensorFlow (CPU) + trainer/ and common/. The TFJob operator runs it with TF_CONFIG set.
 # Build from the repository root:  docker build -f docker/trainer.Dockerfile -t kubeflow-e2e/trainer .
 FROM python:3.11.14-slim-bookworm
 
@@ -14,6 +14,7 @@ RUN useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin tra
 WORKDIR /app
 COPY requirements/trainer.txt requirements/constraints.txt requirements/
 RUN pip install --no-cache-dir -r requirements/trainer.txt -c requirements/constraints.txt
+COPY common/ common/
 COPY trainer/ trainer/
 
 USER 10001:10001

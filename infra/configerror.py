@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
+from common.errors import UserError
 from infra.keys import NS
-from trainer.errors import UserError
 
 
 class ConfigError(UserError):

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from common.errors import UserError
 from policy import rules
-from trainer.errors import UserError
 
 
 def parse_sets(pairs: Sequence[str]) -> dict[str, str]:

@@ -7,9 +7,9 @@ import argparse
 import sys
 from typing import Any
 
+from common.errors import UserError
 from infra.config import NS
 from render.stack import render
-from trainer.errors import UserError
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:

@@ -32,8 +32,8 @@ from typing import Any
 
 import yaml
 
+from common.errors import UserError
 from infra.config import NS, ConfigError
-from trainer.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 120

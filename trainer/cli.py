@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from trainer.errors import UserError
+from common.errors import UserError
 
 COMMANDS = {
     "prepare-data": ("trainer.prepare", "write the dataset as sharded TFRecords and a manifest under DATA_URL"),

@@ -4,7 +4,7 @@ With one process each is a plain local computation."""
 
 from __future__ import annotations
 
-from trainer.errors import UserError
+from common.errors import UserError
 
 
 def all_sum(strategy):

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.errors import UserError
+from common.errors import UserError
 from trainer.publish import parallel_map, sha256_file
 from trainer.store import NotFound, Store
 

@@ -12,8 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from common.errors import UserError
 from trainer import cli
-from trainer.errors import UserError
 
 
 def add_arguments(parser) -> None:

@@ -8,8 +8,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common.errors import UserError
 from trainer import collectives, tfconfig
-from trainer.errors import UserError
 
 EXPORT_RECORD = "export.json"  # under RUN_URL: the version this run exported, and at which step
 

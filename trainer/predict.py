@@ -13,8 +13,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from common.errors import UserError
 from trainer import cli
-from trainer.errors import UserError
 
 FIX_SERVER = ("check --server: TF Serving's REST address, e.g. http://localhost:8501 (in a cluster, "
               "`kubectl port-forward svc/<serving> 8501` first)")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import UserError
 from trainer import cli
 from trainer.data import FORMAT, IMAGE_SHAPE, MANIFEST, SPLITS, TEST_ARRAYS, read_manifest
-from trainer.errors import UserError
 from trainer.publish import parallel_map, sha256_file
 from trainer.sources import DEFAULT_SOURCE, LAYOUT, Column, Source, block_sizes, open_source, short_error
 from trainer.store import Store, open_store

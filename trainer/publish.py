@@ -17,7 +17,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from trainer.errors import UserError
+from common.errors import UserError
 from trainer.store import NotFound, Store, StoreError
 
 COMPLETE = "_COMPLETE"

@@ -30,7 +30,7 @@ import botocore.exceptions as bx
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from trainer.errors import UserError
+from common.errors import UserError
 from trainer.store import AccessError, NotFound, StoreError
 
 MULTIPART_BYTES = 8 * 1024 * 1024

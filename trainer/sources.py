@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import UserError
 from trainer.data import NUM_CLASSES, SPLITS
-from trainer.errors import UserError
 
 DEFAULT_SOURCE = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
 DIGITS_TEST_COUNT = 360

@@ -13,7 +13,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from trainer.errors import UserError
+from common.errors import UserError
 
 
 class StoreError(UserError):

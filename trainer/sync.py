@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from common.errors import UserError
 from trainer import cli
-from trainer.errors import UserError
 from trainer.publish import LEFTOVER_NAME, VERSION_NAME, complete_versions, fetch_dir
 from trainer.store import Store, open_store
 

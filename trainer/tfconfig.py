@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from trainer.errors import UserError
+from common.errors import UserError
 
 VAR = "TF_CONFIG"
 SUPPORTED = ("chief", "worker")

@@ -14,8 +14,8 @@ import math
 import os
 import time
 
+from common.errors import UserError
 from trainer import cli, collectives, export, tfconfig
-from trainer.errors import UserError
 
 DEFAULTS = {
     # Tuned on the digits data, 2 processes: >= 0.986 test accuracy over seeds 0-5 (README.md, "Model tuning").

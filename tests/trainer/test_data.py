@@ -11,9 +11,9 @@ import time
 import numpy as np
 import pytest
 
+from common.errors import UserError
 from tests.conftest import ROOT, trainer_env
 from trainer import data
-from trainer.errors import UserError
 from trainer.prepare import prepare
 from trainer.store import open_store
 

@@ -10,8 +10,8 @@ import textwrap
 
 import pytest
 
+from common.errors import UserError
 from tests.conftest import ROOT
-from trainer.errors import UserError
 from trainer.publish import COMPLETE, complete_versions, fetch_dir, next_version, publish_dir, read_complete
 from trainer.store import NotFound, StoreError, open_store
 

@@ -9,9 +9,9 @@ import threading
 import numpy as np
 import pytest
 
+from common.errors import UserError
 from demo.s3server import free_port
 from trainer import sources
-from trainer.errors import UserError
 from trainer.prepare import prepare
 from trainer.store import open_store
 

@@ -9,10 +9,10 @@ import time
 import boto3
 import pytest
 
+from common.errors import UserError
 from demo.proxy import Proxy
 from demo.s3server import S3Server, free_port
 from trainer import s3
-from trainer.errors import UserError
 from trainer.store import LocalStore, NotFound, S3Store, StoreError, open_store
 
 BAD_URLS = [

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from common.errors import UserError
 from demo.pipeline import tf_config
-from trainer.errors import UserError
 from trainer.tfconfig import TFConfig, load, parse
 
 CLUSTER = {"chief": ["job-chief-0.ns.svc:2222"],

@@ -1,4 +1,5 @@
-"""Errors a user can fix. The CLI prints them as one line and exits 2."""
+"""Errors a user can fix, for the whole repository: the trainer's CLI prints them as one line and exits 2, the
+stack's config and the policy check report them the same way."""
 
 
 class UserError(Exception):
