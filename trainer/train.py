@@ -15,7 +15,7 @@ import os
 import time
 
 from common.errors import UserError
-from trainer import cli, collectives, export, tfconfig
+from trainer import cli, collectives, export, preflight, tfconfig
 
 DEFAULTS = {
     # Tuned on the digits data, 2 processes: >= 0.986 test accuracy over seeds 0-5 (README.md, "Model tuning").
@@ -51,24 +51,11 @@ def add_arguments(parser) -> None:
                         help="write TensorBoard scalars every N steps (default: %(default)s)")
 
 
-def _check_args(args, processes: int | None = None) -> None:
-    """The rules the stack applies to its config too (`trainer.rules`)."""
-    from trainer import rules
-
-    problems = rules.train_problems(
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, shift=args.shift,
-        checkpoint_steps=args.checkpoint_steps, keep_checkpoints=args.keep_checkpoints, log_steps=args.log_steps,
-        summary_secs=args.summary_secs, processes=processes)
-    if problems:
-        p = problems[0]
-        raise UserError(p.message(), p.value, p.fix)
-
-
 def run(args) -> dict:
     from trainer import data
     from trainer.store import open_store
 
-    _check_args(args)
+    preflight.check_args(args)
     config = tfconfig.load()  # before TensorFlow starts: a bad TF_CONFIG fails fast
     data_store = open_store(args.data_url, "DATA_URL")
     run_store = open_store(args.run_url, "RUN_URL")
@@ -80,36 +67,9 @@ def run(args) -> dict:
     if train_count == 0:
         raise UserError("empty dataset: the train split has no examples", data_store.url,
                         "run `python -m trainer prepare-data` with a non-empty source")
-    _check_shares(manifest, config, data_store)
-    _check_args(args, processes=config.num_workers)
+    preflight.check_shares(manifest, config, data_store)
+    preflight.check_args(args, processes=config.num_workers)
     return Trainer(args, config, data_store, run_store, model_store, train_count).run()
-
-
-def _task_of_rank(config: tfconfig.TFConfig, rank: int) -> str:
-    if config.cluster.get("chief"):
-        return "chief-0" if rank == 0 else f"worker-{rank - 1}"
-    return f"worker-{rank}" if config.cluster else "chief-0"
-
-
-def _check_shares(manifest: dict, config: tfconfig.TFConfig, data_store) -> None:
-    """Every process computes every process's share of the training set from the manifest, before TensorFlow
-    starts, so all of them fail at once with the reason (rather than one failing and the others reporting a
-    lost peer)."""
-    from trainer import data
-
-    info, n = manifest["splits"]["train"], config.num_workers
-    count = int(info["count"])
-    if count < n:
-        raise UserError(f"the training set has fewer examples than there are training processes ({n})",
-                        f"{count} examples at {data_store.url}",
-                        f"train with at most {count} process(es) (a chief and {max(count - 1, 0)} worker(s)), "
-                        "or prepare a dataset with more examples")
-    empty = [_task_of_rank(config, r) for r, c in enumerate(data.share_counts(info, n)) if c == 0]
-    if empty:
-        raise UserError(f"the training set's shards leave {', '.join(empty)} with no examples",
-                        f"{len(info['shards'])} shard(s) with counts "
-                        f"{[int(s['count']) for s in info['shards']]} at {data_store.url}",
-                        "run prepare-data again (it writes no empty shards), or train with fewer workers")
 
 
 class Trainer:

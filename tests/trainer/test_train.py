@@ -462,22 +462,3 @@ def test_more_processes_than_examples_fail_at_once_everywhere(s3, tmp_path):
                 f"(2 examples at {data_url}): train with at most 2 process(es)") in err, (name, err)
         assert "lost contact" not in err and "Traceback" not in err, (name, err)
     assert not open_store(f"s3://{bucket}/runs/tiny").list()
-
-
-@pytest.mark.parametrize("counts,workers,shares", [
-    # Equal shares whatever the shard layout (data.share, issue 9 item 10): uneven or empty shard files
-    # no longer leave a process with nothing, as whole files `shards[i::n]` did ([5, 0, 0, 0] gave a worker 0).
-    ([5, 0, 0, 0], 1, [2, 3]),
-    ([3, 3, 0], 2, [2, 2, 2]),
-    ([4, 4], 0, [8]),
-    ([2, 2], 3, [1, 1, 1, 1]),
-])
-def test_shares_from_the_manifest_are_equal(counts, workers, shares):
-    from trainer import data, tfconfig
-    from trainer.train import _check_shares
-
-    info = {"count": sum(counts), "shards": [{"name": f"s{i}", "count": c} for i, c in enumerate(counts)]}
-    manifest = {"splits": {"train": info}}
-    config = tfconfig.parse(tf_config(list(range(2000, 2001 + workers)), "chief", 0)) if workers else tfconfig.load({})
-    assert data.share_counts(info, config.num_workers) == shares
-    _check_shares(manifest, config, open_store("s3://bucket-x/data"))  # nobody is left empty
