@@ -27,7 +27,7 @@ keys in KEYS. Logs and the details go to .bench/<timestamp>/.
 `--tiny` runs every measurement on a toy size: it checks the script, not the speed.
 
 Each step is a function of its own module (`RUNS`: input_pipeline.py, training.py, summaries.py, publish.py,
-render.py) over the shared set-up in harness.py.
+render_time.py) over the shared set-up in harness.py.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import input_pipeline, publish, render, summaries, training
+from bench import input_pipeline, publish, render_time, summaries, training
 from bench.harness import KEYS, Bench
 from demo.pipeline import ROOT
 
@@ -69,7 +69,7 @@ GOALS = {  # key: (comparison, goal)
 }
 RUNS = {"input": input_pipeline.step, "train": training.train, "workers": training.workers,
         "tensorboard": summaries.tensorboard, "uploads": summaries.uploads, "publish": publish.publish,
-        "render": render.render}
+        "render": render_time.render}
 
 
 STEP_OF = {"input_s3_vs_local": "input", "train_s3_vs_local": "train", "workers_2_vs_1": "workers",
