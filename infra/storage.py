@@ -11,6 +11,8 @@ Whatever the mode, pods get the same `S3Access`: endpoint, region and a Secret n
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -37,10 +39,10 @@ class Storage(pulumi.ComponentResource):
             mode = external(self, cfg, ns)
         else:
             mode = minio.declare(self, cfg, ns)
-        self.bucket, self.accesses, self.ready, self.keys = mode.bucket, mode.accesses, mode.ready, mode.keys
-        self.access = mode.access
-        for a in self.accesses.values():
-            a.depends_on = self.ready
+        self.bucket, self.ready, self.keys = mode.bucket, mode.ready, mode.keys
+        # A pod using any role's access waits for what the mode declared (bucket, users, Secrets).
+        self.accesses = {role: replace(a, depends_on=list(mode.ready)) for role, a in mode.accesses.items()}
+        self.access = self.accesses["pipeline"]
         self.register_outputs({"bucket": self.bucket, "endpoint": self.access.endpoint or ""})
 
     def role_secret(
