@@ -103,7 +103,7 @@ class Trainer:
         with strategy.scope():
             net = model.build(args.seed)
             schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, self.total_steps)
-            optimizer = _optimizer(schedule, strategy)
+            optimizer = _optimizer(schedule, strategy, scale=self.global_batch)
             optimizer.build(net.trainable_variables)  # slots exist before a restore fills them
         checkpoint = tf.train.Checkpoint(model=net, optimizer=optimizer)
 
@@ -267,10 +267,11 @@ STEPS_PER_CALL = 10
 # The loss: cross-entropy against labels smoothed by this much (Szegedy et al., 2016, "Rethinking the
 # Inception Architecture", section 7): on the digits, worst seed 0.9889 instead of 0.9861 (README.md).
 LABEL_SMOOTHING = 0.1
-# The gradient all-reduce between processes sends bfloat16 (half the bytes of float32; the same exponent
-# range, 8 bits of mantissa); each process sums the replicas' bfloat16 gradients and applies the sum in float32.
-# PyTorch's DDP offers the same as `bf16_compress_hook` (torch.distributed.algorithms.ddp_comm_hooks).
-ALLREDUCE_DTYPE = "bfloat16"
+# The gradient all-reduce between processes sends float16: half the bytes of float32. Each process scales its
+# gradient to that of the summed (not averaged) loss first, which keeps it in float16's normal range, then
+# applies the float16 sum in float32. PyTorch's DDP offers the same as `fp16_compress_hook`
+# (torch.distributed.algorithms.ddp_comm_hooks.default_hooks), Horovod as `hvd.Compression.fp16`.
+ALLREDUCE_DTYPE = "float16"
 
 
 def _strategy(config: tfconfig.TFConfig):
@@ -291,8 +292,10 @@ def _strategy(config: tfconfig.TFConfig):
     return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
 
 
-def _optimizer(schedule, strategy):
-    """Adam on `schedule`. With more than one replica, its gradient all-reduce sends ALLREDUCE_DTYPE.
+def _optimizer(schedule, strategy, scale: float = 1.0):
+    """Adam on `schedule`. With more than one replica, its gradient all-reduce sends ALLREDUCE_DTYPE, each
+    gradient multiplied by `scale` on the way (the global batch size: the loss is divided by it) and divided
+    by it after.
 
     Keras 3's TensorFlow optimizer sums the replicas' gradients in `_all_reduce_sum_gradients` (keras
     3.15.1, `keras/src/backend/tensorflow/optimizer.py`), a float32 all-reduce through the replica context;
@@ -312,9 +315,9 @@ def _optimizer(schedule, strategy):
             if context is None or not pairs:
                 return super()._all_reduce_sum_gradients(grads_and_vars)
             self.compressed_reductions += 1  # counted while tracing: how often Keras calls this
-            sent = [tf.cast(g, dtype) for g, _ in pairs]
+            sent = [tf.cast(g * scale, dtype) for g, _ in pairs]
             summed = iter(context.all_reduce(tf.distribute.ReduceOp.SUM, sent))
-            return [(None if g is None else tf.cast(next(summed), g.dtype), v) for g, v in grads_and_vars]
+            return [(None if g is None else tf.cast(next(summed), g.dtype) / scale, v) for g, v in grads_and_vars]
 
     optimizer = Adam(schedule)
     optimizer.compressed_reductions = 0

@@ -1,4 +1,4 @@
-"""The training step's gradient all-reduce in bfloat16 (`trainer.train._optimizer`), under a real
+"""The training step's gradient all-reduce in 16 bits (`trainer.train._optimizer`), under a real
 MirroredStrategy over two CPU devices in a child process (the devices must be set before TensorFlow starts)."""
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from trainer import train
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-# Per-replica gradients whose float32 sum bfloat16 cannot hold: 1 + 2**-10 needs 11 bits of mantissa.
-parts = [np.float32([1.0, 3.0]), np.float32([2.0 ** -10, 2.0 ** -20])]
+# Per-replica gradients whose float32 sum 16 bits cannot hold: 1 + 2**-13 needs 14 bits of mantissa.
+parts = [np.float32([1.0, 3.0]), np.float32([2.0 ** -13, 2.0 ** -20])]
 with strategy.scope():
     var = keras.Variable(np.zeros(2, np.float32))
-    optimizer = train._optimizer(1e-3, strategy)
+    optimizer = train._optimizer(1e-3, strategy, scale=4.0)
     optimizer.build([var])
 
 def reduced():
@@ -37,20 +37,24 @@ def step():
     optimizer.apply_gradients([(g, var)])
 before = optimizer.compressed_reductions
 strategy.run(step)
-print(json.dumps({"class": type(optimizer).__name__, "sums": [s.numpy().tolist() for s in sums],
+dt = tf.as_dtype(train.ALLREDUCE_DTYPE)
+expected = (tf.cast(tf.cast(parts[0] * 4, dt) + tf.cast(parts[1] * 4, dt), tf.float32) / 4).numpy().tolist()
+print(json.dumps({"class": type(optimizer).__name__, "expected": expected, "dtype": dt.name,
+                  "sums": [s.numpy().tolist() for s in sums],
                   "dtypes": [s.dtype.name for s in sums], "calls": optimizer.compressed_reductions - before,
                   "moved": bool(np.all(var.numpy() != 0)),
                   "plain": type(train._optimizer(1e-3, tf.distribute.get_strategy())).__module__}))
 """
 
 
-def test_gradients_are_summed_in_bfloat16_and_keras_calls_the_override():
+def test_gradients_are_summed_in_16_bits_and_keras_calls_the_override():
     proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    # Both replicas get the same sum, in float32, rounded as bfloat16 rounds it: 1 + 2**-10 -> 1.0, while
-    # 3 + 2**-20 -> 3.0 (float32 would keep 1.0009765625).
-    assert out["sums"] == [[1.0, 3.0], [1.0, 3.0]] and out["dtypes"] == ["float32", "float32"]
+    # Both replicas get the same sum, in float32, rounded as the 16-bit type rounds it: 1 + 2**-13 -> 1.0 and
+    # 3 + 2**-20 -> 3.0 (float32 would keep 1.0001220703125).
+    assert out["dtype"] in ("float16", "bfloat16")
+    assert out["sums"] == [out["expected"]] * 2 == [[1.0, 3.0]] * 2 and out["dtypes"] == ["float32", "float32"]
     # Keras' apply_gradients went through the override (once per replica) and moved the variable.
     assert out["calls"] >= 1 and out["moved"]
     # One replica: Keras' own optimizer, no all-reduce to compress.
