@@ -203,6 +203,8 @@ class Trainer:
             # process computes the same count, so their collectives stay paired).
             bounds = [args.log_steps, spe] + ([args.checkpoint_steps] if args.checkpoint_steps else [])
             n = min([STEPS_PER_CALL, self.total_steps - step] + [b - step % b for b in bounds])
+            if step == start_step:
+                n = 1  # the call that traces (n is a tensor: one trace serves every n) times one step only
             t0 = time.perf_counter()
             # This process's loss sum and correct count: each step's only collective is the gradient's.
             loss_sum, correct = (float(v) for v in train_step(iterator, n))
