@@ -1,4 +1,4 @@
-"""The training step's gradient all-reduce in 16 bits (`trainer.train._optimizer`), under a real
+"""The training step's gradient all-reduce in 16 bits (`trainer.distribute.optimizer`), under a real
 MirroredStrategy over two CPU devices in a child process (the devices must be set before TensorFlow starts)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 import keras
 import numpy as np
 import tensorflow as tf
-from trainer import train
+from trainer import distribute
 
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -24,7 +24,7 @@ strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 parts = [np.float32([1.0, 3.0]), np.float32([2.0 ** -13, 2.0 ** -20])]
 with strategy.scope():
     var = keras.Variable(np.zeros(2, np.float32))
-    optimizer = train._optimizer(1e-3, strategy, scale=4.0)
+    optimizer = distribute.optimizer(1e-3, strategy, scale=4.0)
     optimizer.build([var])
 
 def reduced():
@@ -37,13 +37,13 @@ def step():
     optimizer.apply_gradients([(g, var)])
 before = optimizer.compressed_reductions
 strategy.run(step)
-dt = tf.as_dtype(train.ALLREDUCE_DTYPE)
+dt = tf.as_dtype(distribute.ALLREDUCE_DTYPE)
 expected = (tf.cast(tf.cast(parts[0] * 4, dt) + tf.cast(parts[1] * 4, dt), tf.float32) / 4).numpy().tolist()
 print(json.dumps({"class": type(optimizer).__name__, "expected": expected, "dtype": dt.name,
                   "sums": [s.numpy().tolist() for s in sums],
                   "dtypes": [s.dtype.name for s in sums], "calls": optimizer.compressed_reductions - before,
                   "moved": bool(np.all(var.numpy() != 0)),
-                  "plain": type(train._optimizer(1e-3, tf.distribute.get_strategy())).__module__}))
+                  "plain": type(distribute.optimizer(1e-3, tf.distribute.get_strategy())).__module__}))
 """
 
 
