@@ -5,7 +5,7 @@ What it watches, exactly: chart 1.0.18 with `singleNamespace: false` gives the c
 ClusterRole and no `--namespaced` flag, so they watch Workflows in every namespace of the cluster (the chart's
 `controller.workflowNamespaces` only decides where the chart creates a workflow ServiceAccount and Role, which
 this stack makes itself, so it is not set). That is one Argo per cluster, which several pipeline stacks can
-share (`argo.install: false` in the others; README, "Two stacks on one cluster").
+share (`argo.install: false` in the others; docs/deploy.md, "Two stacks on one cluster").
 
 The CRDs are kept on destroy (`crds.keep: true`: the chart marks them `helm.sh/resource-policy: keep`, which
 pulumi-kubernetes' Chart v4 turns into `retainOnDelete`, provider/pkg/provider/helm/v4/chart.go): deleting a

@@ -1,4 +1,4 @@
-"""Every config key of the stack, with its default and meaning: the loader, the README table and the tests
+"""Every config key of the stack, with its default and meaning: the loader, the table in docs/deploy.md and the tests
 all read this list. Keys live in the `kubeflow-e2e` namespace (`pulumi config set kubeflow-e2e:workers 4`)."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Credentials: drawn from Python's `secrets` on every run, into two Secrets that i
 `data` and `stringData` (`minio-root`, and `minio-users` with every role MinIO mode can have), so the engine
 keeps the first run's values (encrypted in the state) and later runs change nothing. Each role's own Secret takes its
 values from `minio-users`' recorded data, so every copy of a key agrees. (pulumi-random did this before; its
-provider is not served as a Go module, so `make e2e` could not build it: README, "End-to-end".)"""
+provider is not served as a Go module, so `make e2e` could not build it: docs/e2e.md, "End-to-end".)"""
 
 from __future__ import annotations
 

@@ -100,7 +100,7 @@ class Namespace(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[role, executor]),
         )
 
-        # For people who run retrains: bind it to a user or group (the README's Security section).
+        # For people who run retrains: bind it to a user or group (docs/deploy.md, "Security").
         self.submitter = k8s.rbac.v1.Role(
             "role-retrain-submitter",
             metadata={"name": SUBMITTER_ROLE, "namespace": self.name, "labels": labels(cfg, SUBMITTER_ROLE)},

@@ -20,7 +20,7 @@ def build(seed: int = 0) -> keras.Model:
     the logits: 93,962 parameters, 0.38 MB of float32 gradient per step (the earlier Flatten -> Dense(64)
     head had 121,930; Dense(128) before it 225k, most of them in that one layer). Under
     MultiWorkerMirroredStrategy every step all-reduces the whole gradient, so a smaller one costs less time
-    per step. On the digits data it is as accurate as the Flatten head (README.md, "Model tuning"). No
+    per step. On the digits data it is as accurate as the Flatten head (docs/trainer.md, "Model tuning"). No
     BatchNorm or Dropout: their per-step state updates are awkward under the strategy; the training input's
     random shifts and label smoothing (trainer.train) regularise instead."""
     layers = keras.layers

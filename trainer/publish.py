@@ -122,7 +122,7 @@ def claim_version(store: Store, owner: str = "", attempts: int = 1000) -> int:
     Two publishers that list at the same moment (the stack's TFJob and an `argo submit` retrain) thus get two
     numbers instead of overwriting each other's files. The claim is read back, which also catches a later
     writer on a server that ignores the condition; there, two claims that land within one round trip can
-    still share a number (README, "Atomic publish")."""
+    still share a number (docs/design.md, "Atomic publish")."""
     token = json.dumps({"owner": owner, "claim": uuid.uuid4().hex}, sort_keys=True).encode()
     version = next_version(store)
     for _ in range(attempts):

@@ -18,7 +18,7 @@ from common.errors import UserError
 from trainer import cli, collectives, distribute, export, preflight, tfconfig
 
 DEFAULTS = {
-    # Tuned on the digits data, 2 processes: >= 0.986 test accuracy over seeds 0-5 (README.md, "Model tuning").
+    # Tuned on the digits data, 2 processes: >= 0.986 test accuracy over seeds 0-5 (docs/trainer.md, "Model tuning").
     "epochs": 20,
     "batch_size": 64,
     "learning_rate": 3e-3,
@@ -267,8 +267,11 @@ class _Meter:
 # once per call, not once per step. The loop never runs past a log, checkpoint or epoch boundary.
 STEPS_PER_CALL = 10
 # The loss: cross-entropy against labels smoothed by this much (Szegedy et al., 2016, "Rethinking the
-# Inception Architecture", section 7): on the digits, worst seed 0.9889 instead of 0.9861 (README.md).
+# Inception Architecture", section 7): on the digits, worst seed 0.9889 instead of 0.9861
+# (docs/trainer.md, "Model tuning").
 LABEL_SMOOTHING = 0.1
+
+
 def _train_step(strategy, net, optimizer, global_batch: int):
     """step(iterator, n) -> this process's [loss sum, correct count] over n training steps (n >= 1)."""
     import keras
