@@ -28,10 +28,15 @@ def exempt(resource: Mapping, config: Mapping) -> bool:
     return bool(namespace) and namespace in (config.get("excludeNamespaces") or [])
 
 
+def judged_containers(resource: Mapping, config: Mapping) -> list:
+    """The resource's containers the hardening rules judge: none in an exempt namespace."""
+    return [] if exempt(resource, config) else containers(resource)
+
+
 
 def check_limits(resource: Mapping, config: Mapping) -> list[str]:
     problems = []
-    for container in [] if exempt(resource, config) else containers(resource):
+    for container in judged_containers(resource, config):
         limits = get_path(container.spec, "resources", "limits")
         missing = [kind for kind in ("cpu", "memory") if not (is_map(limits) and limits.get(kind))]
         if missing:
@@ -41,7 +46,7 @@ def check_limits(resource: Mapping, config: Mapping) -> list[str]:
 
 def check_non_root(resource: Mapping, config: Mapping) -> list[str]:
     problems = []
-    for container in [] if exempt(resource, config) else containers(resource):
+    for container in judged_containers(resource, config):
         own = container.spec.get("securityContext")
         own = own if is_map(own) else {}
         non_root = own.get("runAsNonRoot", container.pod_security.get("runAsNonRoot"))
@@ -55,7 +60,7 @@ def check_non_root(resource: Mapping, config: Mapping) -> list[str]:
 
 def check_capabilities(resource: Mapping, config: Mapping) -> list[str]:
     problems = []
-    for container in [] if exempt(resource, config) else containers(resource):
+    for container in judged_containers(resource, config):
         security = container.spec.get("securityContext")
         drop = get_path(security, "capabilities", "drop")
         dropped = {str(item).upper() for item in drop} if is_list(drop) else set()
