@@ -7,10 +7,10 @@ Layout under DATA_URL (manifest.json is written last, so a dataset without it do
   test.npz                            the test split as numpy arrays (x uint8 [N,28,28], y int64) for predict
   manifest.json                       counts, shard names, sizes and sha256, and the source's fingerprint
 
-Reading from S3: the worker's shards are downloaded in order, a few at a time, into a local cache
-(content-addressed by sha256, hashed on the way in, reused while unchanged), and tf.data starts reading each
-shard as soon as it has been verified, while the next ones are still downloading (so a cold first epoch runs
-at about the speed of local disk). No record of a shard is read before its size and sha256 have matched the
+Reading from S3: the worker's shards are downloaded in order, one stream ahead of the reads, starting before
+the tf.data graph is built, into a local cache (content-addressed by sha256, hashed on the way in, reused while
+unchanged), and tf.data starts reading each shard as soon as it has been verified, while the next ones are
+still downloading (docs/performance.md has how close to local disk a cold first pass gets). No record of a shard is read before its size and sha256 have matched the
 manifest; a shard that fails the check stops the iteration, and `input_errors()` turns that into the
 `UserError` that names it. A local store (file:///) is checked, then read in place.
 
@@ -96,7 +96,10 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("DATA_CACHE_DIR") or Path(tempfile.gettempdir()) / "trainer-data-cache")
 
 
-FETCH_AHEAD = 2  # shards downloading at once: the next one arrives while tf.data reads the current one
+# Shards downloading at once. One stream runs ahead of tf.data's reads (measured here: 300 MB/s from a local S3
+# server against about 120 MB/s of parsing on 2 cores; a training step consumes far less), and a second one
+# only takes CPU from the parsing (docs/performance.md, "Cold reads").
+FETCH_AHEAD = 1
 
 
 def _fetcher(store: Store, cache_dir=None):
@@ -126,7 +129,7 @@ def _fetcher(store: Store, cache_dir=None):
                 _write_stamp(stamp, path)
                 return path
         try:
-            digest = store.get_file(entry["name"], path)
+            digest = store.get_file(entry["name"], path, checked=True)
         except NotFound as e:
             raise _bad_shard(store, entry["name"], "missing") from e
         intact = path.stat().st_size == entry["size"] and (digest or sha256_file(path)) == entry["sha256"]
@@ -150,8 +153,9 @@ _failures_lock = threading.Lock()
 
 class ShardFeed:
     """Verified local paths of `entries`, in order, as each becomes ready: `ahead` shards download at once, in
-    order, from the moment the feed is made. `paths()` blocks until the next shard has been fetched and checked
-    (then re-yields them instantly on later epochs); a shard that fails raises its `UserError` there."""
+    order, from the moment the feed is made (so they overlap building the tf.data graph). `path(i)` blocks
+    until shard i has been fetched and checked (instantly on later epochs); a shard that failed raises its
+    `UserError` there."""
 
     def __init__(self, store: Store, entries: list[dict], cache_dir=None, ahead: int = FETCH_AHEAD):
         fetch = _fetcher(store, cache_dir)
@@ -160,16 +164,12 @@ class ShardFeed:
         pool.shutdown(wait=False)  # its threads end once every shard is fetched
 
     def path(self, index: int) -> Path:
-        return self._futures[index].result()
-
-    def paths(self):
-        for index in range(len(self._futures)):
-            try:
-                yield str(self.path(index)).encode()
-            except UserError as e:
-                with _failures_lock:
-                    _failures.append(e)
-                raise
+        try:
+            return self._futures[index].result()
+        except UserError as e:
+            with _failures_lock:
+                _failures.append(e)
+            raise
 
 
 @contextmanager
@@ -241,11 +241,18 @@ def read_feed(feed: ShardFeed, *, bounds: list[tuple[int, int]]):
 
     first, end = _bounds(list(bounds), bounds)
 
-    def files():
-        yield from zip(feed.paths(), first, end, strict=False)
+    def path(index):  # blocks a tf.data thread (not the caller) until that shard is checked
+        return str(feed.path(int(index))).encode()
 
-    spec = (tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64))
-    return _examples(tf.data.Dataset.from_generator(files, output_signature=spec))
+    def wait(index, a, b):
+        local = tf.numpy_function(path, [index], tf.string, stateful=True, name="verified_shard")
+        return tf.ensure_shape(local, []), a, b
+
+    # A numpy_function map over the shard indices rather than Dataset.from_generator: the same wait, but
+    # about half the graph to build before the first record (measured: docs/performance.md).
+    files = tf.data.Dataset.from_tensor_slices(
+        (tf.range(len(first), dtype=tf.int64), tf.constant(first, tf.int64), tf.constant(end, tf.int64)))
+    return _examples(files.map(wait))
 
 
 def share(counts: list[int], index: int, readers: int) -> list[tuple[int, int, int]]:

@@ -150,7 +150,7 @@ def fetch_dir(store: Store, dest) -> Path:
         target = tmp / rel
         if tmp.resolve() not in target.resolve().parents:
             raise StoreError("unsafe path in _COMPLETE", store.url_of(rel), "publish the folder again")
-        digest = store.get_file(rel, target)  # S3 hashes while streaming; a local store returns None
+        digest = store.get_file(rel, target, checked=True)  # S3 hashes while streaming; a local store: None
         size = target.stat().st_size
         if size != int(entry["size"]) or (digest or sha256_file(target)) != entry["sha256"]:
             raise StoreError(

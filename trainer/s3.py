@@ -113,10 +113,12 @@ def settings() -> dict:
     }
 
 
-def client():
-    """A boto3 S3 client for the current settings; one per process and settings (clients are thread-safe)."""
+def client(response_crc: bool = True):
+    """A boto3 S3 client for the current settings; one per process, settings and `response_crc` (clients are
+    thread-safe). `response_crc=False`: botocore does not check the CRC32 an S3 server sends with an object's
+    body (its default since 1.36); only for reads whose caller checks a stronger digest of its own."""
     s = settings()
-    cache_key = (os.getpid(), tuple(sorted(s.items())),
+    cache_key = (os.getpid(), tuple(sorted(s.items())), response_crc,
                  os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY"))
     with _lock:
         found = _clients.get(cache_key)
@@ -128,6 +130,7 @@ def client():
                 max_pool_connections=max(32, 4 * s["max_concurrency"]),
                 # S3-compatible servers (MinIO, moto, Ceph) are reached by path, not by bucket subdomain.
                 s3={"addressing_style": "path"} if s["endpoint"] else {},
+                response_checksum_validation="when_supported" if response_crc else "when_required",
             )
             # A session per client: boto3's default session is not thread-safe to create clients from.
             found = boto3.session.Session().client(
@@ -247,17 +250,20 @@ def put_file(bucket: str, key: str, path: Path) -> None:
     _call(bucket, key, client().upload_file, str(path), bucket, key, Config=transfer_config())
 
 
-def get_file(bucket: str, key: str, path: Path) -> str | None:
+def get_file(bucket: str, key: str, path: Path, checked: bool = False) -> str | None:
     """Downloads to `path`; returns the sha256 of what was written (None for a large file fetched in ranges).
 
     One streaming GET, hashed on the fly, beats s3transfer's HEAD + GET + writer thread for shard-sized files
     (callers run several in parallel). Files above RANGED_BYTES go through s3transfer's parallel ranged GETs.
     Botocore retries a failed request, but not a body that breaks off mid-stream: that is retried here.
+    `checked=True`: the caller compares the result with a sha256 it already knows (a dataset manifest, a
+    published folder's _COMPLETE), so botocore's CRC32 of the same bytes is skipped (a fifth of the client's
+    CPU per byte here: docs/performance.md, "Cold reads").
     """
     attempts = settings()["max_attempts"]
     for attempt in range(1, attempts + 1):
         try:
-            return _call(bucket, key, _stream_to_file, bucket, key, path)
+            return _call(bucket, key, _stream_to_file, bucket, key, path, checked)
         except StoreError as e:
             broken = isinstance(e.__cause__, _BROKEN_STREAM)
             if not broken or attempt == attempts:
@@ -271,12 +277,12 @@ _BROKEN_STREAM = (
 )
 
 
-def _stream_to_file(bucket: str, key: str, path: Path) -> str | None:
-    response = client().get_object(Bucket=bucket, Key=key)
+def _stream_to_file(bucket: str, key: str, path: Path, checked: bool) -> str | None:
+    response = client(response_crc=not checked).get_object(Bucket=bucket, Key=key)
     body = response["Body"]
     if response["ContentLength"] > RANGED_BYTES:
         body.close()
-        client().download_file(bucket, key, str(path), Config=transfer_config())
+        client(response_crc=not checked).download_file(bucket, key, str(path), Config=transfer_config())
         return None
     digest = hashlib.sha256()
     with open(path, "wb") as out:

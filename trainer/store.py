@@ -105,9 +105,11 @@ class Store:
     def put_file(self, key: str, path) -> None:
         raise NotImplementedError
 
-    def get_file(self, key: str, path) -> str | None:
+    def get_file(self, key: str, path, checked: bool = False) -> str | None:
         """Writes the object to `path` (via a temp file and rename). May return the sha256 of the bytes
-        written, computed on the way (S3); None when it did not (then hash the file if you need it)."""
+        written, computed on the way (S3); None when it did not (then hash the file if you need it).
+        `checked=True` promises that the caller compares that sha256 with one it knows, so the store may
+        skip a weaker check of its own (S3: botocore's CRC32 of the response)."""
         raise NotImplementedError
 
     def list(self, prefix: str = "") -> dict[str, int]:
@@ -176,14 +178,14 @@ class S3Store(Store):
 
         s3.put_file(self.bucket, self._key(key), Path(path))
 
-    def get_file(self, key: str, path) -> str | None:
+    def get_file(self, key: str, path, checked: bool = False) -> str | None:
         from trainer import s3
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
         try:
-            digest = s3.get_file(self.bucket, self._key(key), tmp)
+            digest = s3.get_file(self.bucket, self._key(key), tmp, checked)
             os.replace(tmp, path)
             return digest
         finally:
@@ -274,7 +276,7 @@ class LocalStore(Store):
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
             raise NotFound("not found", self.url_of(key), "check the URL, or write it first") from e
 
-    def get_file(self, key: str, path) -> str | None:
+    def get_file(self, key: str, path, checked: bool = False) -> str | None:
         src = self._path(key)
         if not src.is_file():
             raise NotFound("not found", self.url_of(key), "check the URL, or write it first")

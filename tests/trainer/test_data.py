@@ -112,11 +112,11 @@ class HeldStore:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def get_file(self, key, path):
+    def get_file(self, key, path, checked=False):
         if key == self.held:
             self.started.set()
             assert self.release.wait(60)
-        return self.inner.get_file(key, path)
+        return self.inner.get_file(key, path, checked)
 
 
 def test_reads_each_shard_once_verified_while_the_next_downloads(prepared, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -125,6 +126,28 @@ def test_large_file_uses_multipart(bucket, s3_server, tmp_path):
     out = tmp_path / "back.bin"
     store.get_file("big.bin", out)
     assert out.read_bytes() == src.read_bytes()
+
+
+def test_checked_download_skips_only_botocores_crc(bucket, tmp_path, monkeypatch):
+    """`checked=True` (the caller compares a sha256 it knows) reads the body without botocore's CRC32 pass;
+    a plain get_file keeps it. Both return the sha256 of the bytes written."""
+    from botocore.httpchecksum import StreamingChecksumBody
+
+    validated = []
+    real = StreamingChecksumBody._validate_checksum
+    monkeypatch.setattr(StreamingChecksumBody, "_validate_checksum",
+                        lambda self: validated.append(1) or real(self))
+    store = open_store(f"s3://{bucket}/crc")
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    store.put_bytes("shard.bin", data)
+    digest = hashlib.sha256(data).hexdigest()
+
+    assert store.get_file("shard.bin", tmp_path / "plain.bin") == digest
+    assert validated, "a plain download should check the server's CRC32"
+    validated.clear()
+    assert store.get_file("shard.bin", tmp_path / "checked.bin", checked=True) == digest
+    assert not validated
+    assert (tmp_path / "checked.bin").read_bytes() == data
 
 
 def test_local_store_hides_partial_writes(tmp_path):

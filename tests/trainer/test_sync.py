@@ -129,8 +129,8 @@ KILL_MID_FETCH = textwrap.dedent(
     from trainer.cli import main
     real = S3Store.get_file
     done = []
-    def get_file(self, key, path):
-        out = real(self, key, path)
+    def get_file(self, key, path, checked=False):
+        out = real(self, key, path, checked)
         done.append(key)
         if len(done) == int(os.environ["KILL_AFTER"]):
             os.kill(os.getpid(), signal.SIGKILL)
