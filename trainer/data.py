@@ -10,9 +10,10 @@ Layout under DATA_URL (manifest.json is written last, so a dataset without it do
 Reading from S3: the worker's shards are downloaded in order, one stream ahead of the reads, starting before
 the tf.data graph is built, into a local cache (content-addressed by sha256, hashed on the way in, reused while
 unchanged), and tf.data starts reading each shard as soon as it has been verified, while the next ones are
-still downloading (docs/performance.md has how close to local disk a cold first pass gets). No record of a shard is read before its size and sha256 have matched the
-manifest; a shard that fails the check stops the iteration, and `input_errors()` turns that into the
-`UserError` that names it. A local store (file:///) is checked, then read in place.
+still downloading (docs/performance.md has how close to local disk a cold first pass gets). No record of a
+shard is read before its size and sha256 have matched the manifest; a shard that fails the check stops the
+iteration, and `input_errors()` turns that into the `UserError` that names it. A local store (file:///) is
+checked, then read in place.
 
 TensorFlow is imported inside functions only: `test_arrays` (predict) runs with numpy alone.
 """
@@ -248,8 +249,8 @@ def read_feed(feed: ShardFeed, *, bounds: list[tuple[int, int]]):
         local = tf.numpy_function(path, [index], tf.string, stateful=True, name="verified_shard")
         return tf.ensure_shape(local, []), a, b
 
-    # A numpy_function map over the shard indices rather than Dataset.from_generator: the same wait, but
-    # about half the graph to build before the first record (measured: docs/performance.md).
+    # A numpy_function map over the shard indices rather than Dataset.from_generator: the same wait, with
+    # less graph to build before the first record (measured: docs/performance.md, "Cold reads").
     files = tf.data.Dataset.from_tensor_slices(
         (tf.range(len(first), dtype=tf.int64), tf.constant(first, tf.int64), tf.constant(end, tf.int64)))
     return _examples(files.map(wait))
