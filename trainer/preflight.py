@@ -14,6 +14,7 @@ def check_args(args, processes: int | None = None) -> None:
 
     problems = rules.train_problems(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, shift=args.shift,
+        rotate=args.rotate, scale=args.scale,
         checkpoint_steps=args.checkpoint_steps, keep_checkpoints=args.keep_checkpoints, log_steps=args.log_steps,
         summary_secs=args.summary_secs, processes=processes)
     if problems:

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 
 DEFAULT_LEARNING_RATE = 3e-3
+MAX_ROTATE = 45  # degrees: the augmentation's random rotation (`train --rotate`)
+MAX_SCALE = 0.5  # the augmentation's random zoom, 1 +- this (`train --scale`)
 MIN_SHARDS = 4  # prepare-data's default: enough files to download in parallel
 
 
@@ -39,6 +41,8 @@ def train_problems(
     batch_size: int,
     learning_rate: float,
     shift: int = 0,
+    rotate: float = 0.0,
+    scale: float = 0.0,
     checkpoint_steps: int = 0,
     keep_checkpoints: int = 0,
     log_steps: int = 1,
@@ -69,6 +73,12 @@ def train_problems(
                 f"pass e.g. {DEFAULT_LEARNING_RATE}",
             )
         )
+    if not (0 <= rotate <= MAX_ROTATE):
+        found.append(Problem("--rotate", f"must be between 0 and {MAX_ROTATE} degrees", rotate, 10,
+                             "pass e.g. --rotate 10 (0 turns rotations off)"))
+    if not (0 <= scale <= MAX_SCALE):
+        found.append(Problem("--scale", f"must be between 0 and {MAX_SCALE}", scale, 0.1,
+                             "pass e.g. --scale 0.1 (zoom by 0.9-1.1; 0 turns zooming off)"))
     if not (summary_secs > 0 and math.isfinite(summary_secs)):
         found.append(Problem("--summary-secs", "must be positive", summary_secs, 5, "pass e.g. 5"))
     if processes is not None and batch_size >= 1 and batch_size < processes:

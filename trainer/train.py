@@ -23,6 +23,8 @@ DEFAULTS = {
     "batch_size": 64,
     "learning_rate": 3e-3,
     "shift": 2,
+    "rotate": 10.0,
+    "scale": 0.1,
     "seed": 0,
 }
 
@@ -39,6 +41,12 @@ def add_arguments(parser) -> None:
                         help="Adam's initial learning rate, cosine-decayed to 0 (default: %(default)s)")
     parser.add_argument("--shift", type=int, default=DEFAULTS["shift"],
                         help="augmentation: random shifts of up to this many pixels (default: %(default)s)")
+    parser.add_argument("--rotate", type=float, default=DEFAULTS["rotate"],
+                        help="augmentation: random rotations of up to this many degrees either way "
+                             "(default: %(default)s)")
+    parser.add_argument("--scale", type=float, default=DEFAULTS["scale"],
+                        help="augmentation: random zoom by a factor in [1 - SCALE, 1 + SCALE] "
+                             "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"],
                         help="random seed (default: %(default)s)")
     parser.add_argument("--checkpoint-steps", type=int, default=0,
@@ -170,19 +178,36 @@ class Trainer:
             raise UserError("this process's share of the training set is empty", self.data_store.url,
                             "the dataset changed after the job started: run the job again")
 
-        def augment(image, label):
+        rotate, scale = math.radians(self.args.rotate), self.args.scale
+
+        # Stateless random draws keyed by (seed, 2 x example number) for the shift and (seed, 2 x batch number
+        # + 1) for the rotation and zoom: the same on every run, whichever of a map's parallel calls gets the
+        # element (a seeded stateful op draws in the order the calls happen to run).
+        def key(count, odd: int):
+            return tf.stack([tf.constant(seed, tf.int64), 2 * count + odd])
+
+        def augment(index, example):
+            image, label = example
             if shift:
                 image = tf.pad(image, [[shift, shift], [shift, shift], [0, 0]])
-                image = tf.image.random_crop(image, [28, 28, 1], seed=seed)
+                image = tf.image.stateless_random_crop(image, [28, 28, 1], seed=key(index, 0))
             return image, label
+
+        def distort(index, batch):  # the whole batch in one op
+            images, labels = batch
+            u = tf.random.stateless_uniform([2, tf.shape(images)[0]], key(index, 1), minval=-1.0, maxval=1.0)
+            return rotate_and_zoom(images, u[0] * rotate, 1 + u[1] * scale), labels
 
         pipeline = (
             ds.shuffle(min(count, 10_000), seed=seed, reshuffle_each_iteration=True)
             .repeat()
+            .enumerate()
             .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
             .batch(self.per_replica_batch, drop_remainder=True)
-            .prefetch(tf.data.AUTOTUNE)
         )
+        if rotate or scale:
+            pipeline = pipeline.enumerate().map(distort, num_parallel_calls=tf.data.AUTOTUNE)
+        pipeline = pipeline.prefetch(tf.data.AUTOTUNE)
         options = tf.data.Options()
         # Already sharded by hand (whole files per process): no automatic sharding on top.
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
@@ -238,6 +263,25 @@ class Trainer:
         if step % spe != 0:  # the last steps were not an epoch end: checkpoint them too
             ckpts.save(checkpoint, step)
         return {**last, "examples_per_sec": round(run.metrics()["examples_per_sec"], 1)}
+
+
+def rotate_and_zoom(images, angles, zooms):
+    """images float32 [n, h, w, c] turned by `angles` (float32 [n], radians; positive turns the content
+    clockwise on screen, rows running down) and magnified by `zooms` (float32 [n]; 1.1 draws the content 10%
+    larger), each about its image's centre; bilinear, zero where the source falls outside the image. One
+    `ImageProjectiveTransformV3` op (the kernel of `keras.layers.RandomRotation`/`RandomZoom`), whose transform
+    maps each output pixel (x, y) to the input point (a0 x + a1 y + a2, b0 x + b1 y + b2)."""
+    import tensorflow as tf
+
+    shape = tf.shape(images)
+    cy, cx = (tf.cast(shape[1], tf.float32) - 1) / 2, (tf.cast(shape[2], tf.float32) - 1) / 2
+    cos, sin = tf.cos(angles) / zooms, tf.sin(angles) / zooms
+    a0, a1, b0, b1 = cos, sin, -sin, cos  # the inverse of the rotation about the centre, scaled by 1/zoom
+    zero = tf.zeros_like(angles)
+    transforms = tf.stack([a0, a1, cx - a0 * cx - a1 * cy, b0, b1, cy - b0 * cx - b1 * cy, zero, zero], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=shape[1:3], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="CONSTANT")
 
 
 class _Meter:
