@@ -7,7 +7,7 @@ Knobs (environment):
                          or the path or URL of a file in the mnist.npz layout (config data.prepareSource)
   WORKERS=N              workers beside the chief (default 1); 0 trains in the chief alone (the TFJob's Worker
                          replica count)
-  EPOCHS=N               config training.epochs (the stack's default 20)
+  EPOCHS=N               config training.epochs (the stack's default 40)
   TRAIN_ARGS="..."       more flags after the TFJob's `train` command, e.g. TRAIN_ARGS="--batch-size 128 --seed 3"
   TENSORBOARD=1          serve TensorBoard on the run's S3 logs while training (from .venv-tensorboard, which
                          is created on request: TensorBoard reads s3:// only where TensorFlow is not installed)

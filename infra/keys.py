@@ -109,7 +109,7 @@ KEYS: list[Key] = [
         "baseline",
         "run name: TFJob `mnist-<run>`, RUN_URL `s3://<bucket>/runs/<run>-<digest of the run's settings>`",
     ),
-    Key("training.epochs", 20, "`train --epochs` (the trainer's tuned default)"),
+    Key("training.epochs", 40, "`train --epochs` (the trainer's tuned default)"),
     Key("training.batchSize", 64, "`train --batch-size`"),
     Key("training.learningRate", "0.003", "`train --learning-rate` (the trainer's tuned default)"),
     Key("training.backoffLimit", 3, "TFJob `runPolicy.backoffLimit`"),

@@ -18,8 +18,9 @@ from common.errors import UserError
 from trainer import cli, collectives, distribute, export, preflight, tfconfig
 
 DEFAULTS = {
-    # Tuned on the digits data, 2 processes: >= 0.986 test accuracy over seeds 0-5 (docs/trainer.md, "Model tuning").
-    "epochs": 20,
+    # Tuned on the digits data, 2 processes: >= 0.99 test accuracy on every seed 0-9 with 40 epochs of shifted,
+    # rotated and zoomed images (docs/trainer.md, "Model tuning and accuracy").
+    "epochs": 40,
     "batch_size": 64,
     "learning_rate": 3e-3,
     "shift": 2,

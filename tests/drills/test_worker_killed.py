@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from trainer.train import DEFAULTS
+
 # How long the chief may take to notice a dead peer (TF's coordination service heartbeat timeout plus
 # the collective's own error path); an operator restart is pointless if it never does.
 NOTICE_S = 120
@@ -46,7 +48,7 @@ def test_worker_killed_mid_training_resumes_from_s3_checkpoint(job):
     assert result is not None, "\n".join(chief2.tail)
     assert result["resumed_from_step"] == last
     assert any(f"resumed from checkpoint step {last}" in line for line in chief2.tail)
-    assert result["steps"] == 20 * 22  # the default 20 epochs: it continued, it did not start over
+    assert result["steps"] == DEFAULTS["epochs"] * 22  # the default epochs: it continued, it did not start over
     assert result["accuracy"] >= 0.97, result
     assert result["model_version"] == 1
 

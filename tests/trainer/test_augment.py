@@ -95,6 +95,15 @@ def test_out_of_range_augmentation_is_refused(flags, message):
     assert rules.train_problems(epochs=1, batch_size=64, learning_rate=1e-3, **fixed) == []
 
 
+def test_the_stack_trains_with_the_tuned_defaults():
+    # The stack passes --epochs and --learning-rate to every TFJob: its defaults are the trainer's.
+    from infra.keys import KEY_NAMES
+
+    assert KEY_NAMES["training.epochs"].default == train.DEFAULTS["epochs"]
+    assert float(KEY_NAMES["training.learningRate"].default) == train.DEFAULTS["learning_rate"]
+    assert KEY_NAMES["training.batchSize"].default == train.DEFAULTS["batch_size"]
+
+
 def test_the_defaults_pass_the_rules():
     d = train.DEFAULTS
     assert rules.train_problems(epochs=d["epochs"], batch_size=d["batch_size"], learning_rate=d["learning_rate"],

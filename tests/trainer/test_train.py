@@ -21,10 +21,11 @@ from demo.s3server import free_port
 from tests.conftest import ROOT, trainer_env
 from trainer import publish
 from trainer.store import open_store
+from trainer.train import DEFAULTS
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 20  # the default
+EPOCHS = DEFAULTS["epochs"]  # the default
 TRAIN_COUNT, TEST_COUNT, BATCH = 1437, 360, 64
 STEPS_PER_EPOCH = TRAIN_COUNT // BATCH  # 22
 
