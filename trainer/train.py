@@ -181,33 +181,24 @@ class Trainer:
 
         rotate, scale = math.radians(self.args.rotate), self.args.scale
 
-        # Stateless random draws keyed by (seed, 2 x example number) for the shift and (seed, 2 x batch number
-        # + 1) for the rotation and zoom: the same on every run, whichever of a map's parallel calls gets the
-        # element (a seeded stateful op draws in the order the calls happen to run).
-        def key(count, odd: int):
-            return tf.stack([tf.constant(seed, tf.int64), 2 * count + odd])
-
-        def augment(index, example):
-            image, label = example
-            if shift:
-                image = tf.pad(image, [[shift, shift], [shift, shift], [0, 0]])
-                image = tf.image.stateless_random_crop(image, [28, 28, 1], seed=key(index, 0))
-            return image, label
-
-        def distort(index, batch):  # the whole batch in one op
+        def augment(index, batch):
+            # The whole batch in one op: each image shifted, turned and zoomed. The draws are stateless, keyed by
+            # (seed, batch number): the same on every run, whichever of the map's parallel calls gets the batch
+            # (a seeded stateful op would draw in the order the calls happen to run).
             images, labels = batch
-            u = tf.random.stateless_uniform([2, tf.shape(images)[0]], key(index, 1), minval=-1.0, maxval=1.0)
-            return rotate_and_zoom(images, u[0] * rotate, 1 + u[1] * scale), labels
+            n = tf.shape(images)[0]
+            keys = tf.random.experimental.stateless_split(tf.stack([tf.constant(seed, tf.int64), index]), 2)
+            u = tf.random.stateless_uniform([2, n], keys[0], minval=-1.0, maxval=1.0)
+            shifts = tf.random.stateless_uniform([n, 2], keys[1], minval=-shift, maxval=shift + 1, dtype=tf.int32)
+            return distort(images, u[0] * rotate, 1 + u[1] * scale, tf.cast(shifts, tf.float32)), labels
 
         pipeline = (
             ds.shuffle(min(count, 10_000), seed=seed, reshuffle_each_iteration=True)
             .repeat()
-            .enumerate()
-            .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
             .batch(self.per_replica_batch, drop_remainder=True)
         )
-        if rotate or scale:
-            pipeline = pipeline.enumerate().map(distort, num_parallel_calls=tf.data.AUTOTUNE)
+        if shift or rotate or scale:
+            pipeline = pipeline.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE)
         pipeline = pipeline.prefetch(tf.data.AUTOTUNE)
         options = tf.data.Options()
         # Already sharded by hand (whole files per process): no automatic sharding on top.
@@ -266,20 +257,23 @@ class Trainer:
         return {**last, "examples_per_sec": round(run.metrics()["examples_per_sec"], 1)}
 
 
-def rotate_and_zoom(images, angles, zooms):
-    """images float32 [n, h, w, c] turned by `angles` (float32 [n], radians; positive turns the content
+def distort(images, angles, zooms, shifts):
+    """images float32 [n, h, w, c], each turned by `angles` (float32 [n], radians; positive turns the content
     clockwise on screen, rows running down) and magnified by `zooms` (float32 [n]; 1.1 draws the content 10%
-    larger), each about its image's centre; bilinear, zero where the source falls outside the image. One
-    `ImageProjectiveTransformV3` op (the kernel of `keras.layers.RandomRotation`/`RandomZoom`), whose transform
-    maps each output pixel (x, y) to the input point (a0 x + a1 y + a2, b0 x + b1 y + b2)."""
+    larger) about the image's centre, then moved by `shifts` (float32 [n, 2]: pixels right, pixels down).
+    Bilinear, zero where the source falls outside the image (whole-pixel shifts alone copy pixels exactly). One
+    `ImageProjectiveTransformV3` op, the kernel of `keras.layers.RandomRotation`/`RandomZoom`/`RandomTranslation`;
+    its transform maps each output pixel (x, y) to the input point (a0 x + a1 y + a2, b0 x + b1 y + b2)."""
     import tensorflow as tf
 
     shape = tf.shape(images)
     cy, cx = (tf.cast(shape[1], tf.float32) - 1) / 2, (tf.cast(shape[2], tf.float32) - 1) / 2
     cos, sin = tf.cos(angles) / zooms, tf.sin(angles) / zooms
     a0, a1, b0, b1 = cos, sin, -sin, cos  # the inverse of the rotation about the centre, scaled by 1/zoom
+    # The output pixel p reads the input at centre + M (p - shift - centre).
+    x0, y0 = cx + shifts[:, 0], cy + shifts[:, 1]
     zero = tf.zeros_like(angles)
-    transforms = tf.stack([a0, a1, cx - a0 * cx - a1 * cy, b0, b1, cy - b0 * cx - b1 * cy, zero, zero], axis=1)
+    transforms = tf.stack([a0, a1, cx - a0 * x0 - a1 * y0, b0, b1, cy - b0 * x0 - b1 * y0, zero, zero], axis=1)
     return tf.raw_ops.ImageProjectiveTransformV3(
         images=images, transforms=transforms, output_shape=shape[1:3], fill_value=0.0,
         interpolation="BILINEAR", fill_mode="CONSTANT")

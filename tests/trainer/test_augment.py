@@ -1,5 +1,5 @@
-"""The training input's augmentation: `train.rotate_and_zoom` against known geometry, and the pipeline that
-`train` builds (shifts, then a random rotation and zoom of each image), on real tf.data."""
+"""The training input's augmentation: `train.distort` against known geometry, and the pipeline that `train`
+builds (a random shift, rotation and zoom of each image, one op per batch), on real tf.data."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import tensorflow as tf
 from trainer import rules, train
 
 
-def _rotate_and_zoom(images, angle_deg: float, zoom: float) -> np.ndarray:
+def _distort(images, angle_deg: float, zoom: float, shift=(0, 0)) -> np.ndarray:
     n = images.shape[0]
-    return train.rotate_and_zoom(tf.constant(images), tf.fill([n], math.radians(angle_deg)),
-                                 tf.fill([n], float(zoom))).numpy()
+    return train.distort(tf.constant(images), tf.fill([n], math.radians(angle_deg)), tf.fill([n], float(zoom)),
+                         tf.constant([shift] * n, tf.float32)).numpy()
 
 
 def _asymmetric_images() -> np.ndarray:
@@ -28,12 +28,20 @@ def _asymmetric_images() -> np.ndarray:
 
 def test_no_rotation_and_no_zoom_is_the_identity():
     images = _asymmetric_images()
-    np.testing.assert_allclose(_rotate_and_zoom(images, 0.0, 1.0), images, atol=1e-6)
+    np.testing.assert_allclose(_distort(images, 0.0, 1.0), images, atol=1e-6)
+
+
+def test_whole_pixel_shifts_move_the_content_exactly():
+    images = _asymmetric_images()
+    moved = _distort(images, 0.0, 1.0, shift=(2, -1))  # 2 right, 1 up
+    expected = np.zeros_like(images)
+    expected[:, :-1, 2:] = images[:, 1:, :-2]
+    np.testing.assert_array_equal(moved, expected)
 
 
 def test_a_positive_angle_turns_clockwise():
     images = _asymmetric_images()
-    turned = _rotate_and_zoom(images, 90.0, 1.0)
+    turned = _distort(images, 90.0, 1.0)
     np.testing.assert_allclose(turned, np.rot90(images, k=-1, axes=(1, 2)), atol=1e-4)  # k=-1: clockwise
     assert not np.allclose(turned, np.rot90(images, k=1, axes=(1, 2)), atol=1e-2)
 
@@ -41,11 +49,13 @@ def test_a_positive_angle_turns_clockwise():
 def test_zoom_magnifies_about_the_centre():
     # A ramp along x: bilinear sampling reproduces it exactly, so output x reads input x' = c + (x - c) / zoom.
     ramp = np.tile(np.arange(28, dtype=np.float32), (1, 28, 1))[..., None]
-    zoomed = _rotate_and_zoom(ramp, 0.0, 2.0)
+    zoomed = _distort(ramp, 0.0, 2.0)
     c = 13.5
     np.testing.assert_allclose(zoomed[0, :, :, 0], np.tile(c + (np.arange(28) - c) / 2, (28, 1)), atol=1e-4)
+    # The zoom is about the image's centre, then the shift moves the result.
+    np.testing.assert_allclose(_distort(ramp, 0.0, 2.0, shift=(3, 0))[0, :, 3:, 0], zoomed[0, :, :-3, 0], atol=1e-4)
     # Zooming out leaves a zero border where the source falls outside the image.
-    small = _rotate_and_zoom(np.ones((1, 28, 28, 1), np.float32), 0.0, 0.5)
+    small = _distort(np.ones((1, 28, 28, 1), np.float32), 0.0, 0.5)
     assert small[0, 0, 0, 0] == 0.0 and small[0, 14, 14, 0] == pytest.approx(1.0)
 
 
