@@ -381,7 +381,8 @@ def test_worker_count_must_not_exceed_batch(s3, dataset):
 def test_bad_flags_fail_before_tensorflow(s3):
     env = env_for(s3, RUN_URL=f"s3://{s3['bucket']}/runs/x", MODEL_URL=f"s3://{s3['bucket']}/models/x")
     for flags, message in ((["--epochs", "0"], "--epochs must be at least 1"),
-                           (["--learning-rate", "-1"], "--learning-rate must be a positive number")):
+                           (["--learning-rate", "-1"], "--learning-rate must be a positive number"),
+                           (["--rotate", "90"], "--rotate must be between 0 and 45 degrees")):
         proc = Proc(["train", *flags], env)
         assert proc.wait(timeout=60) == 2
         assert message in "\n".join(proc.err)
