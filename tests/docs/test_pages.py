@@ -205,3 +205,18 @@ def test_named_modules_exist(page):
     """A module named by its file alone (`gate.py`, in a row about `infra/`) is somewhere in the tree."""
     named = {s for s in spans(page.read_text()) if re.fullmatch(r"\w+\.py", s)}
     assert named - our_python_files() == set(), page.name
+
+
+def test_the_readme_performance_figures_are_the_documented_run():
+    """The README's Performance table shows the run that docs/performance.md's "The figures" prints."""
+    import json
+
+    readme = (ROOT / "README.md").read_text()
+    figures = (ROOT / "docs" / "performance.md").read_text()
+    run = json.loads(re.search(r"^(\{.*\})$", figures, re.M).group(1))
+    section = readme.split("## Performance", 1)[1].split("\n## ", 1)[0]
+    cells = [line for line in section.splitlines() if line.startswith("| 0")][0]
+    shown = [float(x) for x in re.findall(r"(?<![≥≤] )\b(\d+\.\d+)\b", cells)]
+    keys = ["input_s3_vs_local", "workers_2_vs_1", "train_s3_vs_local", "tensorboard_lag_s",
+            "publish_s3_vs_local", "render_s_1", "render_s_64"]
+    assert shown == [run[k] for k in keys], (shown, [run[k] for k in keys])
