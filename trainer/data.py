@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import UserError
-from trainer.publish import parallel_map, sha256_file
+from trainer.publish import get_checked, matches, parallel_map
 from trainer.store import NotFound, Store
 
 MANIFEST = "manifest.json"
@@ -70,7 +70,7 @@ def _bad_shard(store: Store, name: str, problem: str) -> UserError:
 
 
 def _verify(path: Path, entry: dict) -> bool:
-    return path.stat().st_size == entry["size"] and sha256_file(path) == entry["sha256"]
+    return matches(path, entry["size"], entry["sha256"])
 
 
 def _file_id(path: Path) -> str:
@@ -130,10 +130,9 @@ def _fetcher(store: Store, cache_dir=None):
                 _write_stamp(stamp, path)
                 return path
         try:
-            digest = store.get_file(entry["name"], path, checked=True)
+            intact = get_checked(store, entry["name"], path, entry["size"], entry["sha256"])
         except NotFound as e:
             raise _bad_shard(store, entry["name"], "missing") from e
-        intact = path.stat().st_size == entry["size"] and (digest or sha256_file(path)) == entry["sha256"]
         if not intact:
             path.unlink(missing_ok=True)
             raise _bad_shard(store, entry["name"], "corrupt (checksum mismatch)")

@@ -37,6 +37,18 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def matches(path, size: int, sha256: str, digest: str | None = None) -> bool:
+    """True when the file at `path` has `size` bytes and the sha256 `sha256` (`digest`: its sha256 when
+    already known, else the file is hashed)."""
+    return Path(path).stat().st_size == int(size) and (digest or sha256_file(path)) == sha256
+
+
+def get_checked(store: Store, key: str, path, size: int, sha256: str) -> bool:
+    """Downloads `key` to `path` and says whether it `matches` the expected size and sha256. The check made
+    here is why the store may skip its own weaker one (`Store.get_file(checked=True)`). Raises NotFound."""
+    return matches(path, size, sha256, store.get_file(key, path, checked=True))
+
+
 def _local_files(local_dir: Path) -> list[str]:
     out = []
     for dirpath, dirnames, filenames in os.walk(local_dir):
@@ -150,9 +162,7 @@ def fetch_dir(store: Store, dest) -> Path:
         target = tmp / rel
         if tmp.resolve() not in target.resolve().parents:
             raise StoreError("unsafe path in _COMPLETE", store.url_of(rel), "publish the folder again")
-        digest = store.get_file(rel, target, checked=True)  # S3 hashes while streaming; a local store: None
-        size = target.stat().st_size
-        if size != int(entry["size"]) or (digest or sha256_file(target)) != entry["sha256"]:
+        if not get_checked(store, rel, target, entry["size"], entry["sha256"]):
             raise StoreError(
                 "file does not match its checksum in _COMPLETE",
                 store.url_of(rel),

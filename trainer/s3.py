@@ -279,11 +279,12 @@ _BROKEN_STREAM = (
 
 
 def _stream_to_file(bucket: str, key: str, path: Path, checked: bool) -> str | None:
-    response = client(response_crc=not checked).get_object(Bucket=bucket, Key=key)
+    s3 = client(response_crc=not checked)
+    response = s3.get_object(Bucket=bucket, Key=key)
     body = response["Body"]
     if response["ContentLength"] > RANGED_BYTES:
         body.close()
-        client(response_crc=not checked).download_file(bucket, key, str(path), Config=transfer_config())
+        s3.download_file(bucket, key, str(path), Config=transfer_config())
         return None
     digest = hashlib.sha256()
     with open(path, "wb") as out:
