@@ -17,7 +17,7 @@ IMAGES    := trainer sidecar tensorboard
 IMAGE_TAG ?= 0.1.0
 IMAGE_REPO ?= kubeflow-e2e
 
-.PHONY: install demo test bench lint lock clean image-venvs images e2e-tools e2e
+.PHONY: install demo test bench lint lock clean image-venvs images e2e-tools e2e-images e2e
 
 install: $(STAMP) $(SCAN_STAMP) $(NETPOL_STAMP)
 
@@ -59,13 +59,19 @@ images:
 	  docker build -f docker/$$image.Dockerfile -t $(IMAGE_REPO)/$$image:$(IMAGE_TAG) . || exit 1; \
 	done
 
-# End-to-end: the real Pulumi CLI and kubernetes provider against a real control plane on 127.0.0.1, all
-# built from Go modules into ~/.cache/kubeflow-e2e/tools/<versions>/ (first build: see docs/e2e.md).
+# End-to-end: the real Pulumi CLI and kubernetes provider against a real one-node Kubernetes, all built from Go
+# modules into ~/.cache/kubeflow-e2e/tools/<versions>/ (first build: see docs/e2e.md).
 e2e-tools:
 	$(PYTHON) e2e/tools.py
 
-e2e: $(STAMP) e2e-tools
-	$(PY) -m pytest e2e -x -s -p no:cacheprovider
+# The images the real node runs, built from our Dockerfiles (and the platform's binaries) by buildah, no Docker.
+e2e-images: e2e-tools
+	$(PYTHON) e2e/images.py
+
+# Runs as root: a real node (containerd, kubelet, kube-proxy) in a network namespace made for the run;
+# e2e/host.py restores the host afterwards, on failure and Ctrl-C too.
+e2e: $(STAMP) e2e-tools e2e-images
+	$(PY) -m e2e.host e2e -x -s -p no:cacheprovider
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,9 +1,9 @@
-"""Fixtures for `make e2e`: the tools, one control plane for the session with the platform team's CRDs, the
-engine, and the stand-in controllers. The tests in test_stack.py run in file order against one stack."""
+"""Fixtures for `make e2e`: the tools, the real node (control plane, containerd, kubelet, kube-proxy, CoreDNS)
+in the run's network namespace, the platform team's training operator and Argo, and the engine. The tests in
+test_stack.py run in file order against one stack."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -13,21 +13,27 @@ from pathlib import Path
 
 import pytest
 
-from e2e import tools
-from e2e.controllers import FakeControllers
+from e2e import platform
 from e2e.controlplane import ControlPlane
 from e2e.engine import Engine
+from e2e.node import RealNode, in_node_namespace, tools_ready
 
-CRDS = Path(__file__).parent / "crds"
 NAMESPACE = "kubeflow-e2e"
 
 
 @pytest.fixture(scope="session")
 def tools_root() -> Path:
+    from e2e import tools
+
+    if not in_node_namespace():
+        pytest.fail("the e2e runs inside the node's network namespace: run `make e2e` (python -m e2e.host)",
+                    pytrace=False)
     root = tools.tools_dir()
-    missing = [b for b in tools.BINARIES if not (root / "bin" / b).exists()]
+    missing = tools_ready(root)
     if missing:
-        pytest.fail(f"missing in {root / 'bin'}: {', '.join(missing)}; run `make e2e-tools` first", pytrace=False)
+        # Each part says itself what it lacks (the node, the platform's images, the engine): a partial toolset
+        # still runs the node's own checks.
+        print(f"\nnot built yet: {', '.join(missing)} (make e2e-tools, make e2e-images)")
     return root
 
 
@@ -50,53 +56,31 @@ def pytest_runtest_makereport(item, call):
         run_dir.failed = True
 
 
-def install_crds(cp: ControlPlane) -> list[str]:
-    """The platform team's step: the upstream CRDs (e2e/crds/, see e2e/gen_crds.py), then wait until each is
-    Established."""
-    names = []
-    for path in sorted(CRDS.glob("*.json")):
-        crd = json.loads(path.read_text())
-        cp.api("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", "POST", crd)
-        names.append(crd["metadata"]["name"])
-    deadline = time.monotonic() + 60
-    for name in names:
-        while True:
-            got = cp.api(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-            if any(
-                c["type"] == "Established" and c["status"] == "True"
-                for c in (got.get("status") or {}).get("conditions") or []
-            ):
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"CRD {name} not Established after 60 s")
-            time.sleep(0.2)
-    return names
+@pytest.fixture(scope="session")
+def cluster(tools_root, run_dir):
+    node = RealNode(tools_root, run_dir / "cluster")
+    t0 = time.monotonic()
+    with node:
+        print(
+            f"node Ready in {time.monotonic() - t0:.1f} s, API server {node.server}, kubelet {node.kubelet_version()}; "
+            "images in containerd: "
+            + ", ".join(f"{ref.rsplit('/', 1)[1]} ({how})" for ref, how in node.imported.items())
+        )
+        yield node
+        node.check_alive()
 
 
 @pytest.fixture(scope="session")
-def cluster(tools_root, run_dir):
-    cp = ControlPlane(tools_root / "bin", run_dir / "cluster", tools_root / "share" / "kwok-stages")
-    t0 = time.monotonic()
-    with cp:
-        crds = install_crds(cp)
-        print(
-            f"control plane {cp.version()} up in {time.monotonic() - t0:.1f} s at {cp.server}; CRDs: {', '.join(crds)}"
-        )
-        yield cp
-        cp.check_alive()
+def installed_platform(cluster, run_dir) -> dict[str, float]:
+    """The platform team's training operator and Argo (e2e/platform.py); returns the install times."""
+    times = platform.install(cluster, run_dir / "platform")
+    print("platform installed: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
+    return times
 
 
 @pytest.fixture(scope="session")
 def engine(tools_root, run_dir, cluster) -> Engine:
     return Engine(tools_root, run_dir / "pulumi", cluster.kubeconfig)
-
-
-@pytest.fixture(scope="session")
-def controllers(cluster):
-    c = FakeControllers(cluster, NAMESPACE)
-    c.start()
-    yield c
-    c.stop()
 
 
 def get(cp: ControlPlane, path: str) -> dict | None:

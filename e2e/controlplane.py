@@ -1,11 +1,6 @@
-"""A real Kubernetes control plane on 127.0.0.1, for `make e2e`: etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler and KWOK, the binaries `make e2e-tools` built (`e2e/tools.py`).
-
-No container runtime exists here, so no container ever runs: KWOK plays the kubelet of fake nodes with its
-upstream stages (nodes Ready with a lease; pods Ready, Job pods Succeeded; deleted pods removed). Everything
-else is the real thing: the API server validates, admits (Pod Security, RBAC, ServiceAccounts), stores
-in etcd; the controller-manager runs Deployments, ReplicaSets, Jobs, endpoints, namespace deletion and
-the garbage collector; the scheduler binds pods to the fake node.
+"""A Kubernetes control plane for `make e2e`: etcd, kube-apiserver, kube-controller-manager and
+kube-scheduler, the binaries `make e2e-tools` built (`e2e/tools.py`). `e2e/node.py` adds the node (containerd,
+kubelet, kube-proxy, CoreDNS) and binds it all to the node's address.
 
     with ControlPlane(tools_bin, run_dir) as cp:
         cp.kubeconfig   # Path of an admin kubeconfig (client certificate, system:masters)
@@ -30,7 +25,6 @@ from pathlib import Path
 
 from e2e.pki import make_pki, write_kubeconfig
 
-NODE_NAME = "kwok-node-0"
 SERVICE_CIDR = "10.96.0.0/16"
 START_TIMEOUT = 180.0  # seconds per component; generous: the machine is shared
 
@@ -46,10 +40,12 @@ def free_port() -> int:
 
 
 class ControlPlane:
-    def __init__(self, bin_dir: Path, run_dir: Path, kwok_stages: Path):
+    # Where the API server listens and what it advertises; the real node (e2e/node.py) uses its own address.
+    address = "127.0.0.1"
+
+    def __init__(self, bin_dir: Path, run_dir: Path):
         self.bin = Path(bin_dir)
         self.dir = Path(run_dir)
-        self.stages = Path(kwok_stages)
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
         self.kubeconfig = self.dir / "kubeconfig"
@@ -165,9 +161,19 @@ class ControlPlane:
         return self
 
     def _start_all(self) -> None:
+        self._start_control_plane()
+
+    def _make_pki(self) -> dict[str, Path]:
+        return make_pki(self.dir / "pki")
+
+    def _apiserver_flags(self) -> list[str]:
+        # The `kubernetes` Service's endpoint would be 127.0.0.1, which Endpoints reject; no pod uses it.
+        return ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"]
+
+    def _start_control_plane(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.pki = make_pki(self.dir / "pki")
-        p = {k: free_port() for k in ("etcd", "peer", "apiserver", "kcm", "scheduler", "kwok")}
+        self.pki = self._make_pki()
+        p = {k: free_port() for k in ("etcd", "peer", "apiserver", "kcm", "scheduler")}
         self.ports = p
         etcd_url = f"http://127.0.0.1:{p['etcd']}"
         self._start(
@@ -190,14 +196,13 @@ class ControlPlane:
         self._wait("etcd", lambda: urllib.request.urlopen(f"{etcd_url}/health", timeout=5).read().find(b"true") > 0)
 
         pki = self.pki
-        self.server = f"https://127.0.0.1:{p['apiserver']}"
+        self.server = f"https://{self.address}:{p['apiserver']}"
         self._start(
             "kube-apiserver",
             [
                 "kube-apiserver",
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                *self._apiserver_flags(),
                 f"--secure-port={p['apiserver']}",
                 f"--tls-cert-file={pki['apiserver.crt']}",
                 f"--tls-private-key-file={pki['apiserver.key']}",
@@ -207,8 +212,6 @@ class ControlPlane:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--authorization-mode=Node,RBAC",
-                # The `kubernetes` Service's endpoint would be 127.0.0.1, which Endpoints reject; no pod uses it.
-                "--endpoint-reconciler-type=none",
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
                 "--v=1",
@@ -248,33 +251,8 @@ class ControlPlane:
                 f"--cert-dir={self.dir / 'sched-certs'}",
             ],
         )
-        stages = sorted(self.stages.glob("*.yaml"))
-        if not stages:
-            raise ControlPlaneError(f"no KWOK stages in {self.stages}: run `make e2e-tools`")
-        kwok_config = self.dir / "kwok.yaml"
-        kwok_config.write_text("\n---\n".join(s.read_text() for s in stages))
-        self._start(
-            "kwok",
-            [
-                "kwok",
-                f"--kubeconfig={self.kubeconfig}",
-                f"--config={kwok_config}",
-                "--manage-all-nodes=true",
-                "--node-ip=127.0.0.1",
-                f"--server-address=127.0.0.1:{p['kwok']}",
-                "--node-lease-duration-seconds=40",
-            ],
-        )
         self._wait("kube-controller-manager", lambda: self._healthz(p["kcm"]))
         self._wait("kube-scheduler", lambda: self._healthz(p["scheduler"]))
-        self.api("/api/v1/nodes", "POST", fake_node(NODE_NAME))
-        self._wait("kwok", self._node_ready)
-
-    def _node_ready(self) -> bool:
-        node = self.api(f"/api/v1/nodes/{NODE_NAME}")
-        return any(
-            c["type"] == "Ready" and c["status"] == "True" for c in (node.get("status") or {}).get("conditions") or []
-        )
 
     def version(self) -> str:
         return self.api("/version")["gitVersion"]
@@ -285,24 +263,3 @@ class ControlPlane:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-
-def fake_node(name: str) -> dict:
-    """A node for KWOK to manage (the annotation and taint-free spec KWOK's docs use)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kwok.x-k8s.io/node": "fake"},
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-                "type": "kwok",
-            },
-        },
-        "status": {
-            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-        },
-    }

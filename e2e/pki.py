@@ -54,9 +54,11 @@ def _cert(
     return b.sign(issuer_key, hashes.SHA256())
 
 
-def make_pki(folder: Path) -> dict[str, Path]:
-    """CA, API server serving cert (127.0.0.1, localhost, kubernetes.default...), admin client cert
-    (O=system:masters) and the service-account signing key. Returns name -> path."""
+def make_pki(folder: Path, node_ip: str | None = None, node_name: str | None = None) -> dict[str, Path]:
+    """CA, API server serving cert (127.0.0.1, localhost, kubernetes.default..., and `node_ip`), admin client
+    cert (O=system:masters) and the service-account signing key; with `node_name`, a real node's certificates
+    too: the kubelet's client (system:node:<name>, O=system:nodes) and serving certificates and kube-proxy's
+    client (system:kube-proxy, bound by the default system:node-proxier binding). Returns name -> path."""
     folder.mkdir(parents=True, exist_ok=True)
     out: dict[str, Path] = {}
 
@@ -72,7 +74,8 @@ def make_pki(folder: Path) -> dict[str, Path]:
     write("ca.crt", ca.public_bytes(serialization.Encoding.PEM))
 
     srv_key = ec.generate_private_key(ec.SECP256R1())
-    sans = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", SERVICE_IP)]
+    ips = ("127.0.0.1", SERVICE_IP, *((node_ip,) if node_ip else ()))
+    sans = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
     sans += [
         x509.DNSName(d)
         for d in (
@@ -105,6 +108,27 @@ def make_pki(folder: Path) -> dict[str, Path]:
     write("admin.crt", adm.public_bytes(serialization.Encoding.PEM))
     write("admin.key", _pem_key(adm_key))
 
+    def client(name: str, cn: str, org: str | None = None) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        attrs = ([x509.NameAttribute(NameOID.ORGANIZATION_NAME, org)] if org else []) + [
+            x509.NameAttribute(NameOID.COMMON_NAME, cn)
+        ]
+        crt = _cert(x509.Name(attrs), key, ca_name, ca_key, client=True)
+        write(f"{name}.crt", crt.public_bytes(serialization.Encoding.PEM))
+        write(f"{name}.key", _pem_key(key))
+
+    if node_name:
+        client("kubelet-client", f"system:node:{node_name}", "system:nodes")
+        client("kube-proxy", "system:kube-proxy")
+        key = ec.generate_private_key(ec.SECP256R1())
+        node_sans = [x509.DNSName(node_name)] + (
+            [x509.IPAddress(ipaddress.ip_address(node_ip))] if node_ip else []
+        )
+        crt = _cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node_name)]), key, ca_name, ca_key,
+                    sans=node_sans)
+        write("kubelet.crt", crt.public_bytes(serialization.Encoding.PEM))
+        write("kubelet.key", _pem_key(key))
+
     sa_key = ec.generate_private_key(ec.SECP256R1())
     write("sa.key", _pem_key(sa_key))
     write(
@@ -114,8 +138,9 @@ def make_pki(folder: Path) -> dict[str, Path]:
     return out
 
 
-def write_kubeconfig(path: Path, server: str, pki: dict[str, Path]) -> None:
-    """A kubeconfig (JSON is valid YAML) with the admin client certificate, context `kubeflow-e2e`."""
+def write_kubeconfig(path: Path, server: str, pki: dict[str, Path], user: str = "admin") -> None:
+    """A kubeconfig (JSON is valid YAML) with the `user` client certificate (admin: system:masters), context
+    `kubeflow-e2e`."""
     cfg = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -123,7 +148,7 @@ def write_kubeconfig(path: Path, server: str, pki: dict[str, Path]) -> None:
         "users": [
             {
                 "name": "admin",
-                "user": {"client-certificate": str(pki["admin.crt"]), "client-key": str(pki["admin.key"])},
+                "user": {"client-certificate": str(pki[f"{user}.crt"]), "client-key": str(pki[f"{user}.key"])},
             }
         ],
         "contexts": [{"name": "kubeflow-e2e", "context": {"cluster": "e2e", "user": "admin"}}],

@@ -1,14 +1,17 @@
 """`make e2e-tools`: build the e2e toolchain from Go modules into a cache outside the work tree.
 
 Every binary comes from the Go module proxy (no prebuilt downloads): the Pulumi CLI, the
-pulumi-kubernetes provider plugin, etcd, kube-apiserver, kube-controller-manager, kube-scheduler
-and KWOK. Each is built inside a small wrapper module generated under
+pulumi-kubernetes provider plugin, etcd, the Kubernetes binaries (kube-apiserver, kube-controller-manager,
+kube-scheduler, kubelet, kube-proxy, kubectl), CoreDNS, the Kubeflow training operator, Argo's
+workflow-controller and argoexec, MinIO and mc; and the pod sandbox's pause, compiled with gcc from the
+kubernetes module's own source. Each is built inside a small wrapper module generated under
 ``<cache>/src/<tool>/`` because the upstream modules carry ``replace`` directives that point into
 their own repositories (``pkg/v3 => ../sdk``, ``k8s.io/X => ./staging/...``), which Go ignores in
 a dependency: the wrapper restates them against published versions.
 
 Layout: ``$KUBEFLOW_E2E_TOOLS`` or ``~/.cache/kubeflow-e2e/tools/<versions>/`` with ``bin/`` (the
-binaries), ``share/kwok-stages/`` (KWOK's stage YAML from its module) and ``src/`` (the wrappers).
+binaries), ``images/`` (what ``e2e/images.py`` exports for containerd), ``containerd/`` (the node's image
+store, kept between runs) and ``src/`` (the wrappers).
 Run ``python3 e2e/tools.py`` to build what is missing (one line per binary with its time),
 ``--print-dir`` to print the bin folder. Needs only python3 (stdlib) and go >= 1.26.6.
 
@@ -45,10 +48,20 @@ K8S_PROVIDER_RELEASE = "4.25.0"
 # provider/v4 requires sdk/v4 v4.24.0 (replaced by ../sdk upstream); v4.24.0 is not served, v4.22.2 is.
 K8S_PROVIDER_SDK = "v4.22.2"
 ETCD = "v3.6.16"
-KWOK = "v0.8.0"
-# k8s.io/kubernetes v1.36.1 is the release whose k8s.io/* modules KWOK v0.8.0 requires (v0.36.1, the same
-# kube-openapi): both are built in one wrapper module, so their shared packages compile once.
 KUBERNETES = "v1.36.1"
+# The Kubeflow training operator: tag v1.9.4 lives in github.com/kubeflow/trainer, whose go.mod still names the
+# module github.com/kubeflow/training-operator, so the wrapper requires the old path and replaces it.
+TRAINING_OPERATOR = "v1.9.4"
+# Argo Workflows: v4.0.6 (the chart 1.0.18 release) is not served by the module proxy; v4.0.7 is the nearest
+# served release after it, so the stack pins v4.0.7 too (infra/versions.py).
+ARGO = "v4.0.7"
+ARGO_MOD = "github.com/argoproj/argo-workflows/v4"
+# Cluster DNS for the real node's pods (Service names such as minio.<namespace>.svc).
+COREDNS = "v1.15.0"
+# MinIO's release tags are not served by the module proxy, only these pseudo-versions (its newest source and
+# mc's): the e2e runs them under their own tags (image.minio / image.mc), not the stack's pinned releases.
+MINIO = "v0.0.0-20260212201848-7aac2a2c5b7c"
+MC = "v0.0.0-20250313080218-cf909e1063a9"
 
 PULUMI_PKG = "github.com/pulumi/pulumi/pkg/v3"
 PULUMI_SDK = "github.com/pulumi/pulumi/sdk/v3"
@@ -59,15 +72,27 @@ BINARIES = (
     "pulumi",
     "pulumi-resource-kubernetes",
     "etcd",
-    "kwok",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "kubectl",
+    "pause",
+    "training-operator",
+    "workflow-controller",
+    "argoexec",
+    "coredns",
+    "minio",
+    "mc",
 )
 
 
 def versions_key() -> str:
-    return f"pulumi-{PULUMI}_k8sprovider-{K8S_PROVIDER_RELEASE}_etcd-{ETCD}_kwok-{KWOK}_kube-{KUBERNETES}"
+    return (
+        f"pulumi-{PULUMI}_k8sprovider-{K8S_PROVIDER_RELEASE}_etcd-{ETCD}_kube-{KUBERNETES}"
+        f"_tfop-{TRAINING_OPERATOR}_argo-{ARGO}_coredns-{COREDNS}_minio-{MINIO[-12:]}_mc-{MC[-12:]}"
+    )
 
 
 def tools_dir() -> Path:
@@ -115,6 +140,15 @@ def tools_go(pkgs: list[str]) -> str:
 
 def build(src: Path, out: Path, pkg: str, ldflags: str, log) -> None:
     tmp = out.with_name(out.name + ".tmp")
+    if pkg == "":  # a C program (pause): static, so it runs in an image with nothing else in it
+        cmd = ["gcc", "-Os", "-Wall", "-Werror", "-static", "-DVERSION=" + KUBERNETES, "-o", str(tmp), "pause.c"]
+        log.write(f"$ (cd {src} && {' '.join(cmd)})\n")
+        proc = subprocess.run(cmd, cwd=src, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        log.write(proc.stdout)
+        if proc.returncode != 0:
+            raise RuntimeError(f"gcc pause.c failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}")
+        tmp.replace(out)
+        return
     go(["build", "-p", "2", "-trimpath", "-ldflags", f"-s -w {ldflags}", "-o", str(tmp), pkg], src, log)
     tmp.replace(out)
 
@@ -192,40 +226,18 @@ def prep_etcd(src: Path, log) -> list[tuple[str, str, str]]:
     return [("etcd", "go.etcd.io/etcd/server/v3", "")]
 
 
-# KWOK's stages (its kustomize/stage/ folder): nodes become Ready and keep a lease; pods become Ready,
-# Job pods Succeeded, deleted pods go away.
-KWOK_STAGES = [
-    "node/fast/node-initialize.yaml",
-    "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
-    "pod/fast/pod-ready.yaml",
-    "pod/fast/pod-complete.yaml",
-    "pod/fast/pod-delete.yaml",
-]
-
-
-def copy_kwok_stages(root: Path, log) -> None:
-    """Copies the KWOK stage files the harness uses into <tools>/share/kwok-stages (from the module cache)."""
-    src = root / "src" / "kubernetes"
-    src.mkdir(parents=True, exist_ok=True)
-    stages = module_dir("sigs.k8s.io/kwok", KWOK, src, log) / "kustomize" / "stage"
-    dest = root / "share" / "kwok-stages"
-    dest.mkdir(parents=True, exist_ok=True)
-    for rel in KWOK_STAGES:
-        shutil.copyfile(stages / rel, dest / Path(rel).name)
-
-
 def prep_kubernetes(src: Path, log) -> list[tuple[str, str, str]]:
     src.mkdir(parents=True, exist_ok=True)
     kdir = module_dir("k8s.io/kubernetes", KUBERNETES, src, log)
     staging = re.findall(r"^\s*(k8s\.io/[\w.-]+) => \./staging/", (kdir / "go.mod").read_text(), re.M)
     published = "v0." + KUBERNETES.split(".", 1)[1]  # v1.36.1 -> v0.36.1
-    cmds = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
+    cmds = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"]
     write_module(
         src,
         "kubernetes",
-        {"k8s.io/kubernetes": KUBERNETES, "sigs.k8s.io/kwok": KWOK},
+        {"k8s.io/kubernetes": KUBERNETES},
         {m: f"{m} {published}" for m in staging},
-        {"tools.go": tools_go([f"k8s.io/kubernetes/cmd/{c}" for c in cmds] + ["sigs.k8s.io/kwok/cmd/kwok"])},
+        {"tools.go": tools_go([f"k8s.io/kubernetes/cmd/{c}" for c in cmds])},
     )
     go(["mod", "tidy"], src, log)
     major, minor = KUBERNETES[1:].split(".")[:2]
@@ -234,15 +246,96 @@ def prep_kubernetes(src: Path, log) -> list[tuple[str, str, str]]:
         f"-X {v}.gitVersion={KUBERNETES} -X {v}.gitMajor={major} -X {v}.gitMinor={minor} "
         f"-X {v}.gitTreeState=clean -X {v}.buildDate=1970-01-01T00:00:00Z"
     )
-    kwok = ("kwok", "sigs.k8s.io/kwok/cmd/kwok", f"-X sigs.k8s.io/kwok/pkg/consts.Version={KWOK}")
-    return [*[(c, f"k8s.io/kubernetes/cmd/{c}", stamp) for c in cmds], kwok]
+    return [(c, f"k8s.io/kubernetes/cmd/{c}", stamp) for c in cmds]
+
+
+def prep_pause(src: Path, log) -> list[tuple[str, str, str]]:
+    """The pod sandbox's pause binary, compiled from the kubernetes module's own build/pause/linux/pause.c
+    (no registry is reachable for registry.k8s.io/pause). Returned with package "" : built by gcc, not go."""
+    src.mkdir(parents=True, exist_ok=True)
+    kdir = module_dir("k8s.io/kubernetes", KUBERNETES, src, log)
+    shutil.copyfile(kdir / "build" / "pause" / "linux" / "pause.c", src / "pause.c")
+    return [("pause", "", "")]
+
+
+def prep_operator(src: Path, log) -> list[tuple[str, str, str]]:
+    mod = "github.com/kubeflow/training-operator"
+    write_module(
+        src,
+        "training-operator",
+        {mod: TRAINING_OPERATOR},
+        {mod: f"github.com/kubeflow/trainer {TRAINING_OPERATOR}"},
+        {"tools.go": tools_go([f"{mod}/cmd/training-operator.v1"])},
+    )
+    go(["mod", "tidy"], src, log)
+    return [("training-operator", f"{mod}/cmd/training-operator.v1", "")]
+
+
+def prep_argo(src: Path, log) -> list[tuple[str, str, str]]:
+    """Argo's controller and executor. The module zip drops git symlinks, and upstream's
+    workflow/executor/osspecific/signal_linux.go is one (to signal_darwin.go): without it argoexec fails with
+    `undefined: Setpgid`. So the wrapper builds against a copy of the module with that file restored."""
+    src.mkdir(parents=True, exist_ok=True)
+    write_module(src, "argo-probe", {ARGO_MOD: ARGO}, {}, {})
+    mdir = module_dir(ARGO_MOD, ARGO, src, log)
+    copy = src.parent / "argo-module"
+    if not (copy / "go.mod").exists():
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(mdir, copy)
+        for path in copy.rglob("*"):
+            path.chmod(path.stat().st_mode | 0o200)
+    osdir = copy / "workflow" / "executor" / "osspecific"
+    if not (osdir / "signal_linux.go").exists():
+        shutil.copyfile(osdir / "signal_darwin.go", osdir / "signal_linux.go")
+    write_module(
+        src,
+        "argo",
+        {ARGO_MOD: ARGO},
+        {ARGO_MOD: str(copy)},
+        {"tools.go": tools_go([f"{ARGO_MOD}/cmd/workflow-controller", f"{ARGO_MOD}/cmd/argoexec"])},
+    )
+    go(["mod", "tidy"], src, log)
+    # Unstamped, the controller names its executor image quay.io/argoproj/argoexec:v0.0.0.
+    stamp = f"-X {ARGO_MOD}.version={ARGO}"
+    return [(b, f"{ARGO_MOD}/cmd/{b}", stamp) for b in ("workflow-controller", "argoexec")]
+
+
+def prep_coredns(src: Path, log) -> list[tuple[str, str, str]]:
+    mod = "github.com/coredns/coredns"
+    write_module(src, "coredns", {mod: COREDNS}, {}, {"tools.go": tools_go([mod])})
+    go(["mod", "tidy"], src, log)
+    return [("coredns", mod, f"-X {mod}/coremain.GitCommit={COREDNS}")]
+
+
+def prep_minio(src: Path, log) -> list[tuple[str, str, str]]:
+    mod = "github.com/minio/minio"
+    write_module(src, "minio", {mod: MINIO}, {}, {"tools.go": tools_go([mod])})
+    go(["mod", "tidy"], src, log)
+    return [("minio", mod, "")]
+
+
+def prep_mc(src: Path, log) -> list[tuple[str, str, str]]:
+    mod = "github.com/minio/mc"
+    write_module(src, "mc", {mod: MC}, {}, {"tools.go": tools_go([mod])})
+    go(["mod", "tidy"], src, log)
+    return [("mc", mod, "")]
 
 
 STEPS = [
     ("pulumi", prep_pulumi, ["pulumi"]),
     ("pulumi-resource-kubernetes", prep_provider, ["pulumi-resource-kubernetes"]),
     ("etcd", prep_etcd, ["etcd"]),
-    ("kubernetes", prep_kubernetes, ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]),
+    (
+        "kubernetes",
+        prep_kubernetes,
+        ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"],
+    ),
+    ("pause", prep_pause, ["pause"]),
+    ("training-operator", prep_operator, ["training-operator"]),
+    ("argo", prep_argo, ["workflow-controller", "argoexec"]),
+    ("coredns", prep_coredns, ["coredns"]),
+    ("minio", prep_minio, ["minio"]),
+    ("mc", prep_mc, ["mc"]),
 ]
 
 
@@ -297,11 +390,6 @@ def main(argv: list[str] | None = None) -> int:
             except RuntimeError as exc:
                 failed.append(name)
                 print(f"  {name:<28} FAILED after {time.monotonic() - t0:.1f} s: {exc}", flush=True)
-        try:
-            copy_kwok_stages(root, log)
-        except (RuntimeError, OSError) as exc:
-            failed.append("kwok-stages")
-            print(f"  kwok stages FAILED: {exc}", flush=True)
     missing = [b for b in BINARIES if not (bindir / b).exists()]
     print(
         f"e2e-tools: {time.monotonic() - started:.1f} s; "

@@ -138,7 +138,7 @@ def test_the_e2e_tool_versions_are_the_ones_built():
 
     table = rows(section("e2e.md", "End-to-end: `make e2e`"))
     versions = " ".join(cells[1] for cells in table if len(cells) == 2)
-    for name in ("PULUMI", "K8S_PROVIDER", "ETCD", "KWOK", "KUBERNETES"):
+    for name in ("PULUMI", "K8S_PROVIDER", "ETCD", "KUBERNETES", "TRAINING_OPERATOR", "ARGO", "COREDNS", "MINIO", "MC"):
         assert getattr(tools, name) in versions, name
 
 
