@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -55,13 +56,15 @@ def kubectl(node, *args: str, stdin: str | None = None, timeout: float = 300) ->
     return proc.stdout
 
 
-def overlay(folder: Path, base: Path, namespace: str | None, image_tags: dict[str, str]) -> Path:
-    """A kustomization over an upstream folder (copied: kustomize refuses bases outside its root's tree)."""
+def overlay(folder: Path, manifests: Path, base: str, namespace: str | None, image_tags: dict[str, str]) -> Path:
+    """A kustomization over `base`, a folder of a module's `manifests/` (copied under `folder`: kustomize takes
+    only relative paths to bases)."""
     folder.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(manifests, folder / "manifests", dirs_exist_ok=True)
     k = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": [str(base)],
+        "resources": [f"manifests/{base}"],
         "images": [{"name": n, "newTag": t} for n, t in image_tags.items()],
     }
     if namespace:
@@ -71,8 +74,7 @@ def overlay(folder: Path, base: Path, namespace: str | None, image_tags: dict[st
 
 
 def render(node, folder: Path) -> list[dict]:
-    return [d for d in yaml.safe_load_all(kubectl(node, "kustomize", "--load-restrictor=LoadRestrictionsNone",
-                                                   str(folder))) if d]
+    return [d for d in yaml.safe_load_all(kubectl(node, "kustomize", str(folder))) if d]
 
 
 def apply(node, docs: list[dict], field_manager: str) -> None:
@@ -99,13 +101,14 @@ def install(node, work: Path) -> dict[str, float]:
     """Installs both and waits until each controller is available; returns name -> seconds."""
     times: dict[str, float] = {}
     trainer = module_dir("github.com/kubeflow/trainer", tools.TRAINING_OPERATOR)
-    op_docs = render(node, overlay(work / "operator", trainer / "manifests" / "overlays" / "standalone", None, {}))
+    op_docs = render(node, overlay(work / "operator", trainer / "manifests", "overlays/standalone", None, {}))
     argo = tools.tools_dir() / "src" / "argo-module"  # the module copy e2e/tools.py built from
     argo_docs = render(
         node,
         overlay(
             work / "argo",
-            argo / "manifests" / "cluster-install",
+            argo / "manifests",
+            "cluster-install",
             ARGO_NAMESPACE,
             {"quay.io/argoproj/workflow-controller": tools.ARGO},
         ),
@@ -118,8 +121,8 @@ def install(node, work: Path) -> dict[str, float]:
     t0 = time.monotonic()
     crds = [d for d in op_docs + argo_docs if d["kind"] == "CustomResourceDefinition"]
     apply(node, crds, "platform-team")
-    for crd in crds:
-        kubectl(node, "wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}", "--timeout=120s")
+    kubectl(node, "wait", "--for=condition=Established", "--timeout=120s",
+            *(f"crd/{crd['metadata']['name']}" for crd in crds))
     apply(node, [namespace] + [d for d in op_docs + argo_docs if d["kind"] != "CustomResourceDefinition"],
           "platform-team")
     times["apply"] = time.monotonic() - t0

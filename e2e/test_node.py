@@ -57,3 +57,16 @@ def test_a_restricted_pod_resolves_and_reaches_the_api_server(cluster):
         assert phase == "Succeeded" and "resolved 10.96.0.1 tls TLSv1.3" in log, log
     finally:
         cluster.api(f"/api/v1/namespaces/{NS}", "DELETE")
+
+
+def test_the_platform_teams_controllers_run_from_the_images_built(cluster, installed_platform):
+    """The training operator and Argo's controller, installed from their modules' manifests, run the images
+    e2e/images.py built from those modules (no registry was reached)."""
+    for ns, label, image in (
+        ("kubeflow", "control-plane=kubeflow-training-operator", images.PLATFORM["training-operator"][0]),
+        ("argo", "app=workflow-controller", images.PLATFORM["workflow-controller"][0]),
+    ):
+        (pod,) = get(cluster, f"/api/v1/namespaces/{ns}/pods?labelSelector={label}")["items"]
+        assert pod["spec"]["containers"][0]["image"] == image
+        assert all(c["ready"] for c in pod["status"]["containerStatuses"]), pod["status"]
+        print(f"{ns}/{pod['metadata']['name']}: {image} ready")
