@@ -297,12 +297,13 @@ def test_data_prep_ran_in_a_pod_with_argos_executor(stack, cluster):
     assert all((n.get("outputs") or {}).get("exitCode") == "0" for n in steps), "the executor reported no exit code"
     assert {n.get("hostNodeName") for n in steps} == {NODE_NAME}
     events = events_of(cluster, "prepare-data")
-    lines = [f"{e['reason']}: {e['message']}" for e in events]
+    # The kubelet names the container in the event's fieldPath: spec.initContainers{init}, spec.containers{main}.
+    lines = [f"{e['involvedObject'].get('fieldPath', 'pod')} {e['reason']}: {e['message']}" for e in events]
     print("data prep pod, the kubelet's events:\n  " + "\n  ".join(lines))
     text = "\n".join(lines)
     assert images.PLATFORM["argoexec"][0] in text and "kubeflow-e2e/trainer:0.1.0" in text, text
     for container in ("init", "wait", "main"):
-        assert re.search(rf"Started: .*\b{container}\b", text), f"no {container} container started"
+        assert re.search(rf"\{{{container}\}} Started:", text), f"no {container} container started"
 
 
 def test_training_ran_in_the_operators_pods_with_tf_config(stack, cluster):
