@@ -115,7 +115,7 @@ def test_global_batch_smaller_than_the_processes(workers, batch):
 
 def test_the_stack_and_the_trainer_share_one_definition(monkeypatch):
     """Change the trainer's rule, and the stack's check changes with it."""
-    from trainer import rules
+    from common import rules
 
     real = rules.train_problems
 

@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from trainer import data, rules
+from common import rules
+from trainer import data
 from trainer.store import open_store
 
 TRAIN = 1437  # the digits train split
