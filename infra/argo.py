@@ -20,8 +20,8 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from infra import crds
-from infra.config import StackConfig
-from infra.podspec import ARGO_SERVER_SA, CREDENTIALS_SECRET, S3Access, executor_security, labels
+from infra.config import ARGO_SERVER_SA, StackConfig
+from infra.podspec import CREDENTIALS_SECRET, S3Access, executor_security, labels
 
 REPO = "https://argoproj.github.io/argo-helm"
 SERVER_PORT = 2746
@@ -101,7 +101,7 @@ class Argo(pulumi.ComponentResource):
         namespace = namespace or cfg.namespace
         self.server_service = "argo-workflows-server"
         self.chart: k8s.helm.v4.Chart | None = None
-        if not cfg.argo_install:
+        if not cfg.argo.install:
             self.ready: list[pulumi.Resource] = crds.require(
                 "argo.install", crds.ARGO, pulumi.ResourceOptions(parent=self)
             )
@@ -123,14 +123,14 @@ class Argo(pulumi.ComponentResource):
             self.register_outputs({})
             return
         ns = k8s.core.v1.Namespace(
-            "argo-namespace", metadata={"name": cfg.argo_namespace}, opts=pulumi.ResourceOptions(parent=self)
+            "argo-namespace", metadata={"name": cfg.argo.namespace}, opts=pulumi.ResourceOptions(parent=self)
         )
         self.chart = k8s.helm.v4.Chart(
             "argo-workflows",
             chart="argo-workflows",
-            version=cfg.argo_chart_version,
+            version=cfg.argo.chart_version,
             repository_opts={"repo": REPO},
-            namespace=cfg.argo_namespace,
+            namespace=cfg.argo.namespace,
             values=chart_values(cfg, access),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
         )

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
+from common import rules
 from infra import component, gate
 from infra.config import StackConfig
 from infra.podspec import EXECUTOR_SA, TMP_VOLUME, S3Access, container, labels, pod_security, trainer_command
-from trainer import rules
 
 NAME = "prepare-data"
 
@@ -19,13 +19,13 @@ def prepare_template(cfg: StackConfig, access: S3Access, data_url: pulumi.Input[
     """The Argo template (shared with the retraining WorkflowTemplate)."""
     c = container(
         "main",
-        cfg.images.trainer,
+        cfg.image.trainer,
         cfg,
         cfg.resources["dataprep"],
         # One shard per process or a multiple of it: every training process reads whole files, as many as
         # the others (trainer.data.share).
         command=trainer_command(
-            "prepare-data", "--source", cfg.data_prepare_source, "--shards", str(rules.shards_for(cfg.workers + 1))
+            "prepare-data", "--source", cfg.data.prepare_source, "--shards", str(rules.shards_for(cfg.workers + 1))
         ),
         env=access.pod_env(DATA_URL=data_url),
     )
@@ -75,7 +75,7 @@ class DataPrep(pulumi.ComponentResource):
             spec={
                 "entrypoint": NAME,
                 **workflow_pod_spec(cfg),
-                "activeDeadlineSeconds": cfg.dataprep_timeout_seconds,
+                "activeDeadlineSeconds": cfg.dataprep.timeout_seconds,
                 "podGC": {"strategy": "OnWorkflowSuccess"},
                 "templates": [prepare_template(cfg, access, data_url)],
             },
@@ -93,7 +93,7 @@ class DataPrep(pulumi.ComponentResource):
             "Workflow",
             namespace,
             NAME,
-            cfg.dataprep_timeout_seconds,
+            cfg.dataprep.timeout_seconds,
             cfg.cluster.kubeconfig,
             cfg.cluster.context,
             opts=pulumi.ResourceOptions(parent=self),

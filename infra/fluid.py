@@ -189,7 +189,7 @@ class Fluid(pulumi.ComponentResource):
             "DataLoad",
             cache,
             f"{DATASET}-preload",
-            cfg.dataprep_timeout_seconds,
+            cfg.dataprep.timeout_seconds,
             cfg.cluster.kubeconfig,
             cfg.cluster.context,
             opts=pulumi.ResourceOptions(parent=self),

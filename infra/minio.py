@@ -129,7 +129,7 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
         metadata={**meta("minio-data"), "annotations": {"pulumi.com/skipAwait": "true"}},
         spec={
             "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": cfg.storage.minio_size}},
+            "resources": {"requests": {"storage": cfg.minio.size}},
         },
         opts=child,
     )
@@ -148,7 +148,7 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
             "containers": [
                 container(
                     "minio",
-                    cfg.images.minio,
+                    cfg.image.minio,
                     cfg,
                     cfg.resources["minio"],
                     command=["minio"],
@@ -212,7 +212,7 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
                     "containers": [
                         container(
                             "mc",
-                            cfg.images.mc,
+                            cfg.image.mc,
                             cfg,
                             cfg.resources["sync"],
                             command=["/bin/sh", "-c", MINIO_SETUP],

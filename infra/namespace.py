@@ -213,8 +213,8 @@ def network_policies(cfg: StackConfig) -> dict[str, dict]:
     # pod through the kubelet, which NetworkPolicy does not govern, and the kubelet's probes are always allowed
     # ("traffic to and from the node where a Pod is running is always allowed": kubernetes.io, Concepts >
     # Network Policies). An authenticating proxy or Ingress controller gets in only from its own namespace.
-    if cfg.access_from_namespace:
-        proxy = [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: cfg.access_from_namespace}}}]
+    if cfg.access.from_namespace:
+        proxy = [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: cfg.access.from_namespace}}}]
         for name, ports in (("serving", (8500, 8501)), ("tensorboard", (6006,))):
             policies[f"allow-{name}"] = {
                 "podSelector": {"matchLabels": selector(name)},
@@ -232,7 +232,7 @@ def network_policies(cfg: StackConfig) -> dict[str, dict]:
                         {"podSelector": s3_pods},
                         # Argo's server reads the archived step logs from the artifact repository (our bucket).
                         {
-                            "namespaceSelector": {"matchLabels": {NAMESPACE_NAME: cfg.argo_namespace}},
+                            "namespaceSelector": {"matchLabels": {NAMESPACE_NAME: cfg.argo.namespace}},
                             "podSelector": {"matchLabels": {"app.kubernetes.io/name": ARGO_SERVER}},
                         },
                     ],

@@ -11,8 +11,7 @@ from typing import Any
 
 import pulumi
 
-from infra.config import NS, Resources, StackConfig
-from infra.stackconfig import ARGO_SERVER_SA  # noqa: F401  (the pods' names, all here)
+from infra.config import NS, ResourcesConfig, StackConfig
 
 UID = 10001  # the user our images create (docker/*.Dockerfile); any non-root UID works for the rest
 S3_LABEL = "kubeflow-e2e.io/s3"  # pods allowed to reach the object store (NetworkPolicy)
@@ -35,7 +34,7 @@ def s3_roles(cfg: StackConfig) -> list[str]:
     """The roles this stack gives S3 access to: the cache only when training reads from it, the Argo server
     only under IRSA (with keys, it reads the artifact repository's Secret, the pipeline's)."""
     out = ["pipeline", "serving", "tensorboard"]
-    if cfg.data_source == "volume":
+    if cfg.data.source == "volume":
         out.append("cache")
     if cfg.storage.credentials == "irsa":
         out.append("argo-server")
@@ -168,14 +167,14 @@ def container(
     name: str,
     image: str,
     cfg: StackConfig,
-    resources: Resources,
+    resources: ResourcesConfig,
     command: list[str] | None = None,
     args: list[str] | None = None,
     env: list | pulumi.Output | None = None,
     mounts: list[dict] | None = None,
     **extra: Any,
 ) -> dict:
-    c: dict[str, Any] = {"name": name, "image": image, "imagePullPolicy": cfg.images.pull_policy}
+    c: dict[str, Any] = {"name": name, "image": image, "imagePullPolicy": cfg.image.pull_policy}
     if command:
         c["command"] = command
     if args:

@@ -63,7 +63,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         volume = Fluid("fluid", cfg, opts=opts())
         # The cache exists only when training reads from it (`data.source: volume`, which config refuses
         # with IRSA: Alluxio would run without credentials).
-        if cfg.data_source == "volume":
+        if cfg.data.source == "volume":
             data_ready += volume.dataset(
                 ns.name, storage.accesses["cache"], data_url, storage, depends_on=[prep.gate]
             )
@@ -126,7 +126,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         "portForward": {
             "tensorboard": f"kubectl -n {n} port-forward svc/tensorboard {tb}:{tb}",
             "serving": f"kubectl -n {n} port-forward svc/serving {REST_PORT}:{REST_PORT}",
-            "argo": f"kubectl -n {cfg.argo_namespace} port-forward svc/{argo.server_service} "
+            "argo": f"kubectl -n {cfg.argo.namespace} port-forward svc/{argo.server_service} "
             f"{SERVER_PORT}:{SERVER_PORT}",
         },
         "predictCommand": f"python -m trainer predict --server http://localhost:{REST_PORT} "

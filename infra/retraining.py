@@ -63,7 +63,7 @@ def tfjob_manifest(cfg: StackConfig, access: S3Access, data_url: str, bucket: st
 def workflow_template_spec(cfg: StackConfig, access: S3Access, data_url: str, bucket: str, model_url: str) -> dict:
     evaluate = container(
         "main",
-        cfg.images.trainer,
+        cfg.image.trainer,
         cfg,
         cfg.resources["dataprep"],
         command=trainer_command("evaluate"),
@@ -74,7 +74,7 @@ def workflow_template_spec(cfg: StackConfig, access: S3Access, data_url: str, bu
         "entrypoint": "retrain",
         **workflow_pod_spec(cfg),
         "arguments": {"parameters": [{"name": p, "value": defaults[p]} for p in PARAMS]},
-        "activeDeadlineSeconds": cfg.dataprep_timeout_seconds + cfg.training.timeout_seconds,
+        "activeDeadlineSeconds": cfg.dataprep.timeout_seconds + cfg.training.timeout_seconds,
         "podGC": {"strategy": "OnWorkflowSuccess"},
         "templates": [
             {

@@ -60,7 +60,7 @@ class Serving(pulumi.ComponentResource):
         def sync(name: str, *extra: str) -> dict:
             return container(
                 name,
-                cfg.images.sidecar,
+                cfg.image.sidecar,
                 cfg,
                 cfg.resources["sync"],
                 command=trainer_command("sync-model"),
@@ -71,7 +71,7 @@ class Serving(pulumi.ComponentResource):
 
         server = container(
             SERVER,
-            cfg.images.serving,
+            cfg.image.serving,
             cfg,
             cfg.resources["serving"],
             command=["tensorflow_model_server"],

@@ -28,7 +28,7 @@ class TensorBoard(pulumi.ComponentResource):
         super().__init__("kubeflow-e2e:infra:TensorBoard", name, None, opts)
         board = container(
             "tensorboard",
-            cfg.images.tensorboard,
+            cfg.image.tensorboard,
             cfg,
             cfg.resources["tensorboard"],
             command=pulumi.Output.from_input(logdir).apply(

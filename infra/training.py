@@ -21,7 +21,7 @@ TF_PORT = 2222
 
 def data_url_for_training(cfg: StackConfig, s3_data_url: Any) -> Any:
     """`data.source: volume` reads the Fluid-cached copy through the dataset's PVC."""
-    return f"file://{fluid.MOUNT_PATH}" if cfg.data_source == "volume" else s3_data_url
+    return f"file://{fluid.MOUNT_PATH}" if cfg.data.source == "volume" else s3_data_url
 
 
 def train_args(cfg: StackConfig) -> tuple[str, str, str]:
@@ -41,12 +41,12 @@ def tfjob_spec(
     """The TFJob spec in wire format (pulumi does not convert a CustomResource's spec). `volume`: mount the
     Fluid dataset and read DATA_URL from it (default: `data.source: volume`)."""
     epochs, batch_size, learning_rate = args or train_args(cfg)
-    volume = cfg.data_source == "volume" if volume is None else volume
+    volume = cfg.data.source == "volume" if volume is None else volume
     if volume:
         data_url = f"file://{fluid.MOUNT_PATH}"
     train = container(
         "tensorflow",  # the operator finds the TF container by this name
-        cfg.images.trainer,
+        cfg.image.trainer,
         cfg,
         cfg.resources["training"],
         command=trainer_command(
