@@ -20,8 +20,9 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from infra import crds
-from infra.config import ARGO_SERVER_SA, StackConfig
-from infra.podspec import CREDENTIALS_SECRET, S3Access, executor_security, labels
+from infra.config import StackConfig
+from infra.podspec import S3Access, executor_security, labels
+from infra.s3identities import ARGO_SERVER_SA, CREDENTIALS_SECRET, irsa_role_arn
 
 REPO = "https://argoproj.github.io/argo-helm"
 SERVER_PORT = 2746
@@ -50,7 +51,7 @@ def artifact_repository(cfg: StackConfig, access: S3Access) -> dict:
 def server_account(cfg: StackConfig) -> dict:
     account: dict = {"create": True, "name": ARGO_SERVER_SA}
     if cfg.storage.credentials == "irsa":
-        account["annotations"] = {"eks.amazonaws.com/role-arn": cfg.irsa_role_arn("argo-server")}
+        account["annotations"] = {"eks.amazonaws.com/role-arn": irsa_role_arn(cfg, "argo-server")}
     return account
 
 

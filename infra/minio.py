@@ -22,12 +22,11 @@ from infra.podspec import (
     TMP_VOLUME,
     S3Access,
     container,
-    credentials_secret,
     labels,
     pod_security,
-    s3_roles,
 )
 from infra.s3bucket import bucket_policy_statements
+from infra.s3identities import credentials_secret, s3_roles
 from infra.storagemode import RoleKey, StorageMode, role_secret
 from infra.workload import deployment_with_service
 
@@ -37,7 +36,7 @@ if TYPE_CHECKING:
 
 MINIO_PORT = 9000
 # The bucket-creation step. Idempotent, so a re-run (the Job replaced) changes nothing; it also makes one MinIO
-# user per role (`podspec.S3_ROLES`) with that role's policy, so no pod but MinIO's holds the root credentials
+# user per role (`s3identities.S3_ROLES`) with that role's policy, so no pod but MinIO's holds the root credentials
 # and each pod holds only its own role's key.
 MINIO_SETUP = """\
 set -eu
@@ -58,7 +57,7 @@ echo "bucket $BUCKET ready, users: $ROLES"
 """
 
 
-# Every role MinIO mode can have (`podspec.s3_roles`; `argo-server` only under IRSA, which MinIO has not):
+# Every role MinIO mode can have (`s3identities.s3_roles`; `argo-server` only under IRSA, which MinIO has not):
 # generated up front, so a role that appears later (`data.source: volume`) still finds its key.
 MINIO_ROLES = ("pipeline", "serving", "tensorboard", "cache")
 # Both fields: the provider records `stringData` as `data` in the state, so ignoring `stringData` alone makes

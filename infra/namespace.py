@@ -16,10 +16,10 @@ from infra.podspec import (
     EXECUTOR_SA,
     EXECUTOR_TOKEN_SECRET,
     S3_LABEL,
-    SERVICE_ACCOUNTS,
     labels,
     selector,
 )
+from infra.s3identities import SERVICE_ACCOUNTS, irsa_role_arn
 
 WORKFLOW_POD = {"matchExpressions": [{"key": "workflows.argoproj.io/workflow", "operator": "Exists"}]}
 NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set on every namespace by the API server (Kubernetes >= 1.22)
@@ -49,7 +49,7 @@ class Namespace(pulumi.ComponentResource):
         for sa in SERVICE_ACCOUNTS:
             meta = {"name": sa, "namespace": self.name, "labels": labels(cfg, sa)}
             if cfg.storage.credentials == "irsa":
-                meta["annotations"] = {"eks.amazonaws.com/role-arn": cfg.irsa_role_arn(sa)}
+                meta["annotations"] = {"eks.amazonaws.com/role-arn": irsa_role_arn(cfg, sa)}
             self.service_accounts[sa] = k8s.core.v1.ServiceAccount(
                 f"sa-{sa}", metadata=meta, automount_service_account_token=False, opts=inside
             )

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import config as config_mod
+from infra import configload
 from infra.argo import SERVER_PORT, Argo
 from infra.config import StackConfig
+from infra.configcheck import ConfigError
 from infra.dataprep import DataPrep
 from infra.fluid import Fluid
 from infra.namespace import SUBMITTER_ROLE, Namespace
@@ -136,8 +137,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
 
 def main() -> None:
     try:
-        cfg = config_mod.from_pulumi()
-    except config_mod.ConfigError as e:
+        cfg = configload.from_pulumi()
+    except ConfigError as e:
         # RunError: pulumi prints "error: <message>" alone, without a Python traceback.
         raise pulumi.RunError(str(e)) from None
     for key, value in build(cfg).items():

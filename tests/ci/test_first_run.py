@@ -23,7 +23,8 @@ import pytest
 import yaml
 
 from ci import settings
-from infra.config import KEY_NAMES, stack_values
+from infra.config import KEY_NAMES
+from infra.configload import stack_values
 from render import stack_config
 from tests.ci.tools import ROOT, rendered
 from tests.ci.workflow import (

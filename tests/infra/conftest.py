@@ -6,13 +6,15 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from infra import config as config_mod
+from infra import configload
+from infra.config import StackConfig
+from infra.configcheck import NS
 
 
-def make_config(stack: str = "dev", **values) -> config_mod.StackConfig:
+def make_config(stack: str = "dev", **values) -> StackConfig:
     """A typed config from key=value pairs (dots in keys written as __: storage__mode="aws")."""
     raw = {k.replace("__", "."): v for k, v in values.items()}
-    return config_mod.load(stack, raw.get, raw.get, [f"{config_mod.NS}:{k}" for k in raw])
+    return configload.load(stack, raw.get, raw.get, [f"{NS}:{k}" for k in raw])
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +22,7 @@ def monitor():
     """The in-process mocks for component tests (process-global: set once, before any resource)."""
     from render import mocks
 
-    return mocks.install(config_mod.NS, "test")
+    return mocks.install(NS, "test")
 
 
 @pytest.fixture

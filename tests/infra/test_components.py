@@ -8,8 +8,9 @@ import json
 import pulumi
 import pytest
 
-from infra.config import NS
+from infra.configcheck import NS
 from infra.podspec import S3Access
+from infra.s3identities import irsa_role_arn, irsa_role_names
 
 from .conftest import make_config
 
@@ -72,7 +73,7 @@ def test_namespace_with_irsa(declare):
     records = declare(lambda: Namespace("namespace", cfg).name)
     for sa in ("pipeline", "serving", "tensorboard"):
         meta = named(records, f"sa-{sa}")["inputs"]["metadata"]
-        assert meta["annotations"]["eks.amazonaws.com/role-arn"] == cfg.irsa_role_arn(sa)
+        assert meta["annotations"]["eks.amazonaws.com/role-arn"] == irsa_role_arn(cfg, sa)
     policies = {r["inputs"]["metadata"]["name"] for r in records if r["type"].endswith("NetworkPolicy")}
     assert "allow-minio" not in policies
 
@@ -198,7 +199,7 @@ def test_storage_irsa(declare):
         {"name": "AWS_REGION", "value": "us-east-1"}
     ]
     role = named(records, "pipeline-role")["inputs"]
-    assert role["name"] == cfg.irsa_role_names["pipeline"]
+    assert role["name"] == irsa_role_names(cfg)["pipeline"]
     assert json.loads(role["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Federated": ARN}
 
 

@@ -8,7 +8,10 @@ import pytest
 import yaml
 
 from infra import config as config_mod
-from infra.config import KEY_NAMES, NS, ConfigError, with_path
+from infra import configload
+from infra.config import KEY_NAMES
+from infra.configcheck import NS, ConfigError, with_path
+from infra.s3identities import irsa_role_arn
 from render import stack_config
 
 from .conftest import make_config
@@ -45,15 +48,15 @@ def test_defaults_are_a_valid_dev_setup():
 def test_stack_files_load(stack):
     values, secrets = stack_config(stack)
     assert secrets == []
-    raw = config_mod.stack_values(values)  # refuses unknown keys and fields itself
+    raw = configload.stack_values(values)  # refuses unknown keys and fields itself
     assert set(raw) <= set(KEY_NAMES), set(raw) - set(KEY_NAMES)
-    cfg = config_mod.load(stack, raw.get, raw.get)
+    cfg = configload.load(stack, raw.get, raw.get)
     assert cfg.stack == stack
 
 
 def test_prod_differs_from_dev_where_the_issue_says():
-    raw = config_mod.stack_values(stack_config("prod")[0])
-    cfg = config_mod.load("prod", raw.get)
+    raw = configload.stack_values(stack_config("prod")[0])
+    cfg = configload.load("prod", raw.get)
     assert cfg.storage.mode == "aws" and cfg.storage.protect and cfg.storage.versioning
     assert cfg.fluid.enabled and cfg.data.source == "volume"
     assert cfg.workers > 1
@@ -179,12 +182,12 @@ def test_dev_takes_bare_names_for_a_local_cluster():
 
 
 def test_prod_sets_its_images_to_a_placeholder_registry_the_user_replaces():
-    raw = config_mod.stack_values(stack_config("prod")[0])
+    raw = configload.stack_values(stack_config("prod")[0])
     for name in ("trainer", "sidecar", "tensorboard"):
         assert raw[f"image.{name}"] == f"registry.example.com/kubeflow-e2e/{name}:0.1.0"  # RFC 2606: never resolves
     assert "replace it with your registry" in (ROOT / "Pulumi.prod.yaml").read_text()
     # Every other image of prod names its registry too (the defaults carry docker.io / quay.io).
-    cfg = config_mod.load("prod", raw.get)
+    cfg = configload.load("prod", raw.get)
     assert all(ref.split("/", 1)[0] in ("registry.example.com", "docker.io", "quay.io") for ref in (
         cfg.image.trainer, cfg.image.sidecar, cfg.image.tensorboard, cfg.image.serving, cfg.image.minio,
         cfg.image.mc))
@@ -287,8 +290,8 @@ def test_irsa_only_on_aws():
 
 def test_irsa_role_arn_comes_from_the_provider_account():
     cfg = make_config(storage__mode="aws", storage__credentials="irsa", storage__oidcProviderArn=ARN)
-    assert cfg.irsa_role_arn("pipeline") == "arn:aws:iam::123456789012:role/kubeflow-e2e-dev-kubeflow-e2e"
-    assert cfg.irsa_role_arn("serving") == "arn:aws:iam::123456789012:role/kubeflow-e2e-dev-kubeflow-e2e-serving"
+    assert irsa_role_arn(cfg, "pipeline") == "arn:aws:iam::123456789012:role/kubeflow-e2e-dev-kubeflow-e2e"
+    assert irsa_role_arn(cfg, "serving") == "arn:aws:iam::123456789012:role/kubeflow-e2e-dev-kubeflow-e2e-serving"
 
 
 def test_volume_needs_fluid():

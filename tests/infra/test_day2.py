@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.config import ConfigError
+from infra.configcheck import ConfigError
 
 from .conftest import make_config
 from .test_pipeline import annotations

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from infra.config import KEY_NAMES, NS
+from infra.config import KEY_NAMES
+from infra.configcheck import NS
 
 from .pods import containers, env, pod_specs
 

@@ -168,7 +168,7 @@ def test_no_cache_unless_training_reads_it(renders):
 
 def test_irsa_with_the_cache_is_refused():
     """Alluxio reads the bucket with keys from a Secret; IRSA gives none, so the pair is refused up front."""
-    from infra.config import ConfigError
+    from infra.configcheck import ConfigError
 
     from .conftest import make_config
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from infra.podspec import SERVICE_ACCOUNTS
+from infra.s3identities import SERVICE_ACCOUNTS
 
 
 def only(rendered, type_: str) -> dict:

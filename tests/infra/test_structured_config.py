@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.config import GROUPS, KEY_NAMES, NS, ConfigError, stack_values
+from infra.config import GROUPS, KEY_NAMES
+from infra.configcheck import NS, ConfigError
+from infra.configload import stack_values
 from render import stack_config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.config import NS, ConfigError
+from infra.configcheck import NS, ConfigError
 from render import render, stack_config
 
 ROOT = Path(__file__).resolve().parents[2]
