@@ -70,7 +70,7 @@ def _previous_export(trainer, step: int) -> dict | None:
     import json
 
     from trainer import publish
-    from trainer.store import NotFound
+    from trainer.storeerrors import NotFound
 
     try:
         record = json.loads(trainer.run_store.get_bytes(EXPORT_RECORD))
