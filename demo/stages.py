@@ -55,7 +55,15 @@ class Demo:
         self.sync_model()
         self.evaluate()
         self.predict()
-        report.summary(self)
+        report.summary(
+            progress=self.progress,
+            results=self.results,
+            endpoint=self.server.endpoint,
+            bucket=self.stack.bucket,
+            log_dir=self.s.dir,
+            workers=self.s.workers,
+            tensorboard_url=self.tensorboard_url,
+        )
 
     def start_s3(self) -> None:
         log = self.s.dir / "s3-server.log"
