@@ -114,7 +114,7 @@ class Argo(pulumi.ComponentResource):
                     metadata={
                         "name": "artifact-repositories",
                         "namespace": namespace,
-                        "labels": labels(cfg, "argo"),
+                        "labels": labels(cfg.stack, "argo"),
                         "annotations": {"workflows.argoproj.io/default-artifact-repository": "default"},
                     },
                     data={"default": yaml.safe_dump(artifact_repository(cfg, access), sort_keys=True)},

@@ -20,7 +20,7 @@ def prepare_template(cfg: StackConfig, access: S3Access, data_url: pulumi.Input[
     c = container(
         "main",
         cfg.image.trainer,
-        cfg,
+        cfg.image.pull_policy,
         cfg.resources["dataprep"],
         # One shard per process or a multiple of it: every training process reads whole files, as many as
         # the others (trainer.data.share).
@@ -31,7 +31,7 @@ def prepare_template(cfg: StackConfig, access: S3Access, data_url: pulumi.Input[
     )
     return {
         "name": NAME,
-        "metadata": {"labels": labels(cfg, "dataprep", s3=True)},
+        "metadata": {"labels": labels(cfg.stack, "dataprep", s3=True)},
         "retryStrategy": {"limit": 2, "retryPolicy": "OnError"},
         "container": c,
     }
@@ -45,7 +45,7 @@ def workflow_pod_spec(cfg: StackConfig) -> dict:
         "automountServiceAccountToken": False,
         "executor": {"serviceAccountName": EXECUTOR_SA},
         "securityContext": pod_security(),
-        "podMetadata": {"labels": labels(cfg, "workflow", s3=True)},
+        "podMetadata": {"labels": labels(cfg.stack, "workflow", s3=True)},
         "volumes": [TMP_VOLUME],
     }
 
@@ -68,7 +68,7 @@ class DataPrep(pulumi.ComponentResource):
             metadata={
                 "name": NAME,
                 "namespace": namespace,
-                "labels": labels(cfg, "dataprep"),
+                "labels": labels(cfg.stack, "dataprep"),
                 # Awaited by its gate, which also sees failure (infra/gate.py).
                 "annotations": {"pulumi.com/skipAwait": "true"},
             },

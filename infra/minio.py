@@ -91,7 +91,7 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
     of PARENT (the Storage component)."""
     child = pulumi.ResourceOptions(parent=parent)
     ns = namespace.name
-    meta = lambda name: {"name": name, "namespace": ns, "labels": labels(cfg, "minio")}  # noqa: E731
+    meta = lambda name: {"name": name, "namespace": ns, "labels": labels(cfg.stack, "minio")}  # noqa: E731
 
     root_user, root_password = generated_credential()
     root = k8s.core.v1.Secret(
@@ -138,7 +138,7 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
     ]
     server, service = deployment_with_service(
         parent,
-        cfg,
+        cfg.stack,
         "minio",
         ns,
         {
@@ -148,7 +148,7 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
                 container(
                     "minio",
                     cfg.image.minio,
-                    cfg,
+                    cfg.image.pull_policy,
                     cfg.resources["minio"],
                     command=["minio"],
                     args=[
@@ -203,7 +203,7 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
         spec={
             "backoffLimit": 6,
             "template": {
-                "metadata": {"labels": labels(cfg, "minio-bucket", s3=True)},
+                "metadata": {"labels": labels(cfg.stack, "minio-bucket", s3=True)},
                 "spec": {
                     "restartPolicy": "OnFailure",
                     "automountServiceAccountToken": False,
@@ -212,7 +212,7 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
                         container(
                             "mc",
                             cfg.image.mc,
-                            cfg,
+                            cfg.image.pull_policy,
                             cfg.resources["sync"],
                             command=["/bin/sh", "-c", MINIO_SETUP],
                             env=[

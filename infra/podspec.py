@@ -11,7 +11,7 @@ from typing import Any
 
 import pulumi
 
-from infra.config import ResourcesConfig, StackConfig
+from infra.config import ResourcesConfig
 from infra.configcheck import NS
 
 UID = 10001  # the user our images create (docker/*.Dockerfile); any non-root UID works for the rest
@@ -27,11 +27,12 @@ EXECUTOR_TOKEN_SECRET = f"{EXECUTOR_SA}.service-account-token"
 ANYWHERE = [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
 
 
-def labels(cfg: StackConfig, component: str, s3: bool = False) -> dict[str, str]:
+def labels(instance: str, component: str, s3: bool = False) -> dict[str, str]:
+    """The standard labels of one of our objects; `instance`: the stack's name; `s3`: may reach the bucket."""
     out = {
         "app.kubernetes.io/name": component,
         "app.kubernetes.io/part-of": NS,
-        "app.kubernetes.io/instance": cfg.stack,
+        "app.kubernetes.io/instance": instance,
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/managed-by": "pulumi",
     }
@@ -131,7 +132,7 @@ def trainer_command(*args: str) -> list[str]:
 def container(
     name: str,
     image: str,
-    cfg: StackConfig,
+    pull_policy: str,
     resources: ResourcesConfig,
     command: list[str] | None = None,
     args: list[str] | None = None,
@@ -139,7 +140,7 @@ def container(
     mounts: list[dict] | None = None,
     **extra: Any,
 ) -> dict:
-    c: dict[str, Any] = {"name": name, "image": image, "imagePullPolicy": cfg.image.pull_policy}
+    c: dict[str, Any] = {"name": name, "image": image, "imagePullPolicy": pull_policy}
     if command:
         c["command"] = command
     if args:

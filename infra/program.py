@@ -6,7 +6,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import configload
+from infra import configload, fluid
 from infra.argo import SERVER_PORT, Argo
 from infra.config import StackConfig
 from infra.configcheck import ConfigError
@@ -14,12 +14,13 @@ from infra.dataprep import DataPrep
 from infra.fluid import Fluid
 from infra.namespace import SUBMITTER_ROLE, Namespace
 from infra.operator import TrainingOperator
+from infra.podspec import S3Access
 from infra.retraining import Retraining
 from infra.serving import REST_PORT, Serving
 from infra.storage import Storage
 from infra.tensorboard import PORT as TENSORBOARD_PORT
 from infra.tensorboard import TensorBoard
-from infra.training import Training, data_url_for_training
+from infra.training import Training, TrainingArgs
 
 
 def kubernetes_provider(cfg: StackConfig) -> k8s.Provider:
@@ -30,6 +31,45 @@ def kubernetes_provider(cfg: StackConfig) -> k8s.Provider:
     if cfg.cluster.kubeconfig:
         args["kubeconfig"] = cfg.cluster.kubeconfig
     return k8s.Provider("kubernetes", **args)
+
+
+def data_url_for_training(cfg: StackConfig, s3_data_url: pulumi.Input[str]) -> pulumi.Input[str]:
+    """`data.source: volume` reads the Fluid-cached copy through the dataset's PVC."""
+    return f"file://{fluid.MOUNT_PATH}" if cfg.data.source == "volume" else s3_data_url
+
+
+def training_args(
+    cfg: StackConfig,
+    *,
+    namespace: pulumi.Input[str],
+    access: S3Access,
+    data_url: pulumi.Input[str],
+    run_url: pulumi.Input[str],
+    model_url: pulumi.Input[str],
+) -> TrainingArgs:
+    """What the TFJob takes from the config. `pulumi up` waits for it only where serving waits for a model."""
+    t = cfg.training
+    return TrainingArgs(
+        namespace=namespace,
+        instance=cfg.stack,
+        job_name=cfg.tfjob_name,
+        image=cfg.image.trainer,
+        pull_policy=cfg.image.pull_policy,
+        resources=t.resources,
+        workers=cfg.workers,
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        learning_rate=t.learning_rate,
+        backoff_limit=t.backoff_limit,
+        from_volume=cfg.data.source == "volume",
+        access=access,
+        data_url=data_url,
+        run_url=run_url,
+        model_url=model_url,
+        gate_timeout_seconds=t.timeout_seconds if cfg.serving.wait_for_training else None,
+        kubeconfig=cfg.cluster.kubeconfig,
+        context=cfg.cluster.context,
+    )
 
 
 def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
@@ -68,16 +108,10 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
             data_ready += volume.dataset(
                 ns.name, storage.accesses["cache"], data_url, storage, depends_on=[prep.gate]
             )
-    training = Training(
-        "training",
-        cfg,
-        ns.name,
-        access,
-        data_url,
-        run_url,
-        model_url,
-        opts=opts(depends_on=[*operator.ready, *ns.ready, *data_ready]),
+    train = training_args(
+        cfg, namespace=ns.name, access=access, data_url=data_url, run_url=run_url, model_url=model_url
     )
+    training = Training("training", args=train, opts=opts(depends_on=[*operator.ready, *ns.ready, *data_ready]))
     tensorboard = TensorBoard(
         "tensorboard",
         cfg,
@@ -103,6 +137,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         data_url,
         model_url,
         opts=opts(depends_on=[*argo.ready, *operator.ready, prep.gate, *ns.ready]),
+        training=train,
     )
 
     n = cfg.namespace

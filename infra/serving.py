@@ -31,7 +31,7 @@ def pod_metadata(cfg: StackConfig) -> dict:
     giving TF Serving's container the role's token and variables (`eks.amazonaws.com/skip-containers`:
     amazon-eks-pod-identity-webhook README and `pkg/handler/handler.go`). Only the sync-model containers read
     S3; TF Serving reads the local copy and gets no credentials in any mode."""
-    meta: dict = {"labels": labels(cfg, "serving", s3=True)}
+    meta: dict = {"labels": labels(cfg.stack, "serving", s3=True)}
     if cfg.storage.credentials == "irsa":
         meta["annotations"] = {"eks.amazonaws.com/skip-containers": SERVER}
     return meta
@@ -61,7 +61,7 @@ class Serving(pulumi.ComponentResource):
             return container(
                 name,
                 cfg.image.sidecar,
-                cfg,
+                cfg.image.pull_policy,
                 cfg.resources["sync"],
                 command=trainer_command("sync-model"),
                 args=[*sync_args, *extra],
@@ -72,7 +72,7 @@ class Serving(pulumi.ComponentResource):
         server = container(
             SERVER,
             cfg.image.serving,
-            cfg,
+            cfg.image.pull_policy,
             cfg.resources["serving"],
             command=["tensorflow_model_server"],
             args=[
@@ -98,7 +98,7 @@ class Serving(pulumi.ComponentResource):
         # has endpoints, i.e. until a serving pod is ready, i.e. until a model exists.
         self.deployment, self.service = deployment_with_service(
             self,
-            cfg,
+            cfg.stack,
             "serving",
             namespace,
             {

@@ -63,7 +63,7 @@ def role_secret(
         metadata={
             "name": credentials_secret(role),
             "namespace": namespace,
-            "labels": labels(cfg, "storage"),
+            "labels": labels(cfg.stack, "storage"),
         },
         type="Opaque",
         # `data`, not `stringData`: the provider records stringData as data, so a stringData whose values

@@ -29,7 +29,7 @@ class TensorBoard(pulumi.ComponentResource):
         board = container(
             "tensorboard",
             cfg.image.tensorboard,
-            cfg,
+            cfg.image.pull_policy,
             cfg.resources["tensorboard"],
             command=pulumi.Output.from_input(logdir).apply(
                 lambda d: ["tensorboard", "--logdir", d, "--bind_all", "--port", str(PORT)]
@@ -45,7 +45,7 @@ class TensorBoard(pulumi.ComponentResource):
         )
         self.deployment, self.service = deployment_with_service(
             self,
-            cfg,
+            cfg.stack,
             "tensorboard",
             namespace,
             {
@@ -56,7 +56,7 @@ class TensorBoard(pulumi.ComponentResource):
                 "volumes": [TMP_VOLUME],
             },
             [("http", PORT)],
-            template_metadata={"labels": labels(cfg, "tensorboard", s3=True)},
+            template_metadata={"labels": labels(cfg.stack, "tensorboard", s3=True)},
             depends_on=component.depends_on(opts),
         )
         self.url = f"http://tensorboard.{cfg.namespace}.svc:{PORT}"

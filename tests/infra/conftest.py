@@ -9,12 +9,36 @@ import pytest
 from infra import configload
 from infra.config import StackConfig
 from infra.configcheck import NS
+from infra.podspec import S3Access
 
 
 def make_config(stack: str = "dev", **values) -> StackConfig:
     """A typed config from key=value pairs (dots in keys written as __: storage__mode="aws")."""
     raw = {k.replace("__", "."): v for k, v in values.items()}
     return configload.load(stack, raw.get, raw.get, [f"{NS}:{k}" for k in raw])
+
+
+# A MinIO bucket `b` in the pipeline namespace, as the pods see it with keys.
+MINIO = S3Access(
+    bucket="b",
+    region="us-east-1",
+    endpoint="http://minio.kubeflow-e2e.svc:9000",
+    secret_name="s3-credentials",
+)
+
+
+def training_args(cfg: StackConfig, run_url: str = "s3://b/runs/r"):
+    """The Training component's arguments as the program builds them, against MINIO's bucket `b`."""
+    from infra.program import training_args  # imports pulumi_kubernetes: only for the tests that use it
+
+    return training_args(
+        cfg,
+        namespace="kubeflow-e2e",
+        access=MINIO,
+        data_url="s3://b/data/mnist",
+        run_url=run_url,
+        model_url="s3://b/models/mnist",
+    )
 
 
 @pytest.fixture(scope="session")

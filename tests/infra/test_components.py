@@ -12,15 +12,9 @@ from infra.configcheck import NS
 from infra.podspec import S3Access
 from infra.s3identities import irsa_role_arn, irsa_role_names
 
-from .conftest import make_config
+from .conftest import MINIO, make_config, training_args
 
 ARN = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE0123"
-MINIO = S3Access(
-    bucket="b",
-    region="us-east-1",
-    endpoint="http://minio.kubeflow-e2e.svc:9000",
-    secret_name="s3-credentials",
-)
 IRSA = S3Access(bucket="b", region="eu-west-1", endpoint=None, secret_name=None)
 
 
@@ -318,19 +312,7 @@ def test_training(declare, workers):
     from infra.training import Training
 
     cfg = make_config(workers=workers, training__epochs=12, training__learningRate="0.01")
-    records = declare(
-        lambda: (
-            Training(
-                "training",
-                cfg,
-                "kubeflow-e2e",
-                MINIO,
-                "s3://b/data/mnist",
-                "s3://b/runs/baseline",
-                "s3://b/models/mnist",
-            ).tfjob.urn
-        )
-    )
+    records = declare(lambda: Training("training", args=training_args(cfg, run_url="s3://b/runs/baseline")).tfjob.urn)
     spec = named(records, "tfjob")["inputs"]["spec"]
     assert spec["tfReplicaSpecs"]["Worker"]["replicas"] == workers
     command = spec["tfReplicaSpecs"]["Chief"]["template"]["spec"]["containers"][0]["command"]
@@ -352,19 +334,7 @@ def test_training_from_the_volume(declare):
     from infra.training import Training
 
     cfg = make_config(fluid__enabled=True, data__source="volume")
-    records = declare(
-        lambda: (
-            Training(
-                "training",
-                cfg,
-                "kubeflow-e2e",
-                MINIO,
-                "s3://b/data/mnist",
-                "s3://b/runs/r",
-                "s3://b/models/mnist",
-            ).tfjob.urn
-        )
-    )
+    records = declare(lambda: Training("training", args=training_args(cfg)).tfjob.urn)
     c = named(records, "tfjob")["inputs"]["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
     assert {e["name"]: e.get("value") for e in c["env"]}["DATA_URL"] == "file:///data/mnist"
 
@@ -412,6 +382,7 @@ def test_retraining(declare):
                 MINIO,
                 "s3://b/data/mnist",
                 "s3://b/models/mnist",
+                training=training_args(cfg),
             ).template.urn
         )
     )
@@ -454,13 +425,18 @@ def test_components_take_depends_on_through_opts(declare, component, waiting):
     cfg = make_config()
     build = {
         "dataprep": lambda o: DataPrep("dataprep", cfg, "kubeflow-e2e", MINIO, "s3://b/data/mnist", opts=o),
-        "training": lambda o: Training(
-            "training", cfg, "kubeflow-e2e", MINIO, "s3://b/data/mnist", "s3://b/runs/r", "s3://b/models/m", opts=o
-        ),
+        "training": lambda o: Training("training", args=training_args(cfg), opts=o),
         "tensorboard": lambda o: TensorBoard("tensorboard", cfg, "kubeflow-e2e", MINIO, "s3://b/runs/", opts=o),
         "serving": lambda o: Serving("serving", cfg, "kubeflow-e2e", MINIO, "s3://b/models/m", opts=o),
         "retraining": lambda o: Retraining(
-            "retraining", cfg, "kubeflow-e2e", MINIO, "s3://b/data/mnist", "s3://b/models/m", opts=o
+            "retraining",
+            cfg,
+            "kubeflow-e2e",
+            MINIO,
+            "s3://b/data/mnist",
+            "s3://b/models/m",
+            opts=o,
+            training=training_args(cfg),
         ),
     }[component]
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 
-from infra.training import train_args
+from infra.training import train_flags
 
-from .conftest import make_config
+from .conftest import make_config, training_args
 
 
 def test_digest_follows_every_setting_that_shapes_the_run():
@@ -29,7 +29,7 @@ def test_digest_follows_every_setting_that_shapes_the_run():
 
 
 def _train(run_trainer, cfg, bucket: str) -> dict:
-    epochs, batch, lr = train_args(cfg)
+    epochs, batch, lr = train_flags(training_args(cfg))
     proc = run_trainer(
         "train",
         "--epochs",
