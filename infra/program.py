@@ -16,10 +16,10 @@ from infra.namespace import SUBMITTER_ROLE, Namespace
 from infra.operator import TrainingOperator
 from infra.podspec import S3Access
 from infra.retraining import Retraining
-from infra.serving import REST_PORT, Serving
+from infra.serving import REST_PORT, Serving, ServingArgs
 from infra.storage import Storage
 from infra.tensorboard import PORT as TENSORBOARD_PORT
-from infra.tensorboard import TensorBoard
+from infra.tensorboard import TensorBoard, TensorBoardArgs
 from infra.training import Training, TrainingArgs
 
 
@@ -72,6 +72,44 @@ def training_args(
     )
 
 
+def tensorboard_args(
+    cfg: StackConfig, *, namespace: pulumi.Input[str], access: S3Access, logdir: pulumi.Input[str]
+) -> TensorBoardArgs:
+    return TensorBoardArgs(
+        namespace=namespace,
+        instance=cfg.stack,
+        image=cfg.image.tensorboard,
+        pull_policy=cfg.image.pull_policy,
+        resources=cfg.tensorboard.resources,
+        access=access,
+        logdir=logdir,
+    )
+
+
+def serving_args(
+    cfg: StackConfig, *, namespace: pulumi.Input[str], access: S3Access, model_url: pulumi.Input[str]
+) -> ServingArgs:
+    """What TF Serving takes from the config: `pulumi up` awaits it only where training has made a model."""
+    s = cfg.serving
+    return ServingArgs(
+        namespace=namespace,
+        instance=cfg.stack,
+        server_image=cfg.image.serving,
+        sidecar_image=cfg.image.sidecar,
+        pull_policy=cfg.image.pull_policy,
+        server_resources=s.resources,
+        sidecar_resources=cfg.sync.resources,
+        model_name=s.model_name,
+        replicas=s.replicas,
+        poll_seconds=s.poll_seconds,
+        keep_versions=s.keep_versions,
+        irsa=cfg.storage.credentials == "irsa",
+        awaited=s.wait_for_training,
+        access=access,
+        model_url=model_url,
+    )
+
+
 def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
     """Declares every resource; returns the stack outputs."""
     on_cluster = pulumi.ResourceOptions(providers={"kubernetes": kubernetes_provider(cfg)})
@@ -112,21 +150,15 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         cfg, namespace=ns.name, access=access, data_url=data_url, run_url=run_url, model_url=model_url
     )
     training = Training("training", args=train, opts=opts(depends_on=[*operator.ready, *ns.ready, *data_ready]))
-    tensorboard = TensorBoard(
+    TensorBoard(
         "tensorboard",
-        cfg,
-        ns.name,
-        storage.accesses["tensorboard"],
-        logdir,
+        args=tensorboard_args(cfg, namespace=ns.name, access=storage.accesses["tensorboard"], logdir=logdir),
         opts=opts(depends_on=[*access.depends_on, *ns.ready]),
     )
     serve_after = [training.gate] if training.gate else []
-    serving = Serving(
+    Serving(
         "serving",
-        cfg,
-        ns.name,
-        storage.accesses["serving"],
-        model_url,
+        args=serving_args(cfg, namespace=ns.name, access=storage.accesses["serving"], model_url=model_url),
         opts=opts(depends_on=[*access.depends_on, *ns.ready, *serve_after]),
     )
     retraining = Retraining(
@@ -153,8 +185,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         "runSpec": {**cfg.run_spec, "digest": cfg.run_digest},
         "modelUrl": model_url,
         "tfjobName": training.name,
-        "tensorboardUrl": tensorboard.url,
-        "servingUrl": serving.url,
+        "tensorboardUrl": f"http://tensorboard.{n}.svc:{tb}",
+        "servingUrl": f"http://serving.{n}.svc:{REST_PORT}",
         "retrainCommand": retraining.submit,
         # Who may run that: bind the declared Role (or use a Group, `--group NAME`).
         "grantRetrain": f"kubectl -n {cfg.namespace} create rolebinding retrain-submitters "

@@ -41,6 +41,18 @@ def training_args(cfg: StackConfig, run_url: str = "s3://b/runs/r"):
     )
 
 
+def serving_args(cfg: StackConfig, model_url: str = "s3://b/models/mnist"):
+    from infra.program import serving_args
+
+    return serving_args(cfg, namespace="kubeflow-e2e", access=MINIO, model_url=model_url)
+
+
+def tensorboard_args(cfg: StackConfig):
+    from infra.program import tensorboard_args
+
+    return tensorboard_args(cfg, namespace="kubeflow-e2e", access=MINIO, logdir="s3://b/runs/")
+
+
 @pytest.fixture(scope="session")
 def monitor():
     """The in-process mocks for component tests (process-global: set once, before any resource)."""

@@ -12,7 +12,7 @@ from infra.configcheck import NS
 from infra.podspec import S3Access
 from infra.s3identities import irsa_role_arn, irsa_role_names
 
-from .conftest import MINIO, make_config, training_args
+from .conftest import MINIO, make_config, serving_args, tensorboard_args, training_args
 
 ARN = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE0123"
 IRSA = S3Access(bucket="b", region="eu-west-1", endpoint=None, secret_name=None)
@@ -343,7 +343,7 @@ def test_tensorboard(declare):
     from infra.tensorboard import TensorBoard
 
     records = declare(
-        lambda: TensorBoard("tensorboard", make_config(), "kubeflow-e2e", MINIO, "s3://b/runs/").deployment.urn
+        lambda: TensorBoard("tensorboard", args=tensorboard_args(make_config())).deployment.urn
     )
     spec = named(records, "deployment-tensorboard")["inputs"]["spec"]["template"]["spec"]
     assert spec["containers"][0]["command"][:3] == ["tensorboard", "--logdir", "s3://b/runs/"]
@@ -359,7 +359,7 @@ def test_serving(declare):
         serving__keepVersions=3,
         serving__waitForTraining=False,
     )
-    records = declare(lambda: Serving("serving", cfg, "kubeflow-e2e", MINIO, "s3://b/models/digits").deployment.urn)
+    records = declare(lambda: Serving("serving", args=serving_args(cfg, "s3://b/models/digits")).deployment.urn)
     d = named(records, "deployment-serving")["inputs"]
     assert d["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
     spec = d["spec"]["template"]["spec"]
@@ -426,8 +426,8 @@ def test_components_take_depends_on_through_opts(declare, component, waiting):
     build = {
         "dataprep": lambda o: DataPrep("dataprep", cfg, "kubeflow-e2e", MINIO, "s3://b/data/mnist", opts=o),
         "training": lambda o: Training("training", args=training_args(cfg), opts=o),
-        "tensorboard": lambda o: TensorBoard("tensorboard", cfg, "kubeflow-e2e", MINIO, "s3://b/runs/", opts=o),
-        "serving": lambda o: Serving("serving", cfg, "kubeflow-e2e", MINIO, "s3://b/models/m", opts=o),
+        "tensorboard": lambda o: TensorBoard("tensorboard", args=tensorboard_args(cfg), opts=o),
+        "serving": lambda o: Serving("serving", args=serving_args(cfg, "s3://b/models/m"), opts=o),
         "retraining": lambda o: Retraining(
             "retraining",
             cfg,
