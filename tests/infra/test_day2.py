@@ -1,4 +1,4 @@
-"""Day-2 safety of the stack (issue 9): what `pulumi up` waits for, which regions a store accepts, and two
+"""Day-2 safety of the stack: what `pulumi up` waits for, which regions a store accepts, and two
 stacks sharing one cluster."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The platform pieces (training operator, Argo, Fluid) are optional: with `<piece>.install: false` the stack
 declares only its own objects and reads the CRDs they need from the cluster, so a cluster without them stops
-the preview naming the missing CRD (issue 9, item 6)."""
+the preview naming the missing CRD."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A run is identified by what shapes it (issue 9, item 2): RUN_URL carries a digest of the run's settings,
+"""A run is identified by what shapes it: RUN_URL carries a digest of the run's settings,
 so the same spec resumes and a changed spec trains from scratch. Checked with real short trainings of the
 real trainer against the test S3 server, at the RUN_URL the stack would give the TFJob."""
 

@@ -1,4 +1,4 @@
-"""The retrain and prod paths as a first real run meets them, and least privilege (issue 15): each test reads
+"""The retrain and prod paths as a first real run meets them, and least privilege: each test reads
 what the stack declares (rendered under mocks) against the upstream behaviour its docstring cites."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pulumi's own config idioms (issue 9, item 7): structured config set with `pulumi config set --path`, read
+"""Pulumi's own config idioms: structured config set with `pulumi config set --path`, read
 with `pulumi.Config.get_object`, every validation message and typo hint kept, and one explicit Kubernetes
 provider configured from the stack (kubeconfig and context)."""
 
