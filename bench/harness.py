@@ -9,9 +9,9 @@ import shutil
 import time
 from pathlib import Path
 
-from demo.pipeline import Supervisor
 from demo.podspecs import LocalStack
 from demo.s3server import CREDENTIALS, S3Server
+from demo.supervisor import Supervisor
 
 KEYS = ("input_s3_vs_local", "train_s3_vs_local", "workers_2_vs_1", "tensorboard_lag_s", "publish_s3_vs_local",
         "render_s_1", "render_s_64",

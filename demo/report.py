@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from demo.pipeline import ROOT, Progress
 from demo.s3server import boto_kwargs
 from demo.settings import TB_REQUIREMENTS, TB_VENV
+from demo.supervisor import ROOT, Progress
 
 
 def summary(

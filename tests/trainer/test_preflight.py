@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from demo.pipeline import tf_config
+from demo.supervisor import tf_config
 from trainer import data, tfconfig
 from trainer.preflight import check_shares
 from trainer.store import open_store

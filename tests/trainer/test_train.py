@@ -16,8 +16,8 @@ import uuid
 import boto3
 import pytest
 
-from demo.pipeline import last_json, tf_config
 from demo.s3server import free_port
+from demo.supervisor import last_json, tf_config
 from tests.conftest import ROOT, trainer_env
 from trainer import publish
 from trainer.store import open_store
