@@ -42,7 +42,7 @@ from pathlib import Path
 
 from bench import input_pipeline, publish, render_time, summaries, training
 from bench.harness import KEYS, Bench
-from demo.pipeline import ROOT
+from demo.supervisor import ROOT
 
 STEPS = ("input", "train", "workers", "tensorboard", "uploads", "publish", "render")
 SIZES = {

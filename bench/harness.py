@@ -9,13 +9,13 @@ import shutil
 import time
 from pathlib import Path
 
-from demo.pipeline import Supervisor
 from demo.podspecs import LocalStack
 from demo.s3server import CREDENTIALS, S3Server
+from demo.supervisor import Supervisor
 
 KEYS = ("input_s3_vs_local", "train_s3_vs_local", "workers_2_vs_1", "tensorboard_lag_s", "publish_s3_vs_local",
         "render_s_1", "render_s_64",
-        # added with the scaling curve and the summary uploads (issue 13); the keys above keep their meaning
+        # added with the scaling curve and the summary uploads; the keys above keep their meaning
         "input_s3_warm_vs_local", "examples_per_s_1", "examples_per_s_2", "examples_per_s_3",
         "summary_upload_mb_hour_1", "summary_upload_mb_hour_10")
 BUCKET = "bench"

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import sys
 
-from demo import pipeline
-from demo.pipeline import StageFailed
+from demo import supervisor
 from demo.settings import Settings
 from demo.stages import Demo
+from demo.supervisor import StageFailed
 
 
 def main() -> int:
-    pipeline.stop_on_signals()  # Ctrl-C, `kill`, a closed terminal: `finally` stops every process started
+    supervisor.stop_on_signals()  # Ctrl-C, `kill`, a closed terminal: `finally` stops every process started
     settings = Settings()
     settings.dir.mkdir(parents=True, exist_ok=True)
     demo = Demo(settings)

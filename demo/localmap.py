@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.podspec import S3_ROLES, credentials_secret
+from infra.s3identities import S3_ROLES, credentials_secret
 from render import Rendered
 
 CREDENTIAL_SECRETS = {credentials_secret(role) for role in S3_ROLES}

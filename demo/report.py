@@ -3,34 +3,41 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
 
-from demo.pipeline import ROOT
 from demo.s3server import boto_kwargs
 from demo.settings import TB_REQUIREMENTS, TB_VENV
-
-if TYPE_CHECKING:  # demo.stages imports this module
-    from demo.stages import Demo
+from demo.supervisor import ROOT, Progress
 
 
-def summary(demo: Demo) -> None:
-    """The closing table: the figures, where the logs and pictures are, and the commands that deploy the same
-    pipeline with Pulumi."""
-    say = demo.progress.say
-    train, ev = demo.results.get("train", {}), demo.results.get("evaluate", {})
-    objects, nbytes = bucket_objects(demo)
+def summary(
+    *,
+    progress: Progress,
+    results: dict,
+    endpoint: str,
+    bucket: str,
+    log_dir: Path,
+    workers: int,
+    tensorboard_url: str | None,
+) -> None:
+    """The closing table: the figures (`results`: stage -> its JSON line), where the logs (`log_dir`) and pictures
+    are, what is in `bucket` on the S3 server at `endpoint`, and the commands that deploy the same pipeline with
+    Pulumi at `workers` workers."""
+    say = progress.say
+    train, ev = results.get("train", {}), results.get("evaluate", {})
+    objects, nbytes = bucket_objects(endpoint, bucket)
     rows = [
         ("accuracy (evaluate, test split)", f"{ev.get('accuracy', 0):.4f}"),
         ("examples/s (training, global)", f"{train.get('examples_per_sec', 0):.0f}"),
         ("model version", str(ev.get("model_version", train.get("model_version")))),
-        ("objects written to S3", f"{objects} ({nbytes / 1e6:.1f} MB in s3://{demo.stack.bucket})"),
-        ("total time", f"{demo.progress.elapsed():.1f} s"),
-        ("training curves", str(demo.results.get("curves", "-"))),
+        ("objects written to S3", f"{objects} ({nbytes / 1e6:.1f} MB in s3://{bucket})"),
+        ("total time", f"{progress.elapsed():.1f} s"),
+        ("training curves", str(results.get("curves", "-"))),
     ]
-    if demo.results.get("tensorboard_png"):
-        rows.append(("TensorBoard screenshot", str(demo.results["tensorboard_png"])))
-    if demo.tensorboard_url:
-        rows.append(("TensorBoard", f"{demo.tensorboard_url} ({len(demo.results.get('tensorboard', {}))} "
+    if results.get("tensorboard_png"):
+        rows.append(("TensorBoard screenshot", str(results["tensorboard_png"])))
+    if tensorboard_url:
+        rows.append(("TensorBoard", f"{tensorboard_url} ({len(results.get('tensorboard', {}))} "
                                     f"run(s) of this demo read from S3)"))
     else:
         how = "" if (TB_VENV / "bin" / "tensorboard").exists() else \
@@ -42,27 +49,27 @@ def summary(demo: Demo) -> None:
     say("summary")
     for k, v in rows:
         say(f"  {k:<{width}}  {v}")
-    say(f"  logs: {demo.s.dir}")
+    say(f"  logs: {log_dir}")
     say("")
     say("The same pipeline on a Kubernetes cluster, with Pulumi (prerequisites: a cluster, the three images, "
         "`pulumi login`; see the Deploy section of README.md):")
-    for cmd in deploy_commands(demo.s.workers):
+    for cmd in deploy_commands(workers):
         say(f"  {cmd}")
-    if demo.tensorboard_url and sys.stdin.isatty():
-        say(f"\nTensorBoard stays up at {demo.tensorboard_url} until you press Enter.")
+    if tensorboard_url and sys.stdin.isatty():
+        say(f"\nTensorBoard stays up at {tensorboard_url} until you press Enter.")
         try:
             input()
         except EOFError:
             pass
 
 
-def bucket_objects(demo: Demo) -> tuple[int, int]:
-    """(objects, bytes) in the stack's bucket on the demo's S3 server."""
+def bucket_objects(endpoint: str, bucket: str) -> tuple[int, int]:
+    """(objects, bytes) in `bucket` on the S3 server at `endpoint`."""
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=demo.server.endpoint, **boto_kwargs())
+    s3 = boto3.client("s3", endpoint_url=endpoint, **boto_kwargs())
     count = size = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=demo.stack.bucket):
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         for obj in page.get("Contents", []):
             count += 1
             size += obj["Size"]

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from demo.pipeline import ROOT
+from demo.supervisor import ROOT
 
 TB_VENV = ROOT / ".venv-tensorboard"
 TB_REQUIREMENTS = ROOT / "requirements" / "tensorboard.txt"

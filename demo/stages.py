@@ -1,5 +1,5 @@
 """The demo's stages, in order (`Demo.run`): each runs what the dev stack's render declares, as local processes
-(demo/podspecs.py), and prints one line with its time (demo/pipeline.py's `Progress`)."""
+(demo/podspecs.py), and prints one line with its time (demo/supervisor.py's `Progress`)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import sys
 import time
 import urllib.request
 
-from demo import pipeline, report
-from demo.pipeline import ROOT, Progress, StageFailed, Supervisor
+from demo import report, supervisor
 from demo.podspecs import LocalStack, Process
 from demo.s3server import CREDENTIALS, S3Server, boto_kwargs
 from demo.settings import TB_REQUIREMENTS, TB_VENV, Settings
+from demo.supervisor import ROOT, Progress, StageFailed, Supervisor
 
 TF_LOG = re.compile(r"^(WARNING: All log messages|[IWEF]\d{4} |\s*warnings\.warn|.*Warning: )")
 
@@ -55,7 +55,15 @@ class Demo:
         self.sync_model()
         self.evaluate()
         self.predict()
-        report.summary(self)
+        report.summary(
+            progress=self.progress,
+            results=self.results,
+            endpoint=self.server.endpoint,
+            bucket=self.stack.bucket,
+            log_dir=self.s.dir,
+            workers=self.s.workers,
+            tensorboard_url=self.tensorboard_url,
+        )
 
     def start_s3(self) -> None:
         log = self.s.dir / "s3-server.log"
@@ -78,10 +86,10 @@ class Demo:
             info["detail"] = (f"dev stack: {len(self.stack.rendered.manifests)} objects; TFJob {job}, "
                               f"bucket {self.stack.bucket} on {self.server.endpoint}")
 
-    def start(self, p: Process, on_line=None) -> pipeline.Proc:
+    def start(self, p: Process, on_line=None) -> supervisor.Proc:
         return self.sup.start(p.name, p.cmd, p.env, on_line=on_line)
 
-    def run_one(self, stage: str, p: Process, timeout: float) -> pipeline.Proc:
+    def run_one(self, stage: str, p: Process, timeout: float) -> supervisor.Proc:
         proc = self.start(p)
         self.sup.wait_all(stage, [proc], timeout)
         return proc
@@ -232,7 +240,7 @@ class Demo:
 
 
 
-def _wait_line(stage: str, proc: pipeline.Proc, pattern: re.Pattern, timeout: float) -> str:
+def _wait_line(stage: str, proc: supervisor.Proc, pattern: re.Pattern, timeout: float) -> str:
     """The first group of the first output line of `proc` that matches `pattern`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -241,17 +249,17 @@ def _wait_line(stage: str, proc: pipeline.Proc, pattern: re.Pattern, timeout: fl
             if m:
                 return m.group(1)
         if proc.returncode is not None:
-            raise StageFailed(stage, f"{proc.name} exited with code {proc.returncode}{pipeline.last_error(proc)}",
+            raise StageFailed(stage, f"{proc.name} exited with code {proc.returncode}{supervisor.last_error(proc)}",
                               [proc.log])
         time.sleep(0.1)
     raise StageFailed(stage, f"{proc.name} printed no address within {timeout:.0f} s", [proc.log])
 
 
-def _wait_http(stage: str, url: str, timeout: float, proc: pipeline.Proc) -> None:
+def _wait_http(stage: str, url: str, timeout: float, proc: supervisor.Proc) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.returncode is not None:
-            raise StageFailed(stage, f"{proc.name} exited with code {proc.returncode}{pipeline.last_error(proc)}",
+            raise StageFailed(stage, f"{proc.name} exited with code {proc.returncode}{supervisor.last_error(proc)}",
                               [proc.log])
         try:
             urllib.request.urlopen(url, timeout=2).close()

@@ -21,7 +21,8 @@ import yaml
 
 from infra import crds
 from infra.config import StackConfig
-from infra.podspec import ARGO_SERVER_SA, CREDENTIALS_SECRET, S3Access, executor_security, labels
+from infra.podspec import S3Access, executor_security, labels
+from infra.s3identities import ARGO_SERVER_SA, CREDENTIALS_SECRET, irsa_role_arn
 
 REPO = "https://argoproj.github.io/argo-helm"
 SERVER_PORT = 2746
@@ -50,7 +51,7 @@ def artifact_repository(cfg: StackConfig, access: S3Access) -> dict:
 def server_account(cfg: StackConfig) -> dict:
     account: dict = {"create": True, "name": ARGO_SERVER_SA}
     if cfg.storage.credentials == "irsa":
-        account["annotations"] = {"eks.amazonaws.com/role-arn": cfg.irsa_role_arn("argo-server")}
+        account["annotations"] = {"eks.amazonaws.com/role-arn": irsa_role_arn(cfg, "argo-server")}
     return account
 
 
@@ -101,7 +102,7 @@ class Argo(pulumi.ComponentResource):
         namespace = namespace or cfg.namespace
         self.server_service = "argo-workflows-server"
         self.chart: k8s.helm.v4.Chart | None = None
-        if not cfg.argo_install:
+        if not cfg.argo.install:
             self.ready: list[pulumi.Resource] = crds.require(
                 "argo.install", crds.ARGO, pulumi.ResourceOptions(parent=self)
             )
@@ -113,7 +114,7 @@ class Argo(pulumi.ComponentResource):
                     metadata={
                         "name": "artifact-repositories",
                         "namespace": namespace,
-                        "labels": labels(cfg, "argo"),
+                        "labels": labels(cfg.stack, "argo"),
                         "annotations": {"workflows.argoproj.io/default-artifact-repository": "default"},
                     },
                     data={"default": yaml.safe_dump(artifact_repository(cfg, access), sort_keys=True)},
@@ -123,14 +124,14 @@ class Argo(pulumi.ComponentResource):
             self.register_outputs({})
             return
         ns = k8s.core.v1.Namespace(
-            "argo-namespace", metadata={"name": cfg.argo_namespace}, opts=pulumi.ResourceOptions(parent=self)
+            "argo-namespace", metadata={"name": cfg.argo.namespace}, opts=pulumi.ResourceOptions(parent=self)
         )
         self.chart = k8s.helm.v4.Chart(
             "argo-workflows",
             chart="argo-workflows",
-            version=cfg.argo_chart_version,
+            version=cfg.argo.chart_version,
             repository_opts={"repo": REPO},
-            namespace=cfg.argo_namespace,
+            namespace=cfg.argo.namespace,
             values=chart_values(cfg, access),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
         )

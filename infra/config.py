@@ -1,297 +1,499 @@
-"""The stack's configuration: one typed, validated object, read before any resource is declared.
-
-`infra.keys` lists the keys and defaults, `infra.configread` reads them as Pulumi structures them,
-`infra.parse` checks each value, `load` (here) checks them together and builds the `StackConfig`
-(`infra.stackconfig`); every error (`infra.configerror.ConfigError`) names the key, the bad value and the fix.
-The rest of the repository imports all of these names from here.
-"""
+"""The stack's configuration schema: every key is one field of a grouped, frozen record, declared once with its
+name, type (the annotation), default, meaning and check (`TrainingConfig.epochs` is
+`setting("training.epochs", 40, meaning, whole(1, 10_000))`). `infra.configload` reads and checks a stack
+against it and builds the `StackConfig`; docs/deploy.md's table of keys is `docs_table()`. Adding a key is
+adding a field here and reading it where it is used."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from infra.configread import GROUPS, did_you_mean, nested_values, stack_values  # noqa: F401
-from infra.keys import (  # noqa: F401  (re-exported: the rest of infra reads them from here)
-    CREDENTIALS,
-    DATA_SOURCES,
-    KEY_NAMES,
-    KEYS,
-    MAX_WORKERS,
-    NS,
-    STORAGE_MODES,
-    WORKLOADS,
-    Key,
+from infra.configcheck import (
+    Check,
+    Reader,
+    boolean,
+    bucket_name,
+    chart_version,
+    choice,
+    cpu,
+    dns_label,
+    endpoint_url,
+    image_ref,
+    memory,
+    nonempty,
+    number,
+    operator_release,
+    optional,
+    optional_text,
+    region,
+    secret,
+    whole,
 )
-from infra.parse import ConfigError, Getter, Parser, arn_parts, oidc_issuer, quantity_value  # noqa: F401
-from infra.stackconfig import Cluster, Fluid, Images, Resources, Serving, StackConfig, Storage, Training  # noqa: F401
 
-# ---- loading ----------------------------------------------------------------------------------------------
+MAX_WORKERS = 64
+STORAGE_MODES = ("minio", "aws", "external")
+CREDENTIALS = ("access-key", "irsa")
+DATA_SOURCES = ("s3", "volume")
+PULL_POLICIES = ("IfNotPresent", "Always", "Never")
+WORKLOADS = ("training", "dataprep", "serving", "sync", "tensorboard", "minio")
 
 
-def load(stack: str, get: Getter, get_secret: Getter | None = None, present: Iterable[str] = ()) -> StackConfig:
-    """Builds the config from `get(key) -> raw value or None` (Pulumi gives strings; tests may give
-    typed values). `present` lists the keys set in the stack, to catch misspelt ones."""
-    get_secret = get_secret or get
-    for key in present:
-        if key.startswith(NS + ":"):
-            name = key[len(NS) + 1 :]
-            if name not in KEY_NAMES:
-                raise ConfigError(name, "is not a known key", get(name), did_you_mean(name))
-    p = Parser(stack, get, get_secret)
+# ---- the schema: grouped records, one declared field per key ----------------------------------------------
 
-    namespace = p.dns_label("namespace")
-    workers = p.int("workers", 1, MAX_WORKERS)
-    mode = p.choice("storage.mode", STORAGE_MODES)
-    bucket = p.bucket("storage.bucket")
-    if mode == "aws":
-        region = p.match("storage.region", r"[a-z]{2}(-[a-z]+)+-\d", "an AWS region such as us-east-1")
-    else:  # S3-compatible endpoints keep their own names: fr-par, nyc3, auto, us-west-004, minio
-        region = p.match(
-            "storage.region", r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", "a region name (letters, digits, '.', '_', '-')"
-        )
-    credentials = p.choice("storage.credentials", CREDENTIALS)
-    endpoint = p.raw("storage.endpoint")
-    access_key = p.secret("storage.accessKeyId")
-    secret_key = p.secret("storage.secretAccessKey")
-    oidc = p.raw("storage.oidcProviderArn")
 
-    if mode == "external":
-        if not endpoint:
-            raise ConfigError(
-                "storage.endpoint",
-                "is required when storage.mode is external",
-                endpoint,
-                f"pulumi config set {NS}:storage.endpoint https://s3.example.com",
-            )
-        endpoint = p.endpoint("storage.endpoint", str(endpoint))
-        for key, value in (("storage.accessKeyId", access_key), ("storage.secretAccessKey", secret_key)):
-            if value is None or value == "":
-                raise ConfigError(
-                    key,
-                    "is required when storage.mode is external",
-                    None,
-                    f"pulumi config set --secret {NS}:{key} <value>",
-                )
-    else:
-        for key, value in (
-            ("storage.endpoint", endpoint),
-            ("storage.accessKeyId", access_key),
-            ("storage.secretAccessKey", secret_key),
-        ):
-            if value not in (None, ""):
-                raise ConfigError(
-                    key,
-                    f"is only used with storage.mode external, not {mode}",
-                    "set",
-                    f"pulumi config rm {NS}:{key}, or set {NS}:storage.mode external",
-                )
-        endpoint, access_key, secret_key = None, None, None
-    if credentials == "irsa":
-        if mode != "aws":
-            raise ConfigError(
-                "storage.credentials",
-                f"irsa needs storage.mode aws, not {mode}",
-                credentials,
-                f"pulumi config set {NS}:storage.credentials access-key",
-            )
-        if not oidc:
-            raise ConfigError(
-                "storage.oidcProviderArn",
-                "is required when storage.credentials is irsa",
-                oidc,
-                "aws eks describe-cluster --name CLUSTER --query cluster.identity.oidc.issuer, then "
-                f"pulumi config set {NS}:storage.oidcProviderArn "
-                "arn:aws:iam::ACCOUNT:oidc-provider/oidc.eks.REGION.amazonaws.com/id/ID",
-            )
-        arn_parts(str(oidc))
-    elif oidc:
-        raise ConfigError(
-            "storage.oidcProviderArn",
-            "is only used with storage.credentials irsa",
-            oidc,
-            f"pulumi config rm {NS}:storage.oidcProviderArn",
-        )
+@dataclass(frozen=True)
+class Setting:
+    """One config key: `name` as users write it (`training.epochs`), its default (None: unset; `<stack>` is
+    filled in per stack), what it means (docs/deploy.md's table), and the check that turns the raw value into
+    the field's typed value."""
 
-    storage = Storage(
-        mode=mode,
-        bucket=bucket,
-        region=region,
-        endpoint=endpoint,
-        access_key_id=access_key,
-        secret_access_key=secret_key,
-        credentials=credentials,
-        oidc_provider_arn=oidc or None,
-        protect=p.bool("storage.protect"),
-        versioning=p.bool("storage.versioning"),
-        runs_expire_days=p.int("storage.runsExpireDays", 1, 3650),
-        minio_size=p.memory("minio.size"),
+    name: str
+    default: Any
+    meaning: str
+    check: Check
+    secret: bool = False
+
+
+def setting(name: str, default: Any, meaning: str, check: Check, *, secret: bool = False) -> Any:
+    """Declares a record field as the config key `name`."""
+    return field(metadata={"setting": Setting(name, default, meaning, check, secret)})
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    """A workload's requests and limits (Kubernetes quantities), each request at most its limit."""
+
+    cpu: str
+    memory: str
+    cpu_limit: str
+    memory_limit: str
+
+    def k8s(self) -> dict:
+        return {
+            "requests": {"cpu": self.cpu, "memory": self.memory},
+            "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit},
+        }
+
+
+def resources(workload: str, cpu_: str, memory_: str, cpu_limit: str, memory_limit: str) -> Any:
+    """Declares `<workload>.cpu`, `.memory`, `.cpuLimit` and `.memoryLimit` with their defaults."""
+    settings = (
+        Setting(f"{workload}.cpu", cpu_, f"{workload}: CPU request", cpu),
+        Setting(f"{workload}.memory", memory_, f"{workload}: memory request", memory),
+        Setting(f"{workload}.cpuLimit", cpu_limit, f"{workload}: CPU limit", cpu),
+        Setting(f"{workload}.memoryLimit", memory_limit, f"{workload}: memory limit", memory),
     )
-    images = Images(
-        trainer=p.image("image.trainer"),
-        sidecar=p.image("image.sidecar"),
-        tensorboard=p.image("image.tensorboard"),
-        serving=p.image("image.serving"),
-        minio=p.image("image.minio"),
-        mc=p.image("image.mc"),
-        pull_policy=p.choice("image.pullPolicy", ("IfNotPresent", "Always", "Never")),
+    return field(metadata={"resources": settings})
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    kubeconfig: str | None = setting(
+        "cluster.kubeconfig",
+        None,
+        "kubeconfig file of the cluster (unset: `$KUBECONFIG`, else `~/.kube/config`)",
+        optional_text,
     )
-    data_source = p.choice("data.source", DATA_SOURCES)
-    fluid = Fluid(
-        enabled=p.bool("fluid.enabled"),
-        install=p.bool("fluid.install"),
-        chart_version=p.chart_version("fluid.chartVersion"),
-        namespace=p.dns_label("fluid.namespace"),
-        cache_size=p.memory("fluid.cacheSize"),
-        replicas=p.int("fluid.replicas", 1, 64),
-    )
-    if data_source == "volume":
-        if not fluid.enabled:
-            raise ConfigError(
-                "data.source",
-                "volume needs the Fluid dataset",
-                data_source,
-                f"pulumi config set {NS}:fluid.enabled true, or set {NS}:data.source s3",
-            )
-        if credentials == "irsa":
-            raise ConfigError(
-                "data.source",
-                "volume cannot use irsa: Fluid's Alluxio runtime reads keys from a Secret",
-                data_source,
-                f"set {NS}:storage.credentials access-key, or {NS}:data.source s3",
-            )
-    training = Training(
-        run=p.dns_label("training.run", max_len=40),
-        epochs=p.int("training.epochs", 1, 10_000),
-        batch_size=p.int("training.batchSize", 1, 65_536),
-        learning_rate=p.number("training.learningRate"),
-        backoff_limit=p.int("training.backoffLimit", 0, 100),
-        timeout_seconds=p.int("training.timeoutSeconds", 60, 7 * 24 * 3600),
-    )
-    serving = Serving(
-        wait_for_training=p.bool("serving.waitForTraining"),
-        model_name=p.dns_label("serving.modelName"),
-        replicas=p.int("serving.replicas", 1, 100),
-        poll_seconds=p.int("serving.pollSeconds", 1, 3600),
-        keep_versions=p.int("serving.keepVersions", 1, 100),
-    )
-    _check_like_the_trainer(training, workers)
-    resources = {w: Resources(*p.resources(w)) for w in WORKLOADS}
-    argo_namespace = p.dns_label("argo.namespace")
-    if argo_namespace == namespace:
-        raise ConfigError(
-            "argo.namespace",
-            "must differ from the pipeline namespace",
-            argo_namespace,
-            f"pulumi config set {NS}:argo.namespace argo",
-        )
-    check_foreign_namespaces(namespace, fluid)
-    access_from = p.dns_label("access.fromNamespace") if p.raw("access.fromNamespace") else None
-    return StackConfig(
-        project=NS,
-        stack=stack,
-        namespace=namespace,
-        workers=workers,
-        storage=storage,
-        images=images,
-        data_prepare_source=p.nonempty("data.prepareSource"),
-        data_source=data_source,
-        dataprep_timeout_seconds=p.int("dataprep.timeoutSeconds", 60, 24 * 3600),
-        training=training,
-        serving=serving,
-        operator_version=p.operator_version("operator.version"),
-        argo_chart_version=p.chart_version("argo.chartVersion"),
-        operator_install=p.bool("operator.install"),
-        argo_install=p.bool("argo.install"),
-        argo_namespace=argo_namespace,
-        fluid=fluid,
-        access_from_namespace=access_from,
-        resources=resources,
-        cluster=Cluster(
-            kubeconfig=str(p.raw("cluster.kubeconfig") or "").strip() or None,
-            context=str(p.raw("cluster.context") or "").strip() or None,
-        ),
+    context: str | None = setting(
+        "cluster.context",
+        None,
+        "kubeconfig context to deploy into; required, so `pulumi up` never uses whatever context is current",
+        optional_text,
     )
 
 
-# The training operator's standalone overlay installs into this namespace; it is not configurable
-# (kubeflow/trainer v1.9.4 `manifests/overlays/standalone/kustomization.yaml`, `namespace: kubeflow`).
-OPERATOR_NAMESPACE = "kubeflow"
-
-
-def check_foreign_namespaces(namespace: str, fluid: Fluid) -> None:
-    """The pipeline namespace gets a default-deny NetworkPolicy and restricted Pod Security: in the training
-    operator's namespace (or Fluid's, with Fluid on) that would cut the controller off from the API server and
-    its webhook from the API server's calls. Argo's namespace is checked on `argo.namespace` itself."""
-    taken = {OPERATOR_NAMESPACE: "the Kubeflow training operator's (fixed by its manifests)"}
-    if fluid.enabled:
-        taken[fluid.namespace] = "Fluid's (fluid.namespace)"
-    if namespace in taken:
-        raise ConfigError(
-            "namespace",
-            f"must differ from {taken[namespace]} namespace: the pipeline's default-deny network policy would "
-            "cut that controller off",
-            namespace,
-            f"pulumi config set {NS}:namespace kubeflow-e2e",
-        )
-
-
-TRAIN_FLAGS = {
-    "--epochs": "training.epochs",
-    "--batch-size": "training.batchSize",
-    "--learning-rate": "training.learningRate",
-}
-
-
-def _check_like_the_trainer(training: Training, workers: int) -> None:
-    """`train`'s own argument rules (`trainer.rules`, the one definition both use), with the cross-check
-    against the TFJob's processes (chief + workers), so no pod exits 2 on a value the stack let through."""
-    from trainer import rules
-
-    processes = workers + 1
-    problems = rules.train_problems(
-        epochs=training.epochs,
-        batch_size=training.batch_size,
-        learning_rate=float(training.learning_rate),
-        processes=processes,
+@dataclass(frozen=True)
+class StorageConfig:
+    mode: str = setting(
+        "storage.mode",
+        "minio",
+        "`minio` (run MinIO in the namespace), `aws` (create an S3 bucket) or "
+        "`external` (an existing S3-compatible endpoint)",
+        choice(STORAGE_MODES),
     )
-    for p in problems:
-        key = TRAIN_FLAGS[p.flag]
-        if p.problem.startswith("is smaller than the number of processes"):
-            raise ConfigError(
-                key,
-                f"is smaller than the number of training processes (workers + the chief = {processes}), "
-                "which split the global batch between them",
-                p.value,
-                f"pulumi config set {NS}:{key} {p.suggestion}, or lower {NS}:workers",
-            )
-        value = training.learning_rate if p.flag == "--learning-rate" else p.value  # as the user wrote it
-        raise ConfigError(key, p.problem, value, f"pulumi config set {NS}:{key} {p.suggestion}")
+    bucket: str = setting(
+        "storage.bucket", "kubeflow-e2e-<stack>", "bucket name (S3 naming rules; global on AWS)", bucket_name
+    )
+    region: str = setting(
+        "storage.region",
+        "us-east-1",
+        "`aws`: an AWS region; `external`/`minio`: the endpoint's own region name (`fr-par`, `nyc3`, `auto`, ...)",
+        region,
+    )
+    endpoint: str | None = setting(
+        "storage.endpoint",
+        None,
+        "`external` only: full URL of the S3 endpoint, e.g. `https://minio.example:9000`",
+        endpoint_url,
+    )
+    access_key_id: Any = setting(
+        "storage.accessKeyId", None, "`external` only: access key (set with `--secret`)", secret, secret=True
+    )
+    secret_access_key: Any = setting(
+        "storage.secretAccessKey", None, "`external` only: secret key (set with `--secret`)", secret, secret=True
+    )
+    credentials: str = setting(
+        "storage.credentials",
+        "access-key",
+        "`aws` only: `access-key` (an IAM user key per role, in Secrets) or `irsa` (an IAM role per "
+        "ServiceAccount; the prod path on EKS)",
+        choice(CREDENTIALS),
+    )
+    oidc_provider_arn: str | None = setting(
+        "storage.oidcProviderArn", None, "`irsa` only: ARN of the cluster's IAM OIDC provider", optional_text
+    )
+    protect: bool = setting(
+        "storage.protect",
+        False,
+        "`aws` only: protect and retain the bucket on delete (otherwise force_destroy)",
+        boolean,
+    )
+    versioning: bool = setting("storage.versioning", False, "`aws` only: turn on bucket versioning", boolean)
+    runs_expire_days: int = setting(
+        "storage.runsExpireDays",
+        30,
+        "`aws` only: lifecycle rule deleting objects under `runs/` after N days",
+        whole(1, 3650),
+    )
 
 
-def from_pulumi() -> StackConfig:
-    """Reads the running program's (or the mocks') config with `pulumi.Config("kubeflow-e2e")`: `get` for
-    plain keys, `get_object` for the structured ones; the secret keys come back as Pulumi secrets."""
-    import pulumi
+@dataclass(frozen=True)
+class MinioConfig:
+    size: str = setting("minio.size", "10Gi", "`minio` only: size of MinIO's PersistentVolumeClaim", memory)
+    resources: ResourcesConfig = resources("minio", "100m", "256Mi", "1", "1Gi")
 
-    c = pulumi.Config(NS)
-    from pulumi.runtime import config as runtime_config
 
-    # The language host passes config in PULUMI_CONFIG; an Automation API inline program (`make e2e`) only in
-    # the runtime's own map: take the keys from both.
-    present = {*pulumi.runtime.get_config_env(), *runtime_config.CONFIG.get()}
-    values = nested_values(present, c.get, c.get_object)
+@dataclass(frozen=True)
+class ImageConfig:
+    trainer: str = setting(
+        "image.trainer",
+        "kubeflow-e2e/trainer:0.1.0",
+        "trainer image (`python -m trainer`); pinned tag or digest",
+        image_ref,
+    )
+    sidecar: str = setting(
+        "image.sidecar", "kubeflow-e2e/sidecar:0.1.0", "sync-model image (no TensorFlow); pinned", image_ref
+    )
+    tensorboard: str = setting(
+        "image.tensorboard", "kubeflow-e2e/tensorboard:0.1.0", "TensorBoard image (no TensorFlow); pinned", image_ref
+    )
+    serving: str = setting(
+        "image.serving",
+        "docker.io/tensorflow/serving:2.20.0",
+        "TF Serving image; pinned (its TensorFlow minor version is checked against the trainer's export)",
+        image_ref,
+    )
+    minio: str = setting(
+        "image.minio", "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z", "MinIO server image; pinned", image_ref
+    )
+    mc: str = setting(
+        "image.mc",
+        "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z",
+        "MinIO client image (bucket setup); pinned",
+        image_ref,
+    )
+    pull_policy: str = setting(
+        "image.pullPolicy", "IfNotPresent", "imagePullPolicy of our containers", choice(PULL_POLICIES)
+    )
 
-    def secret(key: str) -> Any:
-        value = values.get(key)
-        return None if value in (None, "") else pulumi.Output.secret(value)
 
-    cfg = load(pulumi.get_stack(), values.get, secret)
-    if not cfg.cluster.context:
-        raise ConfigError(
-            "cluster.context",
-            "is required, so that `pulumi up` never deploys into whichever kubeconfig context is current",
-            None,
-            f"pulumi config set --path {NS}:cluster.context <context> (kubectl config get-contexts)",
-        )
-    return cfg
+@dataclass(frozen=True)
+class DataConfig:
+    prepare_source: str = setting(
+        "data.prepareSource", "digits", "`prepare-data --source`: `digits`, a URL or a path in the image", nonempty
+    )
+    source: str = setting(
+        "data.source",
+        "s3",
+        "how training reads the dataset: `s3` (DATA_URL on S3) or `volume` (Fluid PVC)",
+        choice(DATA_SOURCES),
+    )
+
+
+@dataclass(frozen=True)
+class DataPrepConfig:
+    timeout_seconds: int = setting(
+        "dataprep.timeoutSeconds", 1800, "how long `pulumi up` waits for data prep", whole(60, 24 * 3600)
+    )
+    resources: ResourcesConfig = resources("dataprep", "250m", "512Mi", "1", "1Gi")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    run: str = setting(
+        "training.run",
+        "baseline",
+        "run name: TFJob `mnist-<run>`, RUN_URL `s3://<bucket>/runs/<run>-<digest of the run's settings>`",
+        dns_label(max_len=40),
+    )
+    epochs: int = setting("training.epochs", 40, "`train --epochs` (the trainer's tuned default)", whole(1, 10_000))
+    batch_size: int = setting("training.batchSize", 64, "`train --batch-size`", whole(1, 65_536))
+    learning_rate: str = setting(
+        "training.learningRate", "0.003", "`train --learning-rate` (the trainer's tuned default)", number
+    )
+    backoff_limit: int = setting("training.backoffLimit", 3, "TFJob `runPolicy.backoffLimit`", whole(0, 100))
+    timeout_seconds: int = setting(
+        "training.timeoutSeconds",
+        3600,
+        "how long `pulumi up` waits for the TFJob to succeed",
+        whole(60, 7 * 24 * 3600),
+    )
+    resources: ResourcesConfig = resources("training", "1", "2Gi", "2", "2Gi")
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    wait_for_training: bool = setting(
+        "serving.waitForTraining",
+        True,
+        "serving rolls out only after the TFJob succeeded; `false`: `pulumi up` awaits neither the TFJob nor "
+        "serving (Deployment and Service), whose pods become ready once a model exists",
+        boolean,
+    )
+    model_name: str = setting("serving.modelName", "mnist", "TF Serving model name (`predict --model`)", dns_label())
+    replicas: int = setting("serving.replicas", 1, "TF Serving replicas", whole(1, 100))
+    poll_seconds: int = setting(
+        "serving.pollSeconds", 30, "sidecar sync interval and TF Serving's file-system poll", whole(1, 3600)
+    )
+    keep_versions: int = setting(
+        "serving.keepVersions", 2, "model versions the sidecar keeps on disk (`sync-model --keep`)", whole(1, 100)
+    )
+    resources: ResourcesConfig = resources("serving", "250m", "512Mi", "1", "1Gi")
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """The serving sidecar and the MinIO bucket Job."""
+
+    resources: ResourcesConfig = resources("sync", "50m", "128Mi", "250m", "256Mi")
+
+
+@dataclass(frozen=True)
+class TensorBoardConfig:
+    resources: ResourcesConfig = resources("tensorboard", "100m", "512Mi", "500m", "1Gi")
+
+
+@dataclass(frozen=True)
+class AccessConfig:
+    from_namespace: str | None = setting(
+        "access.fromNamespace",
+        None,
+        "namespace of your authenticating proxy or Ingress controller: its pods may reach TF Serving (8500, 8501) "
+        "and TensorBoard (6006); unset, only `kubectl port-forward` reaches them",
+        optional(dns_label()),
+    )
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    install: bool = setting(
+        "operator.install",
+        True,
+        "install the training operator; `false`: use the cluster's own (its TFJob CRD must exist)",
+        boolean,
+    )
+    version: str = setting(
+        "operator.version", "v1.9.4", "Kubeflow training-operator release (v1.x: serves TFJob)", operator_release
+    )
+
+
+@dataclass(frozen=True)
+class ArgoConfig:
+    install: bool = setting(
+        "argo.install",
+        True,
+        "install Argo Workflows; `false`: use the cluster's own (its Workflow CRDs must exist)",
+        boolean,
+    )
+    chart_version: str = setting(
+        "argo.chartVersion", "1.0.18", "`argo-workflows` Helm chart version (Argo Workflows v4.0.6)", chart_version
+    )
+    namespace: str = setting("argo.namespace", "argo", "namespace of the Argo controller and server", dns_label())
+
+
+@dataclass(frozen=True)
+class FluidConfig:
+    enabled: bool = setting(
+        "fluid.enabled",
+        False,
+        "install Fluid; with `data.source: volume` the dataset is preloaded onto nodes",
+        boolean,
+    )
+    install: bool = setting(
+        "fluid.install",
+        True,
+        "with `fluid.enabled`: install Fluid; `false`: use the cluster's own (its Dataset CRDs must exist)",
+        boolean,
+    )
+    chart_version: str = setting("fluid.chartVersion", "1.0.8", "`fluid` Helm chart version", chart_version)
+    namespace: str = setting("fluid.namespace", "fluid-system", "namespace of the Fluid controllers", dns_label())
+    cache_size: str = setting("fluid.cacheSize", "2Gi", "memory cache per Alluxio worker", memory)
+    replicas: int = setting("fluid.replicas", 1, "Alluxio cache workers (and DataLoad replicas)", whole(1, 64))
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """The whole config; `project` and `stack` come from Pulumi, every other field from a key."""
+
+    project: str
+    stack: str
+    cluster: ClusterConfig
+    namespace: str = setting(
+        "namespace",
+        "kubeflow-e2e",
+        "Kubernetes namespace for the whole pipeline; not `kubeflow` (the training operator's), Argo's or Fluid's",
+        dns_label(),
+    )
+    workers: int = setting("workers", 1, f"TFJob workers besides the chief (1-{MAX_WORKERS})", whole(1, MAX_WORKERS))
+    storage: StorageConfig
+    minio: MinioConfig
+    image: ImageConfig
+    data: DataConfig
+    dataprep: DataPrepConfig
+    training: TrainingConfig
+    serving: ServingConfig
+    sync: SyncConfig
+    tensorboard: TensorBoardConfig
+    access: AccessConfig
+    operator: OperatorConfig
+    argo: ArgoConfig
+    fluid: FluidConfig
+
+    @property
+    def resources(self) -> dict[str, ResourcesConfig]:
+        """Workload (`WORKLOADS`) -> its requests and limits."""
+        return {w: getattr(self, w).resources for w in WORKLOADS}
+
+    # The bucket layout (docs/design.md); the bucket itself may be an Output, so these are plain strings
+    # built from the configured name.
+    @property
+    def data_prefix(self) -> str:
+        return "data/mnist"
+
+    @property
+    def run_spec(self) -> dict[str, Any]:
+        """What shapes a training run: a checkpoint trained under other settings must not be resumed. The
+        learning rate is compared as a number (`0.003` and `3e-3` are one spec)."""
+        t = self.training
+        return {
+            "image": self.image.trainer,
+            "workers": self.workers,
+            "epochs": t.epochs,
+            "batchSize": t.batch_size,
+            "learningRate": float(t.learning_rate),
+            "prepareSource": self.data.prepare_source,
+        }
+
+    @property
+    def run_digest(self) -> str:
+        """8 hex digits of sha256 over `run_spec` as canonical JSON."""
+        canonical = json.dumps(self.run_spec, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:8]
+
+    @property
+    def run_id(self) -> str:
+        """`<training.run>-<run_digest>`: RUN_URL's last part. Same spec, same run (it resumes); a changed
+        spec is a new run that trains from scratch."""
+        return f"{self.training.run}-{self.run_digest}"
+
+    @property
+    def run_prefix(self) -> str:
+        return f"runs/{self.run_id}"
+
+    @property
+    def model_prefix(self) -> str:
+        return f"models/{self.serving.model_name}"
+
+    @property
+    def tfjob_name(self) -> str:
+        return f"mnist-{self.training.run}"
+
+    @property
+    def cache_namespace(self) -> str:
+        """Where Fluid's cache runtime runs (`data.source: volume`): its pods need the host network and
+        privileged FUSE, which our namespace's restricted Pod Security level refuses."""
+        return f"{self.namespace[:57].rstrip('-')}-cache"
+
+
+def _walk(record: type) -> Iterable[tuple[dataclasses.Field, str]]:
+    """The record's fields with what each is: "setting", "resources" or "group" (a nested record)."""
+    for f in dataclasses.fields(record):
+        if "setting" in f.metadata:
+            yield f, "setting"
+        elif "resources" in f.metadata:
+            yield f, "resources"
+        elif f.name not in ("project", "stack"):
+            yield f, "group"
+
+
+_GROUPS: dict[str, type] = {f.name: globals()[str(f.type)] for f, kind in _walk(StackConfig) if kind == "group"}
+
+
+def _settings(record: type) -> list[Setting]:
+    out: list[Setting] = []
+    for f, kind in _walk(record):
+        if kind == "setting":
+            out.append(f.metadata["setting"])
+        elif kind == "group":
+            out += _settings(_GROUPS[f.name])
+    return out
+
+
+def _resource_settings() -> list[Setting]:
+    by_workload = {}
+    for group in _GROUPS.values():
+        for f, kind in _walk(group):
+            if kind == "resources":
+                by_workload[f.metadata["resources"][0].name.split(".")[0]] = list(f.metadata["resources"])
+    return [s for w in WORKLOADS for s in by_workload[w]]
+
+
+# Every key, in the order docs/deploy.md lists them (workload resources last).
+KEYS: list[Setting] = _settings(StackConfig) + _resource_settings()
+KEY_NAMES: dict[str, Setting] = {k.name: k for k in KEYS}
+GROUPS = sorted({k.split(".", 1)[0] for k in KEY_NAMES if "." in k})  # structured keys: storage, training, ...
+
+
+def build(record: type, r: Reader, **fixed: Any) -> Any:
+    values: dict[str, Any] = dict(fixed)
+    for f, kind in _walk(record):
+        if kind == "setting":
+            values[f.name] = r.value(f.metadata["setting"].name)
+        elif kind == "resources":
+            values[f.name] = ResourcesConfig(*(r.value(s.name) for s in f.metadata["resources"]))
+        else:
+            values[f.name] = build(_GROUPS[f.name], r)
+    return record(**values)
+
+
+# ---- the documentation ------------------------------------------------------------------------------------
+
+_RESOURCE_SUFFIXES = ("cpu", "memory", "cpuLimit", "memoryLimit")
+
+
+def _shown(default: Any) -> str:
+    if default is None:
+        return "(none)"
+    if isinstance(default, bool):
+        return "`true`" if default else "`false`"
+    return f"`{default}`"
+
+
+def docs_table() -> str:
+    """docs/deploy.md's two tables of keys (Markdown): every key with its default and meaning, then each
+    workload's resource defaults."""
+    resource_keys = {f"{w}.{s}" for w in WORKLOADS for s in _RESOURCE_SUFFIXES}
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for k in KEYS:
+        if k.name not in resource_keys:
+            lines.append(f"| `{k.name}`{' (secret)' if k.secret else ''} | {_shown(k.default)} | {k.meaning} |")
+    lines += ["", "| workload | " + " | ".join(f"`.{s}`" for s in _RESOURCE_SUFFIXES) + " |", "|---|---|---|---|---|"]
+    for w in WORKLOADS:
+        defaults = (_shown(KEY_NAMES[f"{w}.{s}"].default) for s in _RESOURCE_SUFFIXES)
+        lines.append(f"| `{w}` | " + " | ".join(defaults) + " |")
+    return "\n".join(lines) + "\n"

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
+from common import rules
 from infra import component, gate
 from infra.config import StackConfig
 from infra.podspec import EXECUTOR_SA, TMP_VOLUME, S3Access, container, labels, pod_security, trainer_command
-from trainer import rules
 
 NAME = "prepare-data"
 
@@ -19,19 +19,19 @@ def prepare_template(cfg: StackConfig, access: S3Access, data_url: pulumi.Input[
     """The Argo template (shared with the retraining WorkflowTemplate)."""
     c = container(
         "main",
-        cfg.images.trainer,
-        cfg,
+        cfg.image.trainer,
+        cfg.image.pull_policy,
         cfg.resources["dataprep"],
         # One shard per process or a multiple of it: every training process reads whole files, as many as
         # the others (trainer.data.share).
         command=trainer_command(
-            "prepare-data", "--source", cfg.data_prepare_source, "--shards", str(rules.shards_for(cfg.workers + 1))
+            "prepare-data", "--source", cfg.data.prepare_source, "--shards", str(rules.shards_for(cfg.workers + 1))
         ),
         env=access.pod_env(DATA_URL=data_url),
     )
     return {
         "name": NAME,
-        "metadata": {"labels": labels(cfg, "dataprep", s3=True)},
+        "metadata": {"labels": labels(cfg.stack, "dataprep", s3=True)},
         "retryStrategy": {"limit": 2, "retryPolicy": "OnError"},
         "container": c,
     }
@@ -45,7 +45,7 @@ def workflow_pod_spec(cfg: StackConfig) -> dict:
         "automountServiceAccountToken": False,
         "executor": {"serviceAccountName": EXECUTOR_SA},
         "securityContext": pod_security(),
-        "podMetadata": {"labels": labels(cfg, "workflow", s3=True)},
+        "podMetadata": {"labels": labels(cfg.stack, "workflow", s3=True)},
         "volumes": [TMP_VOLUME],
     }
 
@@ -68,14 +68,14 @@ class DataPrep(pulumi.ComponentResource):
             metadata={
                 "name": NAME,
                 "namespace": namespace,
-                "labels": labels(cfg, "dataprep"),
+                "labels": labels(cfg.stack, "dataprep"),
                 # Awaited by its gate, which also sees failure (infra/gate.py).
                 "annotations": {"pulumi.com/skipAwait": "true"},
             },
             spec={
                 "entrypoint": NAME,
                 **workflow_pod_spec(cfg),
-                "activeDeadlineSeconds": cfg.dataprep_timeout_seconds,
+                "activeDeadlineSeconds": cfg.dataprep.timeout_seconds,
                 "podGC": {"strategy": "OnWorkflowSuccess"},
                 "templates": [prepare_template(cfg, access, data_url)],
             },
@@ -93,7 +93,7 @@ class DataPrep(pulumi.ComponentResource):
             "Workflow",
             namespace,
             NAME,
-            cfg.dataprep_timeout_seconds,
+            cfg.dataprep.timeout_seconds,
             cfg.cluster.kubeconfig,
             cfg.cluster.context,
             opts=pulumi.ResourceOptions(parent=self),

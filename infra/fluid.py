@@ -104,7 +104,7 @@ class Fluid(pulumi.ComponentResource):
             metadata={
                 "name": cfg.cache_namespace,
                 "labels": {
-                    **labels(cfg, "dataset-cache"),
+                    **labels(cfg.stack, "dataset-cache"),
                     # Stated, not inherited from a cluster default: this namespace needs privileged pods.
                     "pod-security.kubernetes.io/enforce": "privileged",
                 },
@@ -115,7 +115,7 @@ class Fluid(pulumi.ComponentResource):
         # The DataLoad's loader runs here, beside the host-network Alluxio pods: only its egress is opened.
         loader_policy = k8s.networking.v1.NetworkPolicy(
             "netpol-allow-dataload",
-            metadata={"name": "allow-dataload", "namespace": cache, "labels": labels(cfg, "network-policy")},
+            metadata={"name": "allow-dataload", "namespace": cache, "labels": labels(cfg.stack, "network-policy")},
             spec=dataload_egress(),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cache_ns]),
         )
@@ -123,7 +123,7 @@ class Fluid(pulumi.ComponentResource):
         if access.secret_name:
             ready.append(storage.role_secret("cache", namespace=cache, depends_on=[cache_ns]))
         opts = pulumi.ResourceOptions(parent=self, depends_on=[*self.ready, *ready, *depends_on])
-        meta = {"name": DATASET, "namespace": cache, "labels": labels(cfg, "dataset")}
+        meta = {"name": DATASET, "namespace": cache, "labels": labels(cfg.stack, "dataset")}
         dataset = k8s.apiextensions.CustomResource(
             "dataset",
             api_version="data.fluid.io/v1alpha1",
@@ -165,7 +165,7 @@ class Fluid(pulumi.ComponentResource):
             metadata={
                 "name": f"{DATASET}-preload",
                 "namespace": cache,
-                "labels": labels(cfg, "dataset"),
+                "labels": labels(cfg.stack, "dataset"),
                 "annotations": {"pulumi.com/skipAwait": "true"},  # awaited by its gate (infra/gate.py)
             },
             spec={
@@ -179,7 +179,7 @@ class Fluid(pulumi.ComponentResource):
             "dataset-reference",
             api_version="data.fluid.io/v1alpha1",
             kind="Dataset",
-            metadata={"name": DATASET, "namespace": namespace, "labels": labels(cfg, "dataset")},
+            metadata={"name": DATASET, "namespace": namespace, "labels": labels(cfg.stack, "dataset")},
             spec={"mounts": [{"name": DATASET, "mountPoint": f"dataset://{cfg.cache_namespace}/{DATASET}"}]},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.ready, dataset, *depends_on]),
         )
@@ -189,7 +189,7 @@ class Fluid(pulumi.ComponentResource):
             "DataLoad",
             cache,
             f"{DATASET}-preload",
-            cfg.dataprep_timeout_seconds,
+            cfg.dataprep.timeout_seconds,
             cfg.cluster.kubeconfig,
             cfg.cluster.context,
             opts=pulumi.ResourceOptions(parent=self),

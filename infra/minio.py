@@ -22,12 +22,11 @@ from infra.podspec import (
     TMP_VOLUME,
     S3Access,
     container,
-    credentials_secret,
     labels,
     pod_security,
-    s3_roles,
 )
 from infra.s3bucket import bucket_policy_statements
+from infra.s3identities import credentials_secret, s3_roles
 from infra.storagemode import RoleKey, StorageMode, role_secret
 from infra.workload import deployment_with_service
 
@@ -37,7 +36,7 @@ if TYPE_CHECKING:
 
 MINIO_PORT = 9000
 # The bucket-creation step. Idempotent, so a re-run (the Job replaced) changes nothing; it also makes one MinIO
-# user per role (`podspec.S3_ROLES`) with that role's policy, so no pod but MinIO's holds the root credentials
+# user per role (`s3identities.S3_ROLES`) with that role's policy, so no pod but MinIO's holds the root credentials
 # and each pod holds only its own role's key.
 MINIO_SETUP = """\
 set -eu
@@ -58,7 +57,7 @@ echo "bucket $BUCKET ready, users: $ROLES"
 """
 
 
-# Every role MinIO mode can have (`podspec.s3_roles`; `argo-server` only under IRSA, which MinIO has not):
+# Every role MinIO mode can have (`s3identities.s3_roles`; `argo-server` only under IRSA, which MinIO has not):
 # generated up front, so a role that appears later (`data.source: volume`) still finds its key.
 MINIO_ROLES = ("pipeline", "serving", "tensorboard", "cache")
 # Both fields: the provider records `stringData` as `data` in the state, so ignoring `stringData` alone makes
@@ -92,7 +91,7 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
     of PARENT (the Storage component)."""
     child = pulumi.ResourceOptions(parent=parent)
     ns = namespace.name
-    meta = lambda name: {"name": name, "namespace": ns, "labels": labels(cfg, "minio")}  # noqa: E731
+    meta = lambda name: {"name": name, "namespace": ns, "labels": labels(cfg.stack, "minio")}  # noqa: E731
 
     root_user, root_password = generated_credential()
     root = k8s.core.v1.Secret(
@@ -129,7 +128,7 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
         metadata={**meta("minio-data"), "annotations": {"pulumi.com/skipAwait": "true"}},
         spec={
             "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": cfg.storage.minio_size}},
+            "resources": {"requests": {"storage": cfg.minio.size}},
         },
         opts=child,
     )
@@ -139,7 +138,7 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
     ]
     server, service = deployment_with_service(
         parent,
-        cfg,
+        cfg.stack,
         "minio",
         ns,
         {
@@ -148,8 +147,8 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
             "containers": [
                 container(
                     "minio",
-                    cfg.images.minio,
-                    cfg,
+                    cfg.image.minio,
+                    cfg.image.pull_policy,
                     cfg.resources["minio"],
                     command=["minio"],
                     args=[
@@ -204,7 +203,7 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
         spec={
             "backoffLimit": 6,
             "template": {
-                "metadata": {"labels": labels(cfg, "minio-bucket", s3=True)},
+                "metadata": {"labels": labels(cfg.stack, "minio-bucket", s3=True)},
                 "spec": {
                     "restartPolicy": "OnFailure",
                     "automountServiceAccountToken": False,
@@ -212,8 +211,8 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
                     "containers": [
                         container(
                             "mc",
-                            cfg.images.mc,
-                            cfg,
+                            cfg.image.mc,
+                            cfg.image.pull_policy,
                             cfg.resources["sync"],
                             command=["/bin/sh", "-c", MINIO_SETUP],
                             env=[

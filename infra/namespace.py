@@ -16,10 +16,10 @@ from infra.podspec import (
     EXECUTOR_SA,
     EXECUTOR_TOKEN_SECRET,
     S3_LABEL,
-    SERVICE_ACCOUNTS,
     labels,
     selector,
 )
+from infra.s3identities import SERVICE_ACCOUNTS, irsa_role_arn
 
 WORKFLOW_POD = {"matchExpressions": [{"key": "workflows.argoproj.io/workflow", "operator": "Exists"}]}
 NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set on every namespace by the API server (Kubernetes >= 1.22)
@@ -37,7 +37,7 @@ class Namespace(pulumi.ComponentResource):
             "namespace",
             metadata={
                 "name": cfg.namespace,
-                "labels": pod_security_labels(cfg) | labels(cfg, "namespace"),
+                "labels": pod_security_labels(cfg) | labels(cfg.stack, "namespace"),
             },
             opts=child,
         )
@@ -47,15 +47,15 @@ class Namespace(pulumi.ComponentResource):
 
         self.service_accounts = {}
         for sa in SERVICE_ACCOUNTS:
-            meta = {"name": sa, "namespace": self.name, "labels": labels(cfg, sa)}
+            meta = {"name": sa, "namespace": self.name, "labels": labels(cfg.stack, sa)}
             if cfg.storage.credentials == "irsa":
-                meta["annotations"] = {"eks.amazonaws.com/role-arn": cfg.irsa_role_arn(sa)}
+                meta["annotations"] = {"eks.amazonaws.com/role-arn": irsa_role_arn(cfg, sa)}
             self.service_accounts[sa] = k8s.core.v1.ServiceAccount(
                 f"sa-{sa}", metadata=meta, automount_service_account_token=False, opts=inside
             )
         executor = k8s.core.v1.ServiceAccount(
             f"sa-{EXECUTOR_SA}",
-            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(cfg, EXECUTOR_SA)},
+            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(cfg.stack, EXECUTOR_SA)},
             automount_service_account_token=False,
             opts=inside,
         )
@@ -66,7 +66,7 @@ class Namespace(pulumi.ComponentResource):
             metadata={
                 "name": EXECUTOR_TOKEN_SECRET,
                 "namespace": self.name,
-                "labels": labels(cfg, EXECUTOR_SA),
+                "labels": labels(cfg.stack, EXECUTOR_SA),
                 "annotations": {"kubernetes.io/service-account.name": EXECUTOR_SA},
             },
             type="kubernetes.io/service-account-token",
@@ -77,7 +77,7 @@ class Namespace(pulumi.ComponentResource):
         # step creates and watches a TFJob.
         role = k8s.rbac.v1.Role(
             "role-executor",
-            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(cfg, EXECUTOR_SA)},
+            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(cfg.stack, EXECUTOR_SA)},
             rules=[
                 {
                     "apiGroups": ["argoproj.io"],
@@ -94,7 +94,7 @@ class Namespace(pulumi.ComponentResource):
         )
         binding = k8s.rbac.v1.RoleBinding(
             "rolebinding-executor",
-            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(cfg, EXECUTOR_SA)},
+            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(cfg.stack, EXECUTOR_SA)},
             role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": EXECUTOR_SA},
             subjects=[{"kind": "ServiceAccount", "name": EXECUTOR_SA, "namespace": cfg.namespace}],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[role, executor]),
@@ -103,7 +103,7 @@ class Namespace(pulumi.ComponentResource):
         # For people who run retrains: bind it to a user or group (docs/deploy.md, "Security").
         self.submitter = k8s.rbac.v1.Role(
             "role-retrain-submitter",
-            metadata={"name": SUBMITTER_ROLE, "namespace": self.name, "labels": labels(cfg, SUBMITTER_ROLE)},
+            metadata={"name": SUBMITTER_ROLE, "namespace": self.name, "labels": labels(cfg.stack, SUBMITTER_ROLE)},
             rules=submitter_rules(),
             opts=inside,
         )
@@ -124,7 +124,7 @@ class Namespace(pulumi.ComponentResource):
     def _policy(self, name: str, spec: dict, opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
         return k8s.networking.v1.NetworkPolicy(
             f"netpol-{name}",
-            metadata={"name": name, "namespace": self.name, "labels": labels(self.cfg, "network-policy")},
+            metadata={"name": name, "namespace": self.name, "labels": labels(self.cfg.stack, "network-policy")},
             spec=spec,
             opts=opts,
         )
@@ -213,8 +213,8 @@ def network_policies(cfg: StackConfig) -> dict[str, dict]:
     # pod through the kubelet, which NetworkPolicy does not govern, and the kubelet's probes are always allowed
     # ("traffic to and from the node where a Pod is running is always allowed": kubernetes.io, Concepts >
     # Network Policies). An authenticating proxy or Ingress controller gets in only from its own namespace.
-    if cfg.access_from_namespace:
-        proxy = [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: cfg.access_from_namespace}}}]
+    if cfg.access.from_namespace:
+        proxy = [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: cfg.access.from_namespace}}}]
         for name, ports in (("serving", (8500, 8501)), ("tensorboard", (6006,))):
             policies[f"allow-{name}"] = {
                 "podSelector": {"matchLabels": selector(name)},
@@ -232,7 +232,7 @@ def network_policies(cfg: StackConfig) -> dict[str, dict]:
                         {"podSelector": s3_pods},
                         # Argo's server reads the archived step logs from the artifact repository (our bucket).
                         {
-                            "namespaceSelector": {"matchLabels": {NAMESPACE_NAME: cfg.argo_namespace}},
+                            "namespaceSelector": {"matchLabels": {NAMESPACE_NAME: cfg.argo.namespace}},
                             "podSelector": {"matchLabels": {"app.kubernetes.io/name": ARGO_SERVER}},
                         },
                     ],

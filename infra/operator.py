@@ -26,8 +26,8 @@ class TrainingOperator(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kubeflow-e2e:infra:TrainingOperator", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.url = manifests_url(cfg.operator_version) if cfg.operator_install else None
-        if cfg.operator_install:
+        self.url = manifests_url(cfg.operator.version) if cfg.operator.install else None
+        if cfg.operator.install:
             # kustomize.v2.Directory renders in the provider and applies server-side (the CRDs are too large
             # for client-side apply's last-applied annotation).
             self.ready: list[pulumi.Resource] = [

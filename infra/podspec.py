@@ -11,44 +11,12 @@ from typing import Any
 
 import pulumi
 
-from infra.config import NS, Resources, StackConfig
-from infra.stackconfig import ARGO_SERVER_SA  # noqa: F401  (the pods' names, all here)
+from infra.config import ResourcesConfig
+from infra.configcheck import NS
 
 UID = 10001  # the user our images create (docker/*.Dockerfile); any non-root UID works for the rest
 S3_LABEL = "kubeflow-e2e.io/s3"  # pods allowed to reach the object store (NetworkPolicy)
-CREDENTIALS_SECRET = "s3-credentials"  # the pipeline's keys; other roles' Secrets are s3-credentials-<role>
 
-# Who may do what in the bucket, by prefix (docs/design.md's layout; `argo/` holds Argo's archived logs).
-# Each role gets its own IAM policy (and user or IRSA role), or its own MinIO user.
-S3_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
-    # data prep writes data/, training writes runs/ and models/, evaluate reads; Argo's wait container
-    # archives the workflow pods' logs under argo/
-    "pipeline": {"write": ("data/", "runs/", "models/", "argo/")},
-    "serving": {"read": ("models/",)},  # the sync-model sidecar
-    "tensorboard": {"read": ("runs/",)},
-    "cache": {"read": ("data/",)},  # Fluid's Alluxio (data.source volume)
-    "argo-server": {"read": ("argo/",)},  # the Argo server showing archived logs (IRSA)
-}
-
-
-def s3_roles(cfg: StackConfig) -> list[str]:
-    """The roles this stack gives S3 access to: the cache only when training reads from it, the Argo server
-    only under IRSA (with keys, it reads the artifact repository's Secret, the pipeline's)."""
-    out = ["pipeline", "serving", "tensorboard"]
-    if cfg.data_source == "volume":
-        out.append("cache")
-    if cfg.storage.credentials == "irsa":
-        out.append("argo-server")
-    return out
-
-
-def credentials_secret(role: str) -> str:
-    return CREDENTIALS_SECRET if role == "pipeline" else f"{CREDENTIALS_SECRET}-{role}"
-
-
-# The identities our pods run as (each its own S3 rights; IRSA roles trust them one by one). None of them
-# gets an API token: pods of ours never talk to the Kubernetes API.
-SERVICE_ACCOUNTS = ("pipeline", "serving", "tensorboard")
 # Argo's executor (the init and wait containers, and the `resource` step that creates a TFJob) is the only
 # holder of an API token: the workflows name it in `executor.serviceAccountName`, and Argo mounts its token from
 # the Secret `<name>.service-account-token` into those containers only (argo-workflows v4.0.6
@@ -59,11 +27,12 @@ EXECUTOR_TOKEN_SECRET = f"{EXECUTOR_SA}.service-account-token"
 ANYWHERE = [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
 
 
-def labels(cfg: StackConfig, component: str, s3: bool = False) -> dict[str, str]:
+def labels(instance: str, component: str, s3: bool = False) -> dict[str, str]:
+    """The standard labels of one of our objects; `instance`: the stack's name; `s3`: may reach the bucket."""
     out = {
         "app.kubernetes.io/name": component,
         "app.kubernetes.io/part-of": NS,
-        "app.kubernetes.io/instance": cfg.stack,
+        "app.kubernetes.io/instance": instance,
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/managed-by": "pulumi",
     }
@@ -147,10 +116,6 @@ class S3Access:
             access.insert(at, {"name": "AWS_DEFAULT_REGION", "value": self.region})
         return [*access, *({"name": k, "value": v} for k, v in urls.items()), *base_env()]
 
-    def for_role(self, role: str, secret_name: str | None) -> S3Access:
-        """The same bucket and endpoint with another role's credentials."""
-        return S3Access(self.bucket, self.region, self.endpoint, secret_name, self.depends_on)
-
     def url(self, prefix: str) -> pulumi.Output[str]:
         return pulumi.Output.from_input(self.bucket).apply(lambda b: f"s3://{b}/{prefix}")
 
@@ -167,15 +132,15 @@ def trainer_command(*args: str) -> list[str]:
 def container(
     name: str,
     image: str,
-    cfg: StackConfig,
-    resources: Resources,
+    pull_policy: str,
+    resources: ResourcesConfig,
     command: list[str] | None = None,
     args: list[str] | None = None,
     env: list | pulumi.Output | None = None,
     mounts: list[dict] | None = None,
     **extra: Any,
 ) -> dict:
-    c: dict[str, Any] = {"name": name, "image": image, "imagePullPolicy": cfg.images.pull_policy}
+    c: dict[str, Any] = {"name": name, "image": image, "imagePullPolicy": pull_policy}
     if command:
         c["command"] = command
     if args:

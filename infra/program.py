@@ -6,19 +6,21 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import config as config_mod
+from infra import configload, fluid
 from infra.argo import SERVER_PORT, Argo
 from infra.config import StackConfig
+from infra.configcheck import ConfigError
 from infra.dataprep import DataPrep
 from infra.fluid import Fluid
 from infra.namespace import SUBMITTER_ROLE, Namespace
 from infra.operator import TrainingOperator
+from infra.podspec import S3Access
 from infra.retraining import Retraining
-from infra.serving import REST_PORT, Serving
+from infra.serving import REST_PORT, Serving, ServingArgs
 from infra.storage import Storage
 from infra.tensorboard import PORT as TENSORBOARD_PORT
-from infra.tensorboard import TensorBoard
-from infra.training import Training, data_url_for_training
+from infra.tensorboard import TensorBoard, TensorBoardArgs
+from infra.training import Training, TrainingArgs
 
 
 def kubernetes_provider(cfg: StackConfig) -> k8s.Provider:
@@ -29,6 +31,83 @@ def kubernetes_provider(cfg: StackConfig) -> k8s.Provider:
     if cfg.cluster.kubeconfig:
         args["kubeconfig"] = cfg.cluster.kubeconfig
     return k8s.Provider("kubernetes", **args)
+
+
+def data_url_for_training(cfg: StackConfig, s3_data_url: pulumi.Input[str]) -> pulumi.Input[str]:
+    """`data.source: volume` reads the Fluid-cached copy through the dataset's PVC."""
+    return f"file://{fluid.MOUNT_PATH}" if cfg.data.source == "volume" else s3_data_url
+
+
+def training_args(
+    cfg: StackConfig,
+    *,
+    namespace: pulumi.Input[str],
+    access: S3Access,
+    data_url: pulumi.Input[str],
+    run_url: pulumi.Input[str],
+    model_url: pulumi.Input[str],
+) -> TrainingArgs:
+    """What the TFJob takes from the config. `pulumi up` waits for it only where serving waits for a model."""
+    t = cfg.training
+    return TrainingArgs(
+        namespace=namespace,
+        instance=cfg.stack,
+        job_name=cfg.tfjob_name,
+        image=cfg.image.trainer,
+        pull_policy=cfg.image.pull_policy,
+        resources=t.resources,
+        workers=cfg.workers,
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        learning_rate=t.learning_rate,
+        backoff_limit=t.backoff_limit,
+        from_volume=cfg.data.source == "volume",
+        access=access,
+        data_url=data_url,
+        run_url=run_url,
+        model_url=model_url,
+        gate_timeout_seconds=t.timeout_seconds if cfg.serving.wait_for_training else None,
+        kubeconfig=cfg.cluster.kubeconfig,
+        context=cfg.cluster.context,
+    )
+
+
+def tensorboard_args(
+    cfg: StackConfig, *, namespace: pulumi.Input[str], access: S3Access, logdir: pulumi.Input[str]
+) -> TensorBoardArgs:
+    return TensorBoardArgs(
+        namespace=namespace,
+        instance=cfg.stack,
+        image=cfg.image.tensorboard,
+        pull_policy=cfg.image.pull_policy,
+        resources=cfg.tensorboard.resources,
+        access=access,
+        logdir=logdir,
+    )
+
+
+def serving_args(
+    cfg: StackConfig, *, namespace: pulumi.Input[str], access: S3Access, model_url: pulumi.Input[str]
+) -> ServingArgs:
+    """What TF Serving takes from the config: `pulumi up` awaits it only where training has made a model."""
+    s = cfg.serving
+    return ServingArgs(
+        namespace=namespace,
+        instance=cfg.stack,
+        server_image=cfg.image.serving,
+        sidecar_image=cfg.image.sidecar,
+        pull_policy=cfg.image.pull_policy,
+        server_resources=s.resources,
+        sidecar_resources=cfg.sync.resources,
+        model_name=s.model_name,
+        replicas=s.replicas,
+        poll_seconds=s.poll_seconds,
+        keep_versions=s.keep_versions,
+        irsa=cfg.storage.credentials == "irsa",
+        awaited=s.wait_for_training,
+        access=access,
+        model_url=model_url,
+    )
 
 
 def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
@@ -63,35 +142,23 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         volume = Fluid("fluid", cfg, opts=opts())
         # The cache exists only when training reads from it (`data.source: volume`, which config refuses
         # with IRSA: Alluxio would run without credentials).
-        if cfg.data_source == "volume":
+        if cfg.data.source == "volume":
             data_ready += volume.dataset(
                 ns.name, storage.accesses["cache"], data_url, storage, depends_on=[prep.gate]
             )
-    training = Training(
-        "training",
-        cfg,
-        ns.name,
-        access,
-        data_url,
-        run_url,
-        model_url,
-        opts=opts(depends_on=[*operator.ready, *ns.ready, *data_ready]),
+    train = training_args(
+        cfg, namespace=ns.name, access=access, data_url=data_url, run_url=run_url, model_url=model_url
     )
-    tensorboard = TensorBoard(
+    training = Training("training", args=train, opts=opts(depends_on=[*operator.ready, *ns.ready, *data_ready]))
+    TensorBoard(
         "tensorboard",
-        cfg,
-        ns.name,
-        storage.accesses["tensorboard"],
-        logdir,
+        args=tensorboard_args(cfg, namespace=ns.name, access=storage.accesses["tensorboard"], logdir=logdir),
         opts=opts(depends_on=[*access.depends_on, *ns.ready]),
     )
     serve_after = [training.gate] if training.gate else []
-    serving = Serving(
+    Serving(
         "serving",
-        cfg,
-        ns.name,
-        storage.accesses["serving"],
-        model_url,
+        args=serving_args(cfg, namespace=ns.name, access=storage.accesses["serving"], model_url=model_url),
         opts=opts(depends_on=[*access.depends_on, *ns.ready, *serve_after]),
     )
     retraining = Retraining(
@@ -102,6 +169,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         data_url,
         model_url,
         opts=opts(depends_on=[*argo.ready, *operator.ready, prep.gate, *ns.ready]),
+        training=train,
     )
 
     n = cfg.namespace
@@ -117,8 +185,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         "runSpec": {**cfg.run_spec, "digest": cfg.run_digest},
         "modelUrl": model_url,
         "tfjobName": training.name,
-        "tensorboardUrl": tensorboard.url,
-        "servingUrl": serving.url,
+        "tensorboardUrl": f"http://tensorboard.{n}.svc:{tb}",
+        "servingUrl": f"http://serving.{n}.svc:{REST_PORT}",
         "retrainCommand": retraining.submit,
         # Who may run that: bind the declared Role (or use a Group, `--group NAME`).
         "grantRetrain": f"kubectl -n {cfg.namespace} create rolebinding retrain-submitters "
@@ -126,7 +194,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         "portForward": {
             "tensorboard": f"kubectl -n {n} port-forward svc/tensorboard {tb}:{tb}",
             "serving": f"kubectl -n {n} port-forward svc/serving {REST_PORT}:{REST_PORT}",
-            "argo": f"kubectl -n {cfg.argo_namespace} port-forward svc/{argo.server_service} "
+            "argo": f"kubectl -n {cfg.argo.namespace} port-forward svc/{argo.server_service} "
             f"{SERVER_PORT}:{SERVER_PORT}",
         },
         "predictCommand": f"python -m trainer predict --server http://localhost:{REST_PORT} "
@@ -136,8 +204,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
 
 def main() -> None:
     try:
-        cfg = config_mod.from_pulumi()
-    except config_mod.ConfigError as e:
+        cfg = configload.from_pulumi()
+    except ConfigError as e:
         # RunError: pulumi prints "error: <message>" alone, without a Python traceback.
         raise pulumi.RunError(str(e)) from None
     for key, value in build(cfg).items():

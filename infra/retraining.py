@@ -4,6 +4,7 @@ TFJob and RUN_URL, named after the workflow; the serving sidecar picks up the ne
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pulumi
@@ -14,7 +15,7 @@ from infra import component
 from infra.config import StackConfig
 from infra.dataprep import prepare_template, workflow_pod_spec
 from infra.podspec import S3Access, container, labels, trainer_command
-from infra.training import tfjob_spec, train_args
+from infra.training import TrainingArgs, tfjob_spec, train_flags
 
 NAME = "retrain-mnist"
 RUN = "{{workflow.name}}"
@@ -39,42 +40,41 @@ class _PlainDumper(yaml.SafeDumper):
         return True
 
 
-def tfjob_manifest(cfg: StackConfig, access: S3Access, data_url: str, bucket: str, model_url: str) -> str:
+def tfjob_manifest(training: TrainingArgs, data_url: str, bucket: str, model_url: str) -> str:
     """The TFJob the `train` step creates, as the YAML string Argo's resource template takes. It reads
     DATA_URL from S3 even with `data.source: volume`: the prepare step has just rewritten the data there, and
     the Fluid cache holds what was preloaded at `pulumi up`."""
     job = {
         "apiVersion": "kubeflow.org/v1",
         "kind": "TFJob",
-        "metadata": {"name": RUN, "labels": labels(cfg, "training")},
+        "metadata": {"name": RUN, "labels": labels(training.instance, "training")},
         "spec": tfjob_spec(
-            cfg,
-            access,
-            data_url,
-            f"s3://{bucket}/runs/{RUN}",
-            model_url,
-            args=tuple(f"{{{{workflow.parameters.{p}}}}}" for p in PARAMS),
-            volume=False,
+            replace(
+                training, data_url=data_url, run_url=f"s3://{bucket}/runs/{RUN}", model_url=model_url, from_volume=False
+            ),
+            flags=tuple(f"{{{{workflow.parameters.{p}}}}}" for p in PARAMS),
         ),
     }
     return yaml.dump(job, Dumper=_PlainDumper, sort_keys=False)
 
 
-def workflow_template_spec(cfg: StackConfig, access: S3Access, data_url: str, bucket: str, model_url: str) -> dict:
+def workflow_template_spec(
+    cfg: StackConfig, training: TrainingArgs, access: S3Access, data_url: str, bucket: str, model_url: str
+) -> dict:
     evaluate = container(
         "main",
-        cfg.images.trainer,
-        cfg,
+        cfg.image.trainer,
+        cfg.image.pull_policy,
         cfg.resources["dataprep"],
         command=trainer_command("evaluate"),
         env=access.pod_env(DATA_URL=data_url, RUN_URL=f"s3://{bucket}/runs/{RUN}", MODEL_URL=model_url),
     )
-    defaults = dict(zip(PARAMS, train_args(cfg), strict=True))
+    defaults = dict(zip(PARAMS, train_flags(training), strict=True))
     return {
         "entrypoint": "retrain",
         **workflow_pod_spec(cfg),
         "arguments": {"parameters": [{"name": p, "value": defaults[p]} for p in PARAMS]},
-        "activeDeadlineSeconds": cfg.dataprep_timeout_seconds + cfg.training.timeout_seconds,
+        "activeDeadlineSeconds": cfg.dataprep.timeout_seconds + cfg.training.timeout_seconds,
         "podGC": {"strategy": "OnWorkflowSuccess"},
         "templates": [
             {
@@ -93,12 +93,12 @@ def workflow_template_spec(cfg: StackConfig, access: S3Access, data_url: str, bu
                     "setOwnerReference": True,  # deleting the workflow deletes its TFJob
                     "successCondition": TFJOB_SUCCESS,
                     "failureCondition": TFJOB_FAILURE,
-                    "manifest": tfjob_manifest(cfg, access, data_url, bucket, model_url),
+                    "manifest": tfjob_manifest(training, data_url, bucket, model_url),
                 },
             },
             {
                 "name": "evaluate",
-                "metadata": {"labels": labels(cfg, "evaluate", s3=True)},
+                "metadata": {"labels": labels(cfg.stack, "evaluate", s3=True)},
                 "container": evaluate,
             },
         ],
@@ -115,16 +115,20 @@ class Retraining(pulumi.ComponentResource):
         data_url: Any,
         model_url: Any,
         opts: pulumi.ResourceOptions | None = None,
+        *,
+        training: TrainingArgs,
     ):
+        """`training`: the TFJob's settings, which each retraining run's TFJob takes but for its URLs and its
+        `train` flags (the template's parameters, defaulting to the stack's)."""
         super().__init__("kubeflow-e2e:infra:Retraining", name, None, opts)
         spec = pulumi.Output.all(data_url, access.bucket, model_url).apply(
-            lambda a: workflow_template_spec(cfg, access, a[0], a[1], a[2])
+            lambda a: workflow_template_spec(cfg, training, access, a[0], a[1], a[2])
         )
         self.template = k8s.apiextensions.CustomResource(
             "workflowtemplate-retrain",
             api_version="argoproj.io/v1alpha1",
             kind="WorkflowTemplate",
-            metadata={"name": NAME, "namespace": namespace, "labels": labels(cfg, "retraining")},
+            metadata={"name": NAME, "namespace": namespace, "labels": labels(cfg.stack, "retraining")},
             spec=spec,
             opts=pulumi.ResourceOptions(parent=self, depends_on=component.depends_on(opts)),
         )

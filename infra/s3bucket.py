@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import pulumi
 
-from infra.config import oidc_issuer
-from infra.podspec import S3_ROLES, S3Access, credentials_secret, s3_roles
+from infra.podspec import S3Access
+from infra.s3identities import S3_ROLES, credentials_secret, irsa_role_names, irsa_subjects, oidc_issuer, s3_roles
 from infra.storagemode import RoleKey, StorageMode, role_secret
 
 if TYPE_CHECKING:
@@ -192,10 +192,10 @@ def _irsa_role(cfg: StackConfig, aws, role: str, policy, on_aws: pulumi.Resource
     """A role trusted by the cluster's OIDC provider for exactly one ServiceAccount."""
     arn = cfg.storage.oidc_provider_arn
     issuer = oidc_issuer(arn)
-    namespace, account = cfg.irsa_subjects[role]
+    namespace, account = irsa_subjects(cfg)[role]
     iam_role = aws.iam.Role(
         "pipeline-role" if role == "pipeline" else f"{role}-role",
-        name=cfg.irsa_role_names[role],
+        name=irsa_role_names(cfg)[role],
         assume_role_policy=json.dumps(
             {
                 "Version": "2012-10-17",

@@ -5,12 +5,12 @@ appear atomically; TF Serving polls the base path and switches)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import pulumi
 
 from infra import component
-from infra.config import StackConfig
+from infra.config import ResourcesConfig
 from infra.podspec import (
     TMP_VOLUME,
     S3Access,
@@ -26,13 +26,34 @@ REST_PORT = 8501
 MODELS = "/models"
 
 
-def pod_metadata(cfg: StackConfig) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class ServingArgs:
+    """What TF Serving and its sync-model containers need, built from the config by `infra.program`."""
+
+    namespace: pulumi.Input[str]
+    instance: str  # the stack's name (`app.kubernetes.io/instance`)
+    server_image: str  # tensorflow/serving
+    sidecar_image: str  # sync-model
+    pull_policy: str
+    server_resources: ResourcesConfig
+    sidecar_resources: ResourcesConfig  # of each sync-model container
+    model_name: str
+    replicas: int
+    poll_seconds: int  # the sidecar's sync interval and TF Serving's file-system poll
+    keep_versions: int  # model versions the sidecar keeps on disk
+    irsa: bool  # the pod's S3 identity is an IAM role (IRSA), not keys
+    awaited: bool  # `pulumi up` awaits the Deployment and Service (only where a model exists by then)
+    access: S3Access  # the serving role's S3 access (read models/)
+    model_url: pulumi.Input[str]  # s3://<bucket>/models/<model name>
+
+
+def pod_metadata(instance: str, irsa: bool) -> dict:
     """The serving pod's labels and, under IRSA, the annotation that keeps the EKS pod identity webhook from
     giving TF Serving's container the role's token and variables (`eks.amazonaws.com/skip-containers`:
     amazon-eks-pod-identity-webhook README and `pkg/handler/handler.go`). Only the sync-model containers read
     S3; TF Serving reads the local copy and gets no credentials in any mode."""
-    meta: dict = {"labels": labels(cfg, "serving", s3=True)}
-    if cfg.storage.credentials == "irsa":
+    meta: dict = {"labels": labels(instance, "serving", s3=True)}
+    if irsa:
         meta["annotations"] = {"eks.amazonaws.com/skip-containers": SERVER}
     return meta
 
@@ -41,28 +62,20 @@ SERVER = "tf-serving"
 
 
 class Serving(pulumi.ComponentResource):
-    def __init__(
-        self,
-        name: str,
-        cfg: StackConfig,
-        namespace: pulumi.Input[str],
-        access: S3Access,
-        model_url: Any,
-        opts: pulumi.ResourceOptions | None = None,
-    ):
+    def __init__(self, name: str, *, args: ServingArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kubeflow-e2e:infra:Serving", name, None, opts)
-        s = cfg.serving
+        s = args
         dest = f"{MODELS}/{s.model_name}"
         models_mount = {"name": "models", "mountPath": MODELS}
-        sync_env = access.pod_env(MODEL_URL=model_url)
+        sync_env = s.access.pod_env(MODEL_URL=s.model_url)
         sync_args = ["--dest", dest, "--keep", str(s.keep_versions)]
 
         def sync(name: str, *extra: str) -> dict:
             return container(
                 name,
-                cfg.images.sidecar,
-                cfg,
-                cfg.resources["sync"],
+                s.sidecar_image,
+                s.pull_policy,
+                s.sidecar_resources,
                 command=trainer_command("sync-model"),
                 args=[*sync_args, *extra],
                 env=sync_env,
@@ -71,9 +84,9 @@ class Serving(pulumi.ComponentResource):
 
         server = container(
             SERVER,
-            cfg.images.serving,
-            cfg,
-            cfg.resources["serving"],
+            s.server_image,
+            s.pull_policy,
+            s.server_resources,
             command=["tensorflow_model_server"],
             args=[
                 f"--port={GRPC_PORT}",
@@ -94,13 +107,13 @@ class Serving(pulumi.ComponentResource):
             },
             livenessProbe={"tcpSocket": {"port": GRPC_PORT}, "periodSeconds": 20, "initialDelaySeconds": 15},
         )
-        # Without waitForTraining nothing on the serving path is awaited: the Service would be awaited until it
-        # has endpoints, i.e. until a serving pod is ready, i.e. until a model exists.
+        # Unless a model exists by then (serving.waitForTraining), nothing on the serving path is awaited: the
+        # Service would be awaited until it has endpoints, i.e. until a serving pod is ready, i.e. a model exists.
         self.deployment, self.service = deployment_with_service(
             self,
-            cfg,
+            s.instance,
             "serving",
-            namespace,
+            s.namespace,
             {
                 "serviceAccountName": "serving",
                 "automountServiceAccountToken": False,
@@ -114,9 +127,8 @@ class Serving(pulumi.ComponentResource):
             },
             [("grpc", GRPC_PORT), ("http", REST_PORT)],
             replicas=s.replicas,
-            template_metadata=pod_metadata(cfg),
-            annotations=None if s.wait_for_training else {"pulumi.com/skipAwait": "true"},
+            template_metadata=pod_metadata(s.instance, s.irsa),
+            annotations=None if s.awaited else {"pulumi.com/skipAwait": "true"},
             depends_on=component.depends_on(opts),
         )
-        self.url = f"http://serving.{cfg.namespace}.svc:{REST_PORT}"
-        self.register_outputs({"url": self.url})
+        self.register_outputs({})

@@ -19,13 +19,14 @@ import pulumi_kubernetes as k8s
 from infra import minio, s3bucket
 from infra.config import StackConfig
 from infra.namespace import Namespace
-from infra.podspec import CREDENTIALS_SECRET, S3Access, s3_roles
+from infra.podspec import S3Access
+from infra.s3identities import CREDENTIALS_SECRET, s3_roles
 from infra.storagemode import RoleKey, StorageMode, role_secret
 
 
 class Storage(pulumi.ComponentResource):
     access: S3Access  # the pipeline's
-    accesses: dict[str, S3Access]  # per role (`podspec.s3_roles`)
+    accesses: dict[str, S3Access]  # per role (`s3identities.s3_roles`)
     bucket: pulumi.Output[str]
     ready: list[pulumi.Resource]  # what must exist before a pod uses the bucket
     keys: dict[str, RoleKey]  # per role, every mode but IRSA

@@ -14,7 +14,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.config import StackConfig
-from infra.podspec import S3Access, credentials_secret, labels
+from infra.podspec import S3Access, labels
+from infra.s3identities import credentials_secret
 
 
 class RoleKey(NamedTuple):
@@ -27,7 +28,7 @@ class RoleKey(NamedTuple):
 
 @dataclass
 class StorageMode:
-    """A storage mode's result: the bucket name, each role's access (`podspec.s3_roles`), what must exist
+    """A storage mode's result: the bucket name, each role's access (`s3identities.s3_roles`), what must exist
     before a pod uses the bucket, and each role's key (every mode but IRSA; empty under IRSA)."""
 
     bucket: pulumi.Output[str]
@@ -62,7 +63,7 @@ def role_secret(
         metadata={
             "name": credentials_secret(role),
             "namespace": namespace,
-            "labels": labels(cfg, "storage"),
+            "labels": labels(cfg.stack, "storage"),
         },
         type="Opaque",
         # `data`, not `stringData`: the provider records stringData as data, so a stringData whose values

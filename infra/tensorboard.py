@@ -3,38 +3,43 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import pulumi
 
 from infra import component
-from infra.config import StackConfig
+from infra.config import ResourcesConfig
 from infra.podspec import TMP_VOLUME, S3Access, container, labels, pod_security
 from infra.workload import deployment_with_service
 
 PORT = 6006
 
 
+@dataclass(frozen=True, kw_only=True)
+class TensorBoardArgs:
+    """What TensorBoard needs, built from the config by `infra.program`."""
+
+    namespace: pulumi.Input[str]
+    instance: str  # the stack's name (`app.kubernetes.io/instance`)
+    image: str  # the TensorBoard image
+    pull_policy: str
+    resources: ResourcesConfig
+    access: S3Access  # the tensorboard role's S3 access (read runs/)
+    logdir: pulumi.Input[str]  # s3://<bucket>/runs/: every run's logs
+
+
 class TensorBoard(pulumi.ComponentResource):
-    def __init__(
-        self,
-        name: str,
-        cfg: StackConfig,
-        namespace: pulumi.Input[str],
-        access: S3Access,
-        logdir: Any,
-        opts: pulumi.ResourceOptions | None = None,
-    ):
+    def __init__(self, name: str, *, args: TensorBoardArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kubeflow-e2e:infra:TensorBoard", name, None, opts)
         board = container(
             "tensorboard",
-            cfg.images.tensorboard,
-            cfg,
-            cfg.resources["tensorboard"],
-            command=pulumi.Output.from_input(logdir).apply(
+            args.image,
+            args.pull_policy,
+            args.resources,
+            command=pulumi.Output.from_input(args.logdir).apply(
                 lambda d: ["tensorboard", "--logdir", d, "--bind_all", "--port", str(PORT)]
             ),
-            env=access.pod_env(boto3_default_chain=True),  # TensorBoard's own S3 reader: plain boto3
+            env=args.access.pod_env(boto3_default_chain=True),  # TensorBoard's own S3 reader: plain boto3
             ports=[{"name": "http", "containerPort": PORT}],
             readinessProbe={"httpGet": {"path": "/", "port": PORT}, "periodSeconds": 10},
             livenessProbe={
@@ -45,9 +50,9 @@ class TensorBoard(pulumi.ComponentResource):
         )
         self.deployment, self.service = deployment_with_service(
             self,
-            cfg,
+            args.instance,
             "tensorboard",
-            namespace,
+            args.namespace,
             {
                 "serviceAccountName": "tensorboard",
                 "automountServiceAccountToken": False,
@@ -56,8 +61,7 @@ class TensorBoard(pulumi.ComponentResource):
                 "volumes": [TMP_VOLUME],
             },
             [("http", PORT)],
-            template_metadata={"labels": labels(cfg, "tensorboard", s3=True)},
+            template_metadata={"labels": labels(args.instance, "tensorboard", s3=True)},
             depends_on=component.depends_on(opts),
         )
-        self.url = f"http://tensorboard.{cfg.namespace}.svc:{PORT}"
-        self.register_outputs({"url": self.url})
+        self.register_outputs({})

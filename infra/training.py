@@ -1,63 +1,72 @@
 """Training: the TFJob (`kubeflow.org/v1`), a chief plus N workers running `python -m trainer train`.
 
 The env is the trainer's contract: S3_ENDPOINT/AWS_REGION, credentials only through `secretKeyRef` (or IRSA,
-no keys at all), DATA_URL, RUN_URL and MODEL_URL; the operator adds TF_CONFIG. With
-`serving.waitForTraining`, `pulumi up` waits for the job's Succeeded condition through its gate
-(`infra.gate`), which fails `pulumi up` within seconds of a Failed condition."""
+no keys at all), DATA_URL, RUN_URL and MODEL_URL; the operator adds TF_CONFIG. With a gate, `pulumi up` waits
+for the job's Succeeded condition (`infra.gate`), and fails within seconds of a Failed condition."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import component, fluid, gate
-from infra.config import StackConfig
+from infra.config import ResourcesConfig
 from infra.podspec import TMP_VOLUME, S3Access, container, labels, pod_security, trainer_command
 
 TF_PORT = 2222
 
 
-def data_url_for_training(cfg: StackConfig, s3_data_url: Any) -> Any:
-    """`data.source: volume` reads the Fluid-cached copy through the dataset's PVC."""
-    return f"file://{fluid.MOUNT_PATH}" if cfg.data_source == "volume" else s3_data_url
+@dataclass(frozen=True, kw_only=True)
+class TrainingArgs:
+    """What the TFJob needs, built from the config by `infra.program.training_args`."""
+
+    namespace: pulumi.Input[str]
+    instance: str  # the stack's name (`app.kubernetes.io/instance`)
+    job_name: str  # the TFJob's name, `mnist-<training.run>`
+    image: str  # the trainer image
+    pull_policy: str
+    resources: ResourcesConfig  # of each pod, the chief's and every worker's
+    workers: int  # TFJob workers besides the chief
+    epochs: int
+    batch_size: int  # global: split over the chief and the workers
+    learning_rate: str  # as configured (`0.003`): the flag gets it as written
+    backoff_limit: int  # TFJob `runPolicy.backoffLimit`
+    from_volume: bool  # read the dataset from the Fluid PVC mounted at `fluid.MOUNT_PATH`, not from DATA_URL on S3
+    access: S3Access  # the pipeline role's S3 access
+    data_url: pulumi.Input[str]  # s3://<bucket>/data/mnist
+    run_url: pulumi.Input[str]  # s3://<bucket>/runs/<run id>
+    model_url: pulumi.Input[str]  # s3://<bucket>/models/<model name>
+    gate_timeout_seconds: int | None  # how long `pulumi up` waits for success; None: it does not wait
+    kubeconfig: str | None  # for the gate: the cluster's kubeconfig file (None: the default)
+    context: str | None  # for the gate: the kubeconfig context
 
 
-def train_args(cfg: StackConfig) -> tuple[str, str, str]:
+def train_flags(a: TrainingArgs) -> tuple[str, str, str]:
     """(epochs, batch size, learning rate) as the `train` flags take them."""
-    return str(cfg.training.epochs), str(cfg.training.batch_size), cfg.training.learning_rate
+    return str(a.epochs), str(a.batch_size), a.learning_rate
 
 
-def tfjob_spec(
-    cfg: StackConfig,
-    access: S3Access,
-    data_url: Any,
-    run_url: Any,
-    model_url: Any,
-    args: tuple[str, str, str] | None = None,
-    volume: bool | None = None,
-) -> dict:
-    """The TFJob spec in wire format (pulumi does not convert a CustomResource's spec). `volume`: mount the
-    Fluid dataset and read DATA_URL from it (default: `data.source: volume`)."""
-    epochs, batch_size, learning_rate = args or train_args(cfg)
-    volume = cfg.data_source == "volume" if volume is None else volume
-    if volume:
-        data_url = f"file://{fluid.MOUNT_PATH}"
+def tfjob_spec(a: TrainingArgs, flags: tuple[str, str, str] | None = None) -> dict:
+    """The TFJob spec in wire format (pulumi does not convert a CustomResource's spec); `flags`: the `train`
+    flags' values (default: `train_flags(a)`; the retraining template passes its parameters)."""
+    epochs, batch_size, learning_rate = flags or train_flags(a)
+    data_url = f"file://{fluid.MOUNT_PATH}" if a.from_volume else a.data_url
     train = container(
         "tensorflow",  # the operator finds the TF container by this name
-        cfg.images.trainer,
-        cfg,
-        cfg.resources["training"],
+        a.image,
+        a.pull_policy,
+        a.resources,
         command=trainer_command(
             "train", "--epochs", epochs, "--batch-size", batch_size, "--learning-rate", learning_rate
         ),
-        env=access.pod_env(DATA_URL=data_url, RUN_URL=run_url, MODEL_URL=model_url),
-        mounts=[{"name": "data", "mountPath": fluid.MOUNT_PATH, "readOnly": True}] if volume else None,
+        env=a.access.pod_env(DATA_URL=data_url, RUN_URL=a.run_url, MODEL_URL=a.model_url),
+        mounts=[{"name": "data", "mountPath": fluid.MOUNT_PATH, "readOnly": True}] if a.from_volume else None,
         ports=[{"name": "tfjob-port", "containerPort": TF_PORT}],
     )
     volumes: list[dict] = [TMP_VOLUME]
-    if volume:
+    if a.from_volume:
         volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": fluid.DATASET, "readOnly": True}})
 
     def replica(count: int) -> dict:
@@ -65,7 +74,7 @@ def tfjob_spec(
             "replicas": count,
             "restartPolicy": "OnFailure",
             "template": {
-                "metadata": {"labels": labels(cfg, "training", s3=True)},
+                "metadata": {"labels": labels(a.instance, "training", s3=True)},
                 "spec": {
                     "serviceAccountName": "pipeline",
                     "automountServiceAccountToken": False,
@@ -77,38 +86,28 @@ def tfjob_spec(
         }
 
     return {
-        "runPolicy": {"backoffLimit": cfg.training.backoff_limit, "cleanPodPolicy": "None"},
-        "tfReplicaSpecs": {"Chief": replica(1), "Worker": replica(cfg.workers)},
+        "runPolicy": {"backoffLimit": a.backoff_limit, "cleanPodPolicy": "None"},
+        "tfReplicaSpecs": {"Chief": replica(1), "Worker": replica(a.workers)},
     }
 
 
 class Training(pulumi.ComponentResource):
-    def __init__(
-        self,
-        name: str,
-        cfg: StackConfig,
-        namespace: pulumi.Input[str],
-        access: S3Access,
-        data_url: Any,
-        run_url: Any,
-        model_url: Any,
-        opts: pulumi.ResourceOptions | None = None,
-    ):
+    def __init__(self, name: str, *, args: TrainingArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kubeflow-e2e:infra:Training", name, None, opts)
-        # Never awaited by the provider: with serving.waitForTraining, its gate waits (and fails fast).
+        # Never awaited by the provider: with a gate, the gate waits (and fails fast).
         annotations = {"pulumi.com/skipAwait": "true"}
-        self.name = cfg.tfjob_name
+        self.name = args.job_name
         self.tfjob = k8s.apiextensions.CustomResource(
             "tfjob",
             api_version="kubeflow.org/v1",
             kind="TFJob",
             metadata={
                 "name": self.name,
-                "namespace": namespace,
-                "labels": labels(cfg, "training"),
+                "namespace": args.namespace,
+                "labels": labels(args.instance, "training"),
                 "annotations": annotations,
             },
-            spec=tfjob_spec(cfg, access, data_url, run_url, model_url),
+            spec=tfjob_spec(args),
             # A TFJob's replicas cannot be edited in place; a new spec is a new job (and a new run name is a
             # new RUN_URL).
             opts=pulumi.ResourceOptions(
@@ -119,16 +118,16 @@ class Training(pulumi.ComponentResource):
             ),
         )
         self.gate = None
-        if cfg.serving.wait_for_training:
+        if args.gate_timeout_seconds is not None:
             self.gate = gate.StepGate(
                 "gate-tfjob",
                 self.tfjob,
                 "TFJob",
-                namespace,
+                args.namespace,
                 self.name,
-                cfg.training.timeout_seconds,
-                cfg.cluster.kubeconfig,
-                cfg.cluster.context,
+                args.gate_timeout_seconds,
+                args.kubeconfig,
+                args.context,
                 opts=pulumi.ResourceOptions(parent=self),
             )
         self.register_outputs({"name": self.name})

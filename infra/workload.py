@@ -8,13 +8,12 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.config import StackConfig
 from infra.podspec import labels, selector
 
 
 def deployment_with_service(
     parent: pulumi.Resource,
-    cfg: StackConfig,
+    instance: str,
     app: str,
     namespace: pulumi.Input[str],
     pod: dict,
@@ -27,16 +26,17 @@ def deployment_with_service(
     depends_on: Sequence[pulumi.Resource] = (),
 ) -> tuple[k8s.apps.v1.Deployment, k8s.core.v1.Service]:
     """`deployment-<app>` running POD (a pod spec) and `service-<app>` (ClusterIP, each (name, port) of PORTS
-    to the same container port), both named APP in NAMESPACE with the app's labels and ANNOTATIONS, children
-    of PARENT. The Deployment waits for DEPENDS_ON; the Service waits for the Deployment, since a Service is
-    awaited until it has endpoints. The pod template gets TEMPLATE_METADATA (default: the app's labels)."""
-    meta = {"name": app, "namespace": namespace, "labels": labels(cfg, app)}
+    to the same container port), both named APP in NAMESPACE with the app's labels (INSTANCE: the stack) and
+    ANNOTATIONS, children of PARENT. The Deployment waits for DEPENDS_ON; the Service waits for the Deployment,
+    since a Service is awaited until it has endpoints. The pod template gets TEMPLATE_METADATA (default: the
+    app's labels)."""
+    meta = {"name": app, "namespace": namespace, "labels": labels(instance, app)}
     if annotations:
         meta = {**meta, "annotations": annotations}
     spec: dict = {
         "replicas": replicas,
         "selector": {"matchLabels": selector(app)},
-        "template": {"metadata": template_metadata or {"labels": labels(cfg, app)}, "spec": pod},
+        "template": {"metadata": template_metadata or {"labels": labels(instance, app)}, "spec": pod},
     }
     if strategy:
         spec["strategy"] = strategy

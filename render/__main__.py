@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from common.errors import UserError
-from infra.config import NS
+from infra.configcheck import NS
 from render.stack import render
 
 

@@ -21,11 +21,12 @@ def run(request: dict) -> dict:
     os.environ["PULUMI_CONFIG"] = json.dumps(request["config"])
     os.environ["PULUMI_CONFIG_SECRET_KEYS"] = json.dumps(request["secret_keys"])
 
-    from infra import config
+    from infra import configload
+    from infra.configcheck import NS
     from render import mocks
 
-    monitor = mocks.install(config.NS, request["stack"])
-    config.from_pulumi()  # a config error stops here, before any resource
+    monitor = mocks.install(NS, request["stack"])
+    configload.from_pulumi()  # a config error stops here, before any resource
 
     import pulumi
     from pulumi.runtime.settings import get_root_resource
@@ -50,7 +51,7 @@ def run(request: dict) -> dict:
 def main() -> int:
     request = json.load(sys.stdin)
     real_stdout, sys.stdout = sys.stdout, sys.stderr  # whatever the program prints is not our JSON
-    from infra.config import ConfigError
+    from infra.configcheck import ConfigError
 
     try:
         result = run(request)

@@ -3,7 +3,8 @@ component tests. No provider runs, so nothing here reaches a cluster or a cloud.
 
 Facts the mocks work around (pulumi 3.272 / pulumi-kubernetes 4.34): names get no auto-suffix, so
 `new_resource` supplies `metadata.name`; numbers come back as floats (turned back into ints when integral);
-secret inputs arrive wrapped, and are recorded as "[secret]" so a render never holds a credential.
+secret inputs arrive wrapped, and are recorded as "[secret]"; only those: a render shows what the program
+marks secret, and nothing more, so a credential left unmarked shows in it.
 
 Each record also holds `state`: the outputs the engine would store for the resource beyond its inputs, with
 those the program marks secret (`additional_secret_outputs`, which the mock monitor itself ignores) shown as
@@ -29,16 +30,15 @@ def is_secret(value: Any) -> bool:
     return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
 
 
-def clean(value: Any, redact: bool = False) -> Any:
-    """Plain JSON: secrets redacted (keeping a map's keys, so a Secret still shows what it holds), integral
-    floats back to ints."""
+def clean(value: Any) -> Any:
+    """Plain JSON: what the program marks secret redacted (keeping a map's keys, so a Secret still shows what it
+    holds), integral floats back to ints. Nothing else is redacted: a credential the program forgot to mark
+    shows in the render, where the tests look for it."""
     if is_secret(value):
         inner = value.get("value")
         if isinstance(inner, dict):
             return {k: REDACTED for k in inner}
         return REDACTED
-    if redact:
-        return {k: REDACTED for k in value} if isinstance(value, dict) else REDACTED
     if isinstance(value, dict):
         return {k: clean(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -125,7 +125,6 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         if request.type == "pulumi:pulumi:Stack":
             return response
         inputs = rpc.deserialize_properties(request.object)
-        redact = request.type == "kubernetes:core/v1:Secret"
         outputs = rpc.deserialize_properties(response.object) if response.object else {}
         secret_outputs = set(request.additionalSecretOutputs)
         state = {
@@ -152,9 +151,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 },
                 "state": state,
                 # A dynamic resource's `__provider` is its pickled provider code: not an input worth showing.
-                "inputs": {
-                    k: clean(v, redact and k in ("data", "stringData")) for k, v in inputs.items() if k != "__provider"
-                },
+                "inputs": {k: clean(v) for k, v in inputs.items() if k != "__provider"},
             }
         )
         return response

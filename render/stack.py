@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from common.errors import UserError
-from infra.config import NS, ConfigError
+from infra.configcheck import NS, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 120

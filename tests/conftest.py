@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from demo import pipeline
+from demo import supervisor
 from demo.s3server import S3Server
 from tests.render.renders import VARIANTS, Renders
 
@@ -47,7 +47,7 @@ def bucket(s3_server, s3_env):
 
 def trainer_env(s3_server: S3Server, **extra: str) -> dict[str, str]:
     """The environment of a `python -m trainer` process against the test server (as the demo builds it)."""
-    return pipeline.trainer_env(s3_server.env(), **extra)
+    return supervisor.trainer_env(s3_server.env(), **extra)
 
 
 @pytest.fixture

@@ -34,7 +34,8 @@ import numpy as np
 
 from common.errors import UserError
 from trainer.publish import get_checked, matches, parallel_map
-from trainer.store import NotFound, Store
+from trainer.store import Store
+from trainer.storeerrors import NotFound
 
 MANIFEST = "manifest.json"
 TEST_ARRAYS = "test.npz"

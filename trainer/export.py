@@ -6,23 +6,29 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common.errors import UserError
 from trainer import collectives, tfconfig
 
+if TYPE_CHECKING:
+    from trainer.store import Store
+
 EXPORT_RECORD = "export.json"  # under RUN_URL: the version this run exported, and at which step
 
 
-def finish(trainer, strategy, net, step: int) -> dict:
-    """Every process: the chief exports (`model_version`, `export_url`, its test scores), then all of them meet
-    at the barrier; a chief that failed to export fails every process. Returns what the chief exported ({} on
-    the workers)."""
-    config = trainer.config
+def finish(strategy, net, step: int, *, config: tfconfig.TFConfig, data_store: Store, run_store: Store,
+           model_store: Store, say: Callable[[str], None]) -> dict:
+    """Every process: the chief exports `net` at `step` (scored on the test split in `data_store`, published as
+    the next version under `model_store`, recorded in `run_store`), then all of them meet at the barrier; a
+    chief that failed to export fails every process. Returns what the chief exported (`model_version`,
+    `export_url`, its test scores; {} on the workers). `say` prints one line of progress."""
     done, failure = {}, None
     if config.is_chief:
         try:
-            done = _export(trainer, net, step)
+            done = _export(net, step, data_store=data_store, run_store=run_store, model_store=model_store, say=say)
         except BaseException as e:  # still meet the workers at the barrier, then fail
             failure = e
     ok = collectives.barrier(strategy, failure is None)
@@ -36,7 +42,8 @@ def finish(trainer, strategy, net, step: int) -> dict:
     return done
 
 
-def _export(trainer, net, step: int) -> dict:
+def _export(net, step: int, *, data_store: Store, run_store: Store, model_store: Store,
+            say: Callable[[str], None]) -> dict:
     """Chief only: a plain copy of the model (no strategy, no collectives) exported as a SavedModel,
     scored on the test split, then published as the next version. A rerun of a finished run (nothing left
     to train, and this run's export of that step still complete) reports that version instead of
@@ -45,42 +52,42 @@ def _export(trainer, net, step: int) -> dict:
 
     from trainer import evaluate, model, publish
 
-    done = _previous_export(trainer, step)
+    done = _previous_export(step, run_store, model_store)
     if done is not None:
-        trainer.say(f"already exported at step {step}: version {done['model_version']} ({done['export_url']})")
+        say(f"already exported at step {step}: version {done['model_version']} ({done['export_url']})")
         return done
     tmp = Path(tempfile.mkdtemp(prefix="trainer-export-"))
     try:
         local = tmp / "model"
         model.export(net, local)
-        scores = evaluate.score(local, trainer.data_store)
-        version = publish.claim_version(trainer.model_store, owner=trainer.run_store.url)
-        target = trainer.model_store.child(str(version))
+        scores = evaluate.score(local, data_store)
+        version = publish.claim_version(model_store, owner=run_store.url)
+        target = model_store.child(str(version))
         publish.publish_dir(local, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    trainer.say(f"exported version {version} to {target.url}: test accuracy {scores['accuracy']:.4f} "
+    say(f"exported version {version} to {target.url}: test accuracy {scores['accuracy']:.4f} "
                 f"on {scores['count']} images")
     done = {"accuracy": scores["accuracy"], "loss": scores["loss"], "test_count": scores["count"],
             "model_version": version, "export_url": target.url}
-    trainer.run_store.put_bytes(EXPORT_RECORD, json.dumps({**done, "step": step}, sort_keys=True).encode())
+    run_store.put_bytes(EXPORT_RECORD, json.dumps({**done, "step": step}, sort_keys=True).encode())
     return done
 
-def _previous_export(trainer, step: int) -> dict | None:
+def _previous_export(step: int, run_store: Store, model_store: Store) -> dict | None:
     import json
 
     from trainer import publish
-    from trainer.store import NotFound
+    from trainer.storeerrors import NotFound
 
     try:
-        record = json.loads(trainer.run_store.get_bytes(EXPORT_RECORD))
+        record = json.loads(run_store.get_bytes(EXPORT_RECORD))
         done = {k: record[k] for k in ("accuracy", "loss", "test_count", "model_version", "export_url")}
         version = int(done["model_version"])
     except (NotFound, ValueError, KeyError, TypeError):
         return None
-    if record.get("step") != step or done["export_url"] != trainer.model_store.url_of(str(version)):
+    if record.get("step") != step or done["export_url"] != model_store.url_of(str(version)):
         return None
-    return done if version in publish.complete_versions(trainer.model_store) else None
+    return done if version in publish.complete_versions(model_store) else None
 
 
 

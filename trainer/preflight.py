@@ -9,8 +9,8 @@ from trainer import tfconfig
 
 
 def check_args(args, processes: int | None = None) -> None:
-    """The rules the stack applies to its config too (`trainer.rules`)."""
-    from trainer import rules
+    """The rules the stack applies to its config too (`common.rules`)."""
+    from common import rules
 
     problems = rules.train_problems(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, shift=args.shift,

@@ -37,7 +37,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
-    from trainer import rules
+    from common import rules
 
     for p in rules.shards_problems(args.shards):
         raise UserError(p.message(), p.value, p.fix)

@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common.errors import UserError
-from trainer.store import NotFound, Store, StoreError
+from trainer.store import Store
+from trainer.storeerrors import NotFound, StoreError
 
 COMPLETE = "_COMPLETE"
 CLAIM = "_CLAIM"  # `<version>/_CLAIM`: who took the number (claim_version)

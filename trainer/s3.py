@@ -31,7 +31,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from common.errors import UserError
-from trainer.store import AccessError, NotFound, StoreError
+from trainer.storeerrors import AccessError, NotFound, StoreError
 
 MULTIPART_BYTES = 8 * 1024 * 1024
 RANGED_BYTES = 64 * 1024 * 1024

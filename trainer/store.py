@@ -14,25 +14,7 @@ import uuid
 from pathlib import Path
 
 from common.errors import UserError
-
-
-class StoreError(UserError):
-    """S3 or the local store failed in a way the user can fix (endpoint, credentials, bucket, key). Transient:
-    an outage ends, a missing bucket or object gets created, a corrupt upload gets replaced."""
-
-    transient = True
-
-
-class AccessError(StoreError):
-    """No credentials, or the server rejected them. Not transient: a process's keys come from its environment
-    and never change while it runs (a restarted pod picks up a rotated Secret)."""
-
-    transient = False
-
-
-class NotFound(StoreError):
-    """The key (or the file under a local store) does not exist."""
-
+from trainer.storeerrors import NotFound, StoreError
 
 # AWS bucket naming rules: 3-63 chars, lower case letters, digits, dots and hyphens, no "..", not an IP.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -146,6 +128,13 @@ def _join(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
 
+def _s3():
+    """`trainer.s3`, imported on first use: boto3 loads only for an s3:// store."""
+    from trainer import s3
+
+    return s3
+
+
 class S3Store(Store):
     def __init__(self, bucket: str, prefix: str = ""):
         self.bucket = bucket
@@ -159,60 +148,42 @@ class S3Store(Store):
         return S3Store(self.bucket, _join(self.prefix, *(_check_key(p) for p in parts)))
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        from trainer import s3
-
-        s3.put_bytes(self.bucket, self._key(key), data)
+        _s3().put_bytes(self.bucket, self._key(key), data)
 
     def get_bytes(self, key: str) -> bytes:
-        from trainer import s3
-
-        return s3.get_bytes(self.bucket, self._key(key))
+        return _s3().get_bytes(self.bucket, self._key(key))
 
     def create(self, key: str, data: bytes) -> bool:
-        from trainer import s3
-
-        return s3.create_bytes(self.bucket, self._key(key), data)
+        return _s3().create_bytes(self.bucket, self._key(key), data)
 
     def put_file(self, key: str, path) -> None:
-        from trainer import s3
-
-        s3.put_file(self.bucket, self._key(key), Path(path))
+        _s3().put_file(self.bucket, self._key(key), Path(path))
 
     def get_file(self, key: str, path, checked: bool = False) -> str | None:
-        from trainer import s3
-
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
         try:
-            digest = s3.get_file(self.bucket, self._key(key), tmp, checked)
+            digest = _s3().get_file(self.bucket, self._key(key), tmp, checked)
             os.replace(tmp, path)
             return digest
         finally:
             tmp.unlink(missing_ok=True)
 
     def list(self, prefix: str = "") -> dict[str, int]:
-        from trainer import s3
-
         base = self.prefix + "/" if self.prefix else ""
-        return s3.list_sizes(self.bucket, base, prefix)
+        return _s3().list_sizes(self.bucket, base, prefix)
 
     def exists(self, key: str) -> bool:
-        from trainer import s3
-
-        return s3.exists(self.bucket, self._key(key))
+        return _s3().exists(self.bucket, self._key(key))
 
     def delete(self, keys) -> None:
-        from trainer import s3
-
         full = [self._key(k) for k in keys]
         if full:
-            s3.delete(self.bucket, full)
+            _s3().delete(self.bucket, full)
 
     def check(self) -> None:
-        from trainer import s3
-
-        s3.check_bucket(self.bucket, f"{self.prefix}/" if self.prefix else "")
+        _s3().check_bucket(self.bucket, f"{self.prefix}/" if self.prefix else "")
 
 
 class LocalStore(Store):

@@ -167,7 +167,8 @@ class Trainer:
             "model_version": None,
             "export_url": None,
         }
-        result.update(export.finish(self, strategy, net, result["steps"]))
+        result.update(export.finish(strategy, net, result["steps"], config=config, data_store=self.data_store,
+                                    run_store=self.run_store, model_store=self.model_store, say=self.say))
         return result
 
     def _dataset(self, strategy, raw, seed: int):

@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from ci import settings
-from infra.config import stack_values
-from infra.keys import KEY_NAMES
+from infra.config import KEY_NAMES
+from infra.configload import stack_values
 from render import stack_config
 from tests.ci.tools import ROOT, rendered
 from tests.ci.workflow import (
@@ -73,7 +73,7 @@ def test_the_render_awaits_what_the_stack_file_configures(stack):
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_deploy_job_timeout_is_the_stacks_waits_plus_the_margin(deploy, stack):
-    """Change a wait in Pulumi.<stack>.yaml (or its default in infra/keys.py) and this fails until the job's
+    """Change a wait in Pulumi.<stack>.yaml (or its default in infra/config.py) and this fails until the job's
     timeout-minutes is updated: `python -m ci timeout --stack <stack>` prints the value."""
     want = math.ceil(waits_from_stack_file(stack) / 60) + settings.MARGIN_MINUTES
     assert settings.job_timeout_minutes(rendered(stack).resources) == want

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from infra.keys import KEY_NAMES
+from infra.config import KEY_NAMES
 from render import render
 from tests.ci.tools import ROOT
 from tests.ci.workflow import index_of, load, run_step, step_using, step_with_id, steps_using

@@ -1,4 +1,4 @@
-"""common/errors.py: the one error type a user can fix, for the whole repository (issue 12)."""
+"""common/errors.py: the one error type a user can fix, for the whole repository."""
 
 from __future__ import annotations
 

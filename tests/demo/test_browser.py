@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from demo import browser, pipeline
+from demo import browser, supervisor
 from demo.s3server import free_port
 from tests.demo.test_curves import write_run
 from trainer.store import open_store
@@ -35,7 +35,7 @@ def tensorboard(s3_server, bucket, tmp_path):
     """TensorBoard on s3://<bucket>/runs/ with one run (chief-0, worker-0) written by the trainer's writer."""
     write_run(open_store(f"s3://{bucket}/runs/run-7/logs"), steps=40)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in pipeline.URL_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in supervisor.URL_VARS}
     env.update(s3_server.env())
     log = open(tmp_path / "tensorboard.log", "w")
     proc = subprocess.Popen([str(tensorboard_exe()), "--logdir", f"s3://{bucket}/runs/", "--host", "127.0.0.1",

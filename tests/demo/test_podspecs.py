@@ -10,10 +10,10 @@ import json
 
 import pytest
 
-from demo.pipeline import Supervisor
-from demo.pipeline import tf_config as local_tf_config
 from demo.podspecs import LocalStack, PodSpecError, tf_config
 from demo.s3server import CREDENTIALS
+from demo.supervisor import Supervisor
+from demo.supervisor import tf_config as local_tf_config
 from render import render
 
 KEYS = {k: v for k, v in CREDENTIALS.items() if k != "AWS_REGION"}

@@ -161,7 +161,7 @@ def test_python_m_commands_exist(page):
 
 @pytest.mark.parametrize("page", PAGES, ids=ids(PAGES))
 def test_named_python_objects_exist(page):
-    """`trainer.data.dataset`, `demo.pipeline.tf_config`, `infra.gate`: the module exists, and the name in it."""
+    """`trainer.data.dataset`, `demo.supervisor.tf_config`, `infra.gate`: the module exists, and the name in it."""
     bad = []
     for span in spans(page.read_text()):
         m = re.fullmatch(r"([a-z_]+(?:\.[A-Za-z_]\w*)+)(?:\(.*\))?", span)

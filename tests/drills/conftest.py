@@ -11,9 +11,9 @@ import uuid
 import boto3
 import pytest
 
-from demo.pipeline import Proc, Supervisor
 from demo.podspecs import LocalStack
 from demo.s3server import CREDENTIALS
+from demo.supervisor import Proc, Supervisor
 from render import Rendered, render
 
 

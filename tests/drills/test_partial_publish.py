@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from demo.pipeline import Proc, Supervisor
 from demo.podspecs import Process
+from demo.supervisor import Proc, Supervisor
 from trainer import publish
 from trainer.store import open_store
 

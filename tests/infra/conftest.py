@@ -6,13 +6,51 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from infra import config as config_mod
+from infra import configload
+from infra.config import StackConfig
+from infra.configcheck import NS
+from infra.podspec import S3Access
 
 
-def make_config(stack: str = "dev", **values) -> config_mod.StackConfig:
+def make_config(stack: str = "dev", **values) -> StackConfig:
     """A typed config from key=value pairs (dots in keys written as __: storage__mode="aws")."""
     raw = {k.replace("__", "."): v for k, v in values.items()}
-    return config_mod.load(stack, raw.get, raw.get, [f"{config_mod.NS}:{k}" for k in raw])
+    return configload.load(stack, raw.get, raw.get, [f"{NS}:{k}" for k in raw])
+
+
+# A MinIO bucket `b` in the pipeline namespace, as the pods see it with keys.
+MINIO = S3Access(
+    bucket="b",
+    region="us-east-1",
+    endpoint="http://minio.kubeflow-e2e.svc:9000",
+    secret_name="s3-credentials",
+)
+
+
+def training_args(cfg: StackConfig, run_url: str = "s3://b/runs/r"):
+    """The Training component's arguments as the program builds them, against MINIO's bucket `b`."""
+    from infra.program import training_args  # imports pulumi_kubernetes: only for the tests that use it
+
+    return training_args(
+        cfg,
+        namespace="kubeflow-e2e",
+        access=MINIO,
+        data_url="s3://b/data/mnist",
+        run_url=run_url,
+        model_url="s3://b/models/mnist",
+    )
+
+
+def serving_args(cfg: StackConfig, model_url: str = "s3://b/models/mnist"):
+    from infra.program import serving_args
+
+    return serving_args(cfg, namespace="kubeflow-e2e", access=MINIO, model_url=model_url)
+
+
+def tensorboard_args(cfg: StackConfig):
+    from infra.program import tensorboard_args
+
+    return tensorboard_args(cfg, namespace="kubeflow-e2e", access=MINIO, logdir="s3://b/runs/")
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +58,7 @@ def monitor():
     """The in-process mocks for component tests (process-global: set once, before any resource)."""
     from render import mocks
 
-    return mocks.install(config_mod.NS, "test")
+    return mocks.install(NS, "test")
 
 
 @pytest.fixture

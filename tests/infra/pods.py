@@ -7,6 +7,9 @@ from collections.abc import Iterator
 
 import yaml
 
+# What a workflow's spec sets for every pod it starts (Argo's workflow-level pod settings).
+POD_FIELDS = ("securityContext", "serviceAccountName", "automountServiceAccountToken")
+
 
 def _argo(obj: dict, where: str) -> Iterator[tuple[str, dict]]:
     spec = obj["spec"]
@@ -15,8 +18,7 @@ def _argo(obj: dict, where: str) -> Iterator[tuple[str, dict]]:
             yield (
                 f"{where}/{t['name']}",
                 {
-                    "securityContext": spec["securityContext"],
-                    "serviceAccountName": spec["serviceAccountName"],
+                    **{k: spec[k] for k in POD_FIELDS if k in spec},
                     "containers": [t["container"]],
                     "volumes": spec.get("volumes", []),
                 },

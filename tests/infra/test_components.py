@@ -8,18 +8,13 @@ import json
 import pulumi
 import pytest
 
-from infra.config import NS
+from infra.configcheck import NS
 from infra.podspec import S3Access
+from infra.s3identities import irsa_role_arn, irsa_role_names
 
-from .conftest import make_config
+from .conftest import MINIO, make_config, serving_args, tensorboard_args, training_args
 
 ARN = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE0123"
-MINIO = S3Access(
-    bucket="b",
-    region="us-east-1",
-    endpoint="http://minio.kubeflow-e2e.svc:9000",
-    secret_name="s3-credentials",
-)
 IRSA = S3Access(bucket="b", region="eu-west-1", endpoint=None, secret_name=None)
 
 
@@ -72,7 +67,7 @@ def test_namespace_with_irsa(declare):
     records = declare(lambda: Namespace("namespace", cfg).name)
     for sa in ("pipeline", "serving", "tensorboard"):
         meta = named(records, f"sa-{sa}")["inputs"]["metadata"]
-        assert meta["annotations"]["eks.amazonaws.com/role-arn"] == cfg.irsa_role_arn(sa)
+        assert meta["annotations"]["eks.amazonaws.com/role-arn"] == irsa_role_arn(cfg, sa)
     policies = {r["inputs"]["metadata"]["name"] for r in records if r["type"].endswith("NetworkPolicy")}
     assert "allow-minio" not in policies
 
@@ -198,7 +193,7 @@ def test_storage_irsa(declare):
         {"name": "AWS_REGION", "value": "us-east-1"}
     ]
     role = named(records, "pipeline-role")["inputs"]
-    assert role["name"] == cfg.irsa_role_names["pipeline"]
+    assert role["name"] == irsa_role_names(cfg)["pipeline"]
     assert json.loads(role["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Federated": ARN}
 
 
@@ -317,19 +312,7 @@ def test_training(declare, workers):
     from infra.training import Training
 
     cfg = make_config(workers=workers, training__epochs=12, training__learningRate="0.01")
-    records = declare(
-        lambda: (
-            Training(
-                "training",
-                cfg,
-                "kubeflow-e2e",
-                MINIO,
-                "s3://b/data/mnist",
-                "s3://b/runs/baseline",
-                "s3://b/models/mnist",
-            ).tfjob.urn
-        )
-    )
+    records = declare(lambda: Training("training", args=training_args(cfg, run_url="s3://b/runs/baseline")).tfjob.urn)
     spec = named(records, "tfjob")["inputs"]["spec"]
     assert spec["tfReplicaSpecs"]["Worker"]["replicas"] == workers
     command = spec["tfReplicaSpecs"]["Chief"]["template"]["spec"]["containers"][0]["command"]
@@ -351,19 +334,7 @@ def test_training_from_the_volume(declare):
     from infra.training import Training
 
     cfg = make_config(fluid__enabled=True, data__source="volume")
-    records = declare(
-        lambda: (
-            Training(
-                "training",
-                cfg,
-                "kubeflow-e2e",
-                MINIO,
-                "s3://b/data/mnist",
-                "s3://b/runs/r",
-                "s3://b/models/mnist",
-            ).tfjob.urn
-        )
-    )
+    records = declare(lambda: Training("training", args=training_args(cfg)).tfjob.urn)
     c = named(records, "tfjob")["inputs"]["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
     assert {e["name"]: e.get("value") for e in c["env"]}["DATA_URL"] == "file:///data/mnist"
 
@@ -372,7 +343,7 @@ def test_tensorboard(declare):
     from infra.tensorboard import TensorBoard
 
     records = declare(
-        lambda: TensorBoard("tensorboard", make_config(), "kubeflow-e2e", MINIO, "s3://b/runs/").deployment.urn
+        lambda: TensorBoard("tensorboard", args=tensorboard_args(make_config())).deployment.urn
     )
     spec = named(records, "deployment-tensorboard")["inputs"]["spec"]["template"]["spec"]
     assert spec["containers"][0]["command"][:3] == ["tensorboard", "--logdir", "s3://b/runs/"]
@@ -388,7 +359,7 @@ def test_serving(declare):
         serving__keepVersions=3,
         serving__waitForTraining=False,
     )
-    records = declare(lambda: Serving("serving", cfg, "kubeflow-e2e", MINIO, "s3://b/models/digits").deployment.urn)
+    records = declare(lambda: Serving("serving", args=serving_args(cfg, "s3://b/models/digits")).deployment.urn)
     d = named(records, "deployment-serving")["inputs"]
     assert d["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
     spec = d["spec"]["template"]["spec"]
@@ -411,6 +382,7 @@ def test_retraining(declare):
                 MINIO,
                 "s3://b/data/mnist",
                 "s3://b/models/mnist",
+                training=training_args(cfg),
             ).template.urn
         )
     )
@@ -453,13 +425,18 @@ def test_components_take_depends_on_through_opts(declare, component, waiting):
     cfg = make_config()
     build = {
         "dataprep": lambda o: DataPrep("dataprep", cfg, "kubeflow-e2e", MINIO, "s3://b/data/mnist", opts=o),
-        "training": lambda o: Training(
-            "training", cfg, "kubeflow-e2e", MINIO, "s3://b/data/mnist", "s3://b/runs/r", "s3://b/models/m", opts=o
-        ),
-        "tensorboard": lambda o: TensorBoard("tensorboard", cfg, "kubeflow-e2e", MINIO, "s3://b/runs/", opts=o),
-        "serving": lambda o: Serving("serving", cfg, "kubeflow-e2e", MINIO, "s3://b/models/m", opts=o),
+        "training": lambda o: Training("training", args=training_args(cfg), opts=o),
+        "tensorboard": lambda o: TensorBoard("tensorboard", args=tensorboard_args(cfg), opts=o),
+        "serving": lambda o: Serving("serving", args=serving_args(cfg, "s3://b/models/m"), opts=o),
         "retraining": lambda o: Retraining(
-            "retraining", cfg, "kubeflow-e2e", MINIO, "s3://b/data/mnist", "s3://b/models/m", opts=o
+            "retraining",
+            cfg,
+            "kubeflow-e2e",
+            MINIO,
+            "s3://b/data/mnist",
+            "s3://b/models/m",
+            opts=o,
+            training=training_args(cfg),
         ),
     }[component]
 

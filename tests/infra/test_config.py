@@ -8,8 +8,10 @@ import pytest
 import yaml
 
 from infra import config as config_mod
-from infra.config import KEY_NAMES, NS, ConfigError
-from infra.configerror import with_path
+from infra import configload
+from infra.config import KEY_NAMES
+from infra.configcheck import NS, ConfigError, with_path
+from infra.s3identities import irsa_role_arn
 from render import stack_config
 
 from .conftest import make_config
@@ -30,7 +32,7 @@ def test_defaults_are_a_valid_dev_setup():
     assert cfg.workers == 1
     assert cfg.storage.mode == "minio"
     assert cfg.storage.bucket == "kubeflow-e2e-dev"
-    assert cfg.data_source == "s3" and not cfg.fluid.enabled
+    assert cfg.data.source == "s3" and not cfg.fluid.enabled
     assert cfg.resources["training"].k8s() == {
         "requests": {"cpu": "1", "memory": "2Gi"},
         "limits": {"cpu": "2", "memory": "2Gi"},
@@ -46,17 +48,17 @@ def test_defaults_are_a_valid_dev_setup():
 def test_stack_files_load(stack):
     values, secrets = stack_config(stack)
     assert secrets == []
-    raw = config_mod.stack_values(values)  # refuses unknown keys and fields itself
+    raw = configload.stack_values(values)  # refuses unknown keys and fields itself
     assert set(raw) <= set(KEY_NAMES), set(raw) - set(KEY_NAMES)
-    cfg = config_mod.load(stack, raw.get, raw.get)
+    cfg = configload.load(stack, raw.get, raw.get)
     assert cfg.stack == stack
 
 
 def test_prod_differs_from_dev_where_the_issue_says():
-    raw = config_mod.stack_values(stack_config("prod")[0])
-    cfg = config_mod.load("prod", raw.get)
+    raw = configload.stack_values(stack_config("prod")[0])
+    cfg = configload.load("prod", raw.get)
     assert cfg.storage.mode == "aws" and cfg.storage.protect and cfg.storage.versioning
-    assert cfg.fluid.enabled and cfg.data_source == "volume"
+    assert cfg.fluid.enabled and cfg.data.source == "volume"
     assert cfg.workers > 1
 
 
@@ -143,7 +145,7 @@ def test_pinned_images_pass():
         image__trainer="registry.local:5000/trainer:1.2.3",
         image__serving="tensorflow/serving@sha256:" + "a" * 64,
     )
-    assert cfg.images.trainer.endswith(":1.2.3")
+    assert cfg.image.trainer.endswith(":1.2.3")
 
 
 @pytest.mark.parametrize("stack", ["prod", "staging"])
@@ -170,25 +172,25 @@ def test_outside_dev_an_image_needs_a_registry_host(stack, image):
 )
 def test_registry_hosts_that_pass_outside_dev(image):
     hosted = {f"image__{n}": f"ghcr.io/acme/{n}:0.1.0" for n in ("sidecar", "tensorboard")}
-    assert make_config("prod", image__trainer=image, **hosted).images.trainer == image
+    assert make_config("prod", image__trainer=image, **hosted).image.trainer == image
     with pytest.raises(ConfigError, match="image.sidecar names no registry host"):
         make_config("prod", image__trainer=image)  # the sidecar's default is a bare name
 
 
 def test_dev_takes_bare_names_for_a_local_cluster():
-    assert make_config("dev").images.trainer == KEY_NAMES["image.trainer"].default == "kubeflow-e2e/trainer:0.1.0"
+    assert make_config("dev").image.trainer == KEY_NAMES["image.trainer"].default == "kubeflow-e2e/trainer:0.1.0"
 
 
 def test_prod_sets_its_images_to_a_placeholder_registry_the_user_replaces():
-    raw = config_mod.stack_values(stack_config("prod")[0])
+    raw = configload.stack_values(stack_config("prod")[0])
     for name in ("trainer", "sidecar", "tensorboard"):
         assert raw[f"image.{name}"] == f"registry.example.com/kubeflow-e2e/{name}:0.1.0"  # RFC 2606: never resolves
     assert "replace it with your registry" in (ROOT / "Pulumi.prod.yaml").read_text()
     # Every other image of prod names its registry too (the defaults carry docker.io / quay.io).
-    cfg = config_mod.load("prod", raw.get)
+    cfg = configload.load("prod", raw.get)
     assert all(ref.split("/", 1)[0] in ("registry.example.com", "docker.io", "quay.io") for ref in (
-        cfg.images.trainer, cfg.images.sidecar, cfg.images.tensorboard, cfg.images.serving, cfg.images.minio,
-        cfg.images.mc))
+        cfg.image.trainer, cfg.image.sidecar, cfg.image.tensorboard, cfg.image.serving, cfg.image.minio,
+        cfg.image.mc))
 
 
 def test_unknown_storage_mode():
@@ -288,8 +290,8 @@ def test_irsa_only_on_aws():
 
 def test_irsa_role_arn_comes_from_the_provider_account():
     cfg = make_config(storage__mode="aws", storage__credentials="irsa", storage__oidcProviderArn=ARN)
-    assert cfg.irsa_role_arn("pipeline") == "arn:aws:iam::123456789012:role/kubeflow-e2e-dev-kubeflow-e2e"
-    assert cfg.irsa_role_arn("serving") == "arn:aws:iam::123456789012:role/kubeflow-e2e-dev-kubeflow-e2e-serving"
+    assert irsa_role_arn(cfg, "pipeline") == "arn:aws:iam::123456789012:role/kubeflow-e2e-dev-kubeflow-e2e"
+    assert irsa_role_arn(cfg, "serving") == "arn:aws:iam::123456789012:role/kubeflow-e2e-dev-kubeflow-e2e-serving"
 
 
 def test_volume_needs_fluid():
@@ -375,8 +377,8 @@ def test_every_key_has_a_meaning_and_workload_resources():
 
 
 def test_access_namespace_is_a_dns_label_and_optional():
-    assert make_config().access_from_namespace is None
-    assert make_config(access__fromNamespace="ingress-nginx").access_from_namespace == "ingress-nginx"
+    assert make_config().access.from_namespace is None
+    assert make_config(access__fromNamespace="ingress-nginx").access.from_namespace == "ingress-nginx"
     e = error(access__fromNamespace="Ingress_NGINX")
     assert e.key == "access.fromNamespace" and "(Ingress_NGINX)" in str(e)
     assert "access.fromNamespace name-of-the-namespace" in str(e)

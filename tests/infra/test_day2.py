@@ -1,11 +1,11 @@
-"""Day-2 safety of the stack (issue 9): what `pulumi up` waits for, which regions a store accepts, and two
+"""Day-2 safety of the stack: what `pulumi up` waits for, which regions a store accepts, and two
 stacks sharing one cluster."""
 
 from __future__ import annotations
 
 import pytest
 
-from infra.config import ConfigError
+from infra.configcheck import ConfigError
 
 from .conftest import make_config
 from .test_pipeline import annotations
@@ -115,7 +115,7 @@ def test_global_batch_smaller_than_the_processes(workers, batch):
 
 def test_the_stack_and_the_trainer_share_one_definition(monkeypatch):
     """Change the trainer's rule, and the stack's check changes with it."""
-    from trainer import rules
+    from common import rules
 
     real = rules.train_problems
 

@@ -1,5 +1,5 @@
 """What `pulumi destroy` would delete: everything that is neither protected nor retained on delete (a read,
-`.get`, is never deleted). In prod the bucket and everything that hardens it stay (issue 9, item 1)."""
+`.get`, is never deleted). In prod the bucket and everything that hardens it stay."""
 
 from __future__ import annotations
 

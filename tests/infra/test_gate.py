@@ -1,4 +1,4 @@
-"""A failed step fails `pulumi up` promptly (issue 9, item 11): the gate sees Failed in the object's status
+"""A failed step fails `pulumi up` promptly: the gate sees Failed in the object's status
 and raises with the step and the reason; success and timeout too. The last test runs the gate's real
 `create` (the Kubernetes client, a kubeconfig and context) against a small HTTP server standing in for the
 API server, serving a Workflow whose status turns Failed."""

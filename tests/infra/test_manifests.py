@@ -117,7 +117,7 @@ def test_fluid_objects(prod):
 def test_argo_chart_values(variant):
     (chart,) = [r for r in variant.by_type("kubernetes:helm.sh/v4:Chart") if r["name"] == "argo-workflows"]
     values = chart["inputs"]["values"]
-    # Cluster-wide, as documented (issue 9, item 5): no namespace list that would suggest otherwise, and the
+    # Cluster-wide, as documented: no namespace list that would suggest otherwise, and the
     # CRDs (hence every Workflow in the cluster) survive our destroy.
     assert values["singleNamespace"] is False and "workflowNamespaces" not in values["controller"]
     assert values["crds"] == {"install": True, "full": False, "keep": True}

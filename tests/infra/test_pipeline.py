@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from infra.config import KEY_NAMES, NS
+from infra.config import KEY_NAMES
+from infra.configcheck import NS
 
 from .pods import containers, env, pod_specs
 
@@ -198,12 +199,10 @@ def test_images_are_pinned(variant):
         assert PINNED.match(image) and not image.endswith(":latest"), image
 
 
-def test_only_the_pipeline_account_gets_an_api_token(variant):
+def test_no_pod_of_ours_mounts_an_api_token(variant):
+    """Every pod, the workflows' included, runs without a token (test_security: only Argo's executor has one)."""
     for where, spec in pod_specs(variant):
-        if spec.get("automountServiceAccountToken", True):
-            assert spec.get("serviceAccountName") == "pipeline" and where.startswith(
-                ("Workflow", "WorkflowTemplate")
-            ), where
+        assert spec.get("automountServiceAccountToken") is False, where
 
 
 def test_network_policies(stack):

@@ -1,6 +1,6 @@
 """The platform pieces (training operator, Argo, Fluid) are optional: with `<piece>.install: false` the stack
 declares only its own objects and reads the CRDs they need from the cluster, so a cluster without them stops
-the preview naming the missing CRD (issue 9, item 6)."""
+the preview naming the missing CRD."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ def custom_objects(rendered) -> list[dict]:
 
 def test_install_keys_default_to_true():
     cfg = make_config()
-    assert (cfg.operator_install, cfg.argo_install, cfg.fluid.install) == (True, True, True)
+    assert (cfg.operator.install, cfg.argo.install, cfg.fluid.install) == (True, True, True)
     off = make_config(operator__install="false", argo__install="false", fluid__install="false")
-    assert (off.operator_install, off.argo_install, off.fluid.install) == (False, False, False)
+    assert (off.operator.install, off.argo.install, off.fluid.install) == (False, False, False)
 
 
 def test_installed_by_default_reads_nothing(stack):

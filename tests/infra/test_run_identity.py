@@ -1,4 +1,4 @@
-"""A run is identified by what shapes it (issue 9, item 2): RUN_URL carries a digest of the run's settings,
+"""A run is identified by what shapes it: RUN_URL carries a digest of the run's settings,
 so the same spec resumes and a changed spec trains from scratch. Checked with real short trainings of the
 real trainer against the test S3 server, at the RUN_URL the stack would give the TFJob."""
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 
-from infra.training import train_args
+from infra.training import train_flags
 
-from .conftest import make_config
+from .conftest import make_config, training_args
 
 
 def test_digest_follows_every_setting_that_shapes_the_run():
@@ -29,7 +29,7 @@ def test_digest_follows_every_setting_that_shapes_the_run():
 
 
 def _train(run_trainer, cfg, bucket: str) -> dict:
-    epochs, batch, lr = train_args(cfg)
+    epochs, batch, lr = train_flags(training_args(cfg))
     proc = run_trainer(
         "train",
         "--epochs",

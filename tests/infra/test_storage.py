@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from infra.podspec import SERVICE_ACCOUNTS
+from infra.s3identities import SERVICE_ACCOUNTS
 
 
 def only(rendered, type_: str) -> dict:
@@ -46,7 +46,7 @@ def test_prod_keeps_its_bucket_and_versions(prod):
     assert bucket["inputs"]["forceDestroy"] is False
     versioning = only(prod, "aws:s3/bucketVersioning:BucketVersioning")["inputs"]
     assert versioning["versioningConfiguration"] == {"status": "Enabled"}
-    # The bucket and what hardens it are kept (issue 9, item 1; tests/infra/test_destroy.py); the rest goes.
+    # The bucket and what hardens it are kept (tests/infra/test_destroy.py); the rest goes.
     kept = {r["name"] for r in prod.resources if r["options"]["protect"] or r["options"]["retainOnDelete"]}
     assert kept == {
         "bucket",

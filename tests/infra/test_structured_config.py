@@ -1,4 +1,4 @@
-"""Pulumi's own config idioms (issue 9, item 7): structured config set with `pulumi config set --path`, read
+"""Pulumi's own config idioms: structured config set with `pulumi config set --path`, read
 with `pulumi.Config.get_object`, every validation message and typo hint kept, and one explicit Kubernetes
 provider configured from the stack (kubeconfig and context)."""
 
@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.config import GROUPS, KEY_NAMES, NS, ConfigError, stack_values
+from infra.config import GROUPS, KEY_NAMES
+from infra.configcheck import NS, ConfigError
+from infra.configload import stack_values
 from render import stack_config
 
 ROOT = Path(__file__).resolve().parents[2]

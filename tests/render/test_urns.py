@@ -1,6 +1,6 @@
 """Every resource keeps its URN and its parent: a changed URN makes a real stack replace the resource (the
 bucket included), so moving code between components must not change one. The expected lists under
-tests/render/urns/ were taken from the render of each variant before infra/ was reorganised (issue 12); a
+tests/render/urns/ were taken from the render of each variant before infra/ was reorganised; a
 resource added or renamed on purpose updates its list (`URN parent=<parent URN>`, sorted) in the same commit."""
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import rules, train
+from common import rules
+from trainer import train
 
 
 def _distort(images, angle_deg: float, zoom: float, shift=(0, 0)) -> np.ndarray:
@@ -107,7 +108,7 @@ def test_out_of_range_augmentation_is_refused(flags, message):
 
 def test_the_stack_trains_with_the_tuned_defaults():
     # The stack passes --epochs and --learning-rate to every TFJob: its defaults are the trainer's.
-    from infra.keys import KEY_NAMES
+    from infra.config import KEY_NAMES
 
     assert KEY_NAMES["training.epochs"].default == train.DEFAULTS["epochs"]
     assert float(KEY_NAMES["training.learningRate"].default) == train.DEFAULTS["learning_rate"]

@@ -1,4 +1,4 @@
-"""Model version numbers cannot collide (issue 9, item 3): a publisher claims its number with a conditional
+"""Model version numbers cannot collide: a publisher claims its number with a conditional
 write (`If-None-Match: *` on S3, an exclusive link on a folder) and moves to N+1 on conflict. Run on the
 embedded S3 server (moto 5.2.5, which honours the condition) and on a local folder."""
 

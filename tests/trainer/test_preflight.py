@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from demo.pipeline import tf_config
+from demo.supervisor import tf_config
 from trainer import data, tfconfig
 from trainer.preflight import check_shares
 from trainer.store import open_store
 
 
 @pytest.mark.parametrize("counts,workers,shares", [
-    # Equal shares whatever the shard layout (data.share, issue 9 item 10): uneven or empty shard files
+    # Equal shares whatever the shard layout (data.share): uneven or empty shard files
     # no longer leave a process with nothing, as whole files `shards[i::n]` did ([5, 0, 0, 0] gave a worker 0).
     ([5, 0, 0, 0], 1, [2, 3]),
     ([3, 3, 0], 2, [2, 2, 2]),

@@ -13,7 +13,8 @@ import pytest
 from common.errors import UserError
 from tests.conftest import ROOT
 from trainer.publish import COMPLETE, complete_versions, fetch_dir, next_version, publish_dir, read_complete
-from trainer.store import NotFound, StoreError, open_store
+from trainer.store import open_store
+from trainer.storeerrors import NotFound, StoreError
 
 
 def make_dir(path, seed: int = 0, files: int = 3):

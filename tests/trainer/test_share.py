@@ -1,4 +1,4 @@
-"""Even data across any worker count (issue 9, item 10): every process gets an equal share of the records,
+"""Even data across any worker count: every process gets an equal share of the records,
 touches no more than one file beyond its share, and the stack's shard count gives whole files."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from trainer import data, rules
+from common import rules
+from trainer import data
 from trainer.store import open_store
 
 TRAIN = 1437  # the digits train split

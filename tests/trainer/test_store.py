@@ -14,7 +14,8 @@ from common.errors import UserError
 from demo.proxy import Proxy
 from demo.s3server import S3Server, free_port
 from trainer import s3
-from trainer.store import LocalStore, NotFound, S3Store, StoreError, open_store
+from trainer.store import LocalStore, S3Store, open_store
+from trainer.storeerrors import NotFound, StoreError
 
 BAD_URLS = [
     "http://example.com/data",

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from common.errors import UserError
-from demo.pipeline import tf_config
+from demo.supervisor import tf_config
 from trainer.tfconfig import TFConfig, load, parse
 
 CLUSTER = {"chief": ["job-chief-0.ns.svc:2222"],
@@ -38,8 +38,8 @@ def test_chief_and_workers_get_ranks_in_operator_order():
     assert chief.cluster == CLUSTER
 
 
-def test_demo_pipeline_tf_config_parses_the_same_way():
-    # demo.pipeline starts the local processes with this: it must agree with the parser.
+def test_demo_supervisor_tf_config_parses_the_same_way():
+    # demo.supervisor starts the local processes with this: it must agree with the parser.
     config = parse(tf_config([2222, 2223, 2224], "worker", 1))
     assert (config.rank, config.num_workers, config.task_name) == (2, 3, "worker-1")
 

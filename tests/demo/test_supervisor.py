@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from demo.pipeline import Progress, StageFailed, Supervisor, last_json, tf_config
+from demo.supervisor import Progress, StageFailed, Supervisor, last_json, tf_config
 
 SLEEP = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(600)"]
 
