@@ -116,12 +116,8 @@ def shape_text(shape) -> str:
     return "[" + ",".join(str(d) for d in shape) + "]"
 
 
-def parse_predict(raw: bytes, signatures: dict[str, dict[str, str]]):
-    """A predict request body -> (signature name, "row" or "columnar", {input name: numpy array}), by TF
-    Serving's rules (json_tensor.cc, `FillPredictRequestFromJson`). `signatures`: signature name -> {input
-    name: numpy dtype name}. Raises RestError with TF Serving's text."""
-    import numpy as np
-
+def _document(raw: bytes):
+    """The request body as JSON, or TF Serving's error (json_tensor.cc, `ParseJson`)."""
     if not raw.strip():
         raise RestError("JSON Parse error: The document is empty")
     try:
@@ -130,11 +126,45 @@ def parse_predict(raw: bytes, signatures: dict[str, dict[str, str]]):
         raise RestError(f"JSON Parse error: {e.msg} at offset: {e.pos}") from e
     if not isinstance(doc, dict):
         raise RestError(f"JSON Value: {_debug(doc)} Is not object")
+    return doc
+
+
+def _signature_name(doc: dict) -> str:
     name = doc.get("signature_name", "serving_default")
     if not isinstance(name, str):
         raise RestError(f"JSON Value: {_debug(doc)} not formatted correctly. 'signature_name' key must be a "
                         "string value.")
-    name = name or "serving_default"
+    return name or "serving_default"
+
+
+def parse_examples(raw: bytes) -> str:
+    """A classify or regress request body -> its signature name, by TF Serving's rules (json_tensor.cc,
+    `FillClassifyRegressRequestFromJson`: the same text for both methods, which names classify). Raises
+    RestError with TF Serving's text. The examples themselves are only checked to be objects."""
+    doc = _document(raw)
+    name = _signature_name(doc)
+    examples = doc.get("examples")
+    if "examples" not in doc:
+        raise RestError(f"JSON Value: {_debug(doc)} When method is classify, key 'examples' is expected and was "
+                        "not found")
+    if not isinstance(examples, list):
+        raise RestError(f"JSON Value: {_debug(doc)} Expecting 'examples' value to be an list/array")
+    if not examples:
+        raise RestError(f"JSON Value: {_debug(doc)} 'examples' value is an empty array")
+    for example in examples:
+        if not isinstance(example, dict):
+            raise RestError(f"Example must be JSON object but got JSON {_json_type(example)}")
+    return name
+
+
+def parse_predict(raw: bytes, signatures: dict[str, dict[str, str]]):
+    """A predict request body -> (signature name, "row" or "columnar", {input name: numpy array}), by TF
+    Serving's rules (json_tensor.cc, `FillPredictRequestFromJson`). `signatures`: signature name -> {input
+    name: numpy dtype name}. Raises RestError with TF Serving's text."""
+    import numpy as np
+
+    doc = _document(raw)
+    name = _signature_name(doc)
     if name not in signatures:
         raise RestError(f'Serving signature name: "{name}" not found in signature def')
     inputs = signatures[name]

@@ -6,7 +6,9 @@ engine, and no binary on PyPI or Debian. It does the part the project relies on,
 - serves the SavedModels under `--model_base_path`, laid out as `<base>/<integer version>/saved_model.pb ...`,
   polling the folder every `--file_system_poll_wait_seconds` and switching to the newest version (TF Serving's
   default "latest 1" version policy); a folder without `saved_model.pb` is not a version;
-- `GET  /v1/models/<name>`                       model status (`model_version_status`, state AVAILABLE)
+- `GET  /v1/models/<name>[/versions/<v>]`        model status (`model_version_status`, state AVAILABLE); 404
+  "Could not find any versions of model <name>" for a model with no version loaded, whether its name is
+  unknown or its folder is still empty (TF Serving's `get_model_status_impl.cc` cannot tell them apart either)
 - `GET  /v1/models/<name>/metadata`              the signature's inputs and outputs
 - `POST /v1/models/<name>[/versions/<v>]:predict` in row (`instances`) or columnar (`inputs`) format ->
   `{"predictions": ...}` / `{"outputs": ...}`, by the rules of TF Serving's REST API document
@@ -14,6 +16,13 @@ engine, and no binary on PyPI or Debian. It does the part the project relies on,
   values when the signature has one input, or objects keyed by input name (always accepted, required with
   several inputs); columns are a plain value (one input) or an object of input name -> tensor; one output
   tensor is answered without its name, several as objects;
+- `POST /v1/models/<name>[/versions/<v>]:classify` and `:regress`: the stand-in serves predict signatures
+  only (what `tf.saved_model.save` writes), so these answer as TF Serving does for such a signature: the body is
+  checked first (`json_tensor.cc`, `FillClassifyRegressRequestFromJson`), then the signature
+  (`servables/tensorflow/classifier.cc` / `regressor.cc`): 400 "No classification inputs found in
+  SignatureDef: ..." (TF Serving's default, `--enable_signature_method_name_check=false`, with no input named
+  `inputs`) or, with that flag on, 400 "Expected classification signature method_name to be
+  tensorflow/serving/classify. Was: tensorflow/serving/predict" (likewise "regression" for `:regress`);
 - bad requests get the error text TF Serving gives (`tensorflow_serving/util/json_tensor.cc`,
   `FillPredictRequestFromJson`; `model_servers/http_rest_api_handler.cc`), as `{"error": "..."}` with 400
   (InvalidArgument), 404 (unknown model or version) or 501 (a dtype JSON cannot carry). Where TF Serving
@@ -36,11 +45,15 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from demo.rest_json import RestError, jsonable, parse_predict, shape_text
+from demo.rest_json import RestError, jsonable, parse_examples, parse_predict, shape_text
 
 _PATH = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<rest>/metadata|:predict)?$"
+    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<rest>/metadata|:predict|:classify|:regress)?$"
 )
+# TF Serving's names for the two example-based APIs (tensorflow/cc/saved_model/signature_constants.h), and the
+# word its errors use for each.
+_EXAMPLE_APIS = {":classify": ("classification", "tensorflow/serving/classify", "inputs"),
+                 ":regress": ("regression", "tensorflow/serving/regress", "inputs")}
 
 
 class Servable:
@@ -54,6 +67,26 @@ class Servable:
         self.inputs = {name: {k: spec.dtype.as_numpy_dtype.__name__ if spec.dtype != tf.string else "object"
                               for k, spec in fn.structured_input_signature[1].items()}
                        for name, fn in self.signatures.items()}
+        self.signature_defs = _signature_defs(path)
+
+    def examples_api(self, rest: str, raw: bytes, method_check: bool):
+        """`:classify` or `:regress` on this version: always a RestError, in TF Serving's order of checks."""
+        word, method, input_key = _EXAMPLE_APIS[rest]
+        name = parse_examples(raw)
+        found = self.signature_defs.get(name)
+        if found is None:
+            raise RestError(f"No signature was found with the name: {name}")
+        if method_check:
+            raise RestError(f"Expected {word} signature method_name to be {method}. Was: {found.method_name}")
+        if len(found.inputs) != 1:
+            raise RestError("Expected one input Tensor.")
+        outputs = (1, 2) if word == "classification" else (1,)
+        if len(found.outputs) not in outputs:
+            raise RestError(f"Expected one or two output Tensors, found {len(found.outputs)}"
+                            if word == "classification" else "Expected one output Tensor.")
+        if input_key not in found.inputs:
+            raise RestError(f"No {word} inputs found in SignatureDef: {found}")
+        raise RestError(f"the stand-in cannot run a {word} signature (its words; TF Serving would run it)")
 
     def predict(self, raw: bytes):
         """A request body -> ("predictions" | "outputs", the answer), or RestError."""
@@ -94,12 +127,24 @@ class Servable:
         return {"signature_def": {"signature_def": defs}}
 
 
+def _signature_defs(path: Path) -> dict:
+    """The SignatureDef protos of a SavedModel's serving graph, as TF Serving reads them from saved_model.pb
+    (their text form is what its errors print, protobuf's DebugString)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    model = saved_model_pb2.SavedModel()
+    model.ParseFromString((path / "saved_model.pb").read_bytes())
+    graph = next((g for g in model.meta_graphs if "serve" in g.meta_info_def.tags), model.meta_graphs[0])
+    return dict(graph.signature_def)
+
+
 class ModelServer:
     """Serves the newest version under `base_path` as model `name`; `start()` returns once it listens."""
 
     def __init__(self, name: str, base_path, host: str = "127.0.0.1", port: int = 0,
-                 poll_seconds: float = 1.0):
+                 poll_seconds: float = 1.0, method_name_check: bool = False):
         self.name = name
+        self.method_name_check = method_name_check
         self.base_path = Path(base_path)
         self.poll_seconds = poll_seconds
         self.current: Servable | None = None
@@ -177,33 +222,54 @@ class ModelServer:
             def _route(self, method: str):
                 match = _PATH.match(self.path.split("?", 1)[0])
                 if not match or (method, match["rest"]) not in (("GET", None), ("GET", "/metadata"),
-                                                                 ("POST", ":predict")):
+                                                                 ("POST", ":predict"), ("POST", ":classify"),
+                                                                 ("POST", ":regress")):
                     return self._send(400, {"error": f"Malformed request: {method} {self.path}"})
                 name, version, rest = match["name"], match["version"], match["rest"]
                 with server._lock:
                     current = server.current
+                if method == "GET" and rest is None:
+                    return self._status(name, version, current)
+                body = b""
+                if method == "POST":
+                    body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if rest in _EXAMPLE_APIS:
+                    try:  # TF Serving parses the body before it looks the servable up
+                        parse_examples(body)
+                    except RestError as e:
+                        return self._send(e.status, {"error": e.message})
                 if name != server.name or current is None:
                     return self._send(404, {"error": f"Servable not found for request: Latest({name})"})
                 if version is not None and int(version) != current.version:
                     return self._send(404, {"error": f"Servable not found for request: "
                                                      f"Specific({name}, {version})"})
-                if method == "GET" and rest is None:
-                    return self._send(200, {"model_version_status": [{
-                        "version": str(current.version), "state": "AVAILABLE",
-                        "status": {"error_code": "OK", "error_message": ""}}]})
                 if method == "GET":
                     return self._send(200, {"model_spec": {"name": name, "signature_name": "",
                                                            "version": str(current.version)},
                                             "metadata": current.metadata()})
-                length = int(self.headers.get("Content-Length") or 0)
                 try:
-                    key, value = current.predict(self.rfile.read(length))
+                    if rest in _EXAMPLE_APIS:
+                        current.examples_api(rest, body, server.method_name_check)
+                    key, value = current.predict(body)
                 except RestError as e:
                     return self._send(e.status, {"error": e.message})
                 except Exception as e:  # TensorFlow refused the inputs while running the signature
                     text = str(e).strip()
                     return self._send(400, {"error": text.splitlines()[0][:500] if text else type(e).__name__})
                 return self._send(200, {key: value})
+
+            def _status(self, name: str, version: str | None, current: Servable | None):
+                """GET /v1/models/<name>[/versions/<v>], in get_model_status_impl.cc's words: its servable
+                state monitor knows no version of a model whose folder is empty, nor of an unknown name."""
+                if name != server.name or current is None:
+                    if version is not None:
+                        return self._send(404, {"error": f"Could not find version {version} of model {name}"})
+                    return self._send(404, {"error": f"Could not find any versions of model {name}"})
+                if version is not None and int(version) != current.version:
+                    return self._send(404, {"error": f"Could not find version {version} of model {name}"})
+                return self._send(200, {"model_version_status": [{
+                    "version": str(current.version), "state": "AVAILABLE",
+                    "status": {"error_code": "OK", "error_message": ""}}]})
 
             def do_GET(self):
                 self._route("GET")
@@ -224,10 +290,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rest_api_port", type=int, default=8501, help="0 picks a free port")
     parser.add_argument("--rest_api_host", default="127.0.0.1")
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
+    parser.add_argument("--enable_signature_method_name_check", nargs="?", const=True,
+                        type=lambda v: v.lower() in ("1", "true"), default=False, help="as TF Serving's flag: :classify/:regress check the signature's "
+                                            "method_name first")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     server = ModelServer(args.model_name, args.model_base_path, args.rest_api_host, args.rest_api_port,
-                         args.file_system_poll_wait_seconds).start()
+                         args.file_system_poll_wait_seconds, args.enable_signature_method_name_check).start()
     print(f"serving {args.model_name} at {server.url}", flush=True)
     try:
         threading.Event().wait()

@@ -155,8 +155,8 @@ def test_unknown_model_version_and_path(servers):
         404, {"error": "Servable not found for request: Latest(two)"})
     assert post(one, {"instances": [ROW]}, "/v1/models/one/versions/9:predict") == (
         404, {"error": "Servable not found for request: Specific(one, 9)"})
-    assert post(one, {"instances": [ROW]}, "/v1/models/one:classify") == (
-        400, {"error": "Malformed request: POST /v1/models/one:classify"})
+    assert post(one, {"instances": [ROW]}, "/v1/models/one:explain") == (
+        400, {"error": "Malformed request: POST /v1/models/one:explain"})
     status, answer = post(one, {"instances": [ROW]}, "/v1/models/one/versions/1:predict")
     assert status == 200 and len(answer["predictions"]) == 1
 
@@ -164,3 +164,73 @@ def test_unknown_model_version_and_path(servers):
 def test_wrong_shape_for_the_signature_is_a_bad_request(servers):
     status, answer = post(servers["one"], {"instances": [ROW[0]]})  # rows of 28 values, not 28x28 images
     assert status == 400 and "input 'images' has shape [1,28]" in answer["error"], answer
+
+
+def get(server, path: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(server.url + path, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_model_status_of_an_unknown_model_or_version(servers):
+    """get_model_status_impl.cc: NotFound (404) with its own texts, not the predict path's "Servable not found"."""
+    one = servers["one"]
+    assert get(one, "/v1/models/one")[0] == 200
+    assert get(one, "/v1/models/mnist") == (404, {"error": "Could not find any versions of model mnist"})
+    assert get(one, "/v1/models/one/versions/7") == (404, {"error": "Could not find version 7 of model one"})
+    assert get(one, "/v1/models/mnist/versions/1") == (404, {"error": "Could not find version 1 of model mnist"})
+
+
+def test_model_status_before_any_version_is_loaded(tmp_path):
+    """The right name while the model's folder is still empty: TF Serving knows no version of it yet."""
+    with ModelServer("mnist", tmp_path / "mnist", poll_seconds=60) as server:
+        assert get(server, "/v1/models/mnist") == (404, {"error": "Could not find any versions of model mnist"})
+
+
+def test_classify_and_regress_on_a_predict_signature(servers):
+    """:classify and :regress: the body is checked first (json_tensor.cc), then the servable, then the signature
+    (classifier.cc / regressor.cc with TF Serving's default --enable_signature_method_name_check=false)."""
+    one, two = servers["one"], servers["two"]
+    example = {"examples": [{"x": [1.0, 2.0]}]}
+    status, answer = post(one, example, "/v1/models/one:classify")
+    head = 'No classification inputs found in SignatureDef: inputs {\n  key: "images"\n'
+    assert status == 400 and answer["error"].startswith(head), answer
+    assert 'method_name: "tensorflow/serving/predict"' in answer["error"]
+    status, answer = post(one, example, "/v1/models/one/versions/1:regress")
+    assert status == 400 and answer["error"].startswith("No regression inputs found in SignatureDef: inputs {")
+    assert post(two, example, "/v1/models/two:classify") == (400, {"error": "Expected one input Tensor."})
+    assert post(one, {**example, "signature_name": "other"}, "/v1/models/one:regress") == (
+        400, {"error": "No signature was found with the name: other"})
+    assert post(one, example, "/v1/models/mnist:classify") == (
+        404, {"error": "Servable not found for request: Latest(mnist)"})
+    # The body before the servable: json_tensor.cc's text names classify for both methods.
+    assert post(one, {"instances": [ROW]}, "/v1/models/mnist:regress") == (
+        400, {"error": "JSON Value: " + json.dumps({"instances": [ROW]}, separators=(",", ":"))[:256]
+                       + " When method is classify, key 'examples' is expected and was not found"})
+    assert post(one, {"examples": []}, "/v1/models/one:classify") == (
+        400, {"error": "JSON Value: {\"examples\":[]} 'examples' value is an empty array"})
+    assert post(one, {"examples": [1]}, "/v1/models/one:classify") == (
+        400, {"error": "Example must be JSON object but got JSON Number"})
+
+
+def test_the_answers_are_in_the_operations_table():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs/operations.md").read_text()
+    assert "400 `No classification inputs found in SignatureDef: inputs {" in page
+    assert ("`Expected classification signature method_name to be tensorflow/serving/classify. "
+            "Was: tensorflow/serving/predict`") in page
+
+
+def test_classify_with_the_method_name_check(tmp_path):
+    module = OneInput()
+    tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.serve})
+    with ModelServer("one", tmp_path, poll_seconds=60, method_name_check=True) as server:
+        assert post(server, {"examples": [{}]}, "/v1/models/one:classify") == (400, {
+            "error": "Expected classification signature method_name to be tensorflow/serving/classify. "
+                     "Was: tensorflow/serving/predict"})
+        assert post(server, {"examples": [{}]}, "/v1/models/one:regress") == (400, {
+            "error": "Expected regression signature method_name to be tensorflow/serving/regress. "
+                     "Was: tensorflow/serving/predict"})
