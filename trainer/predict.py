@@ -53,6 +53,13 @@ def _request(url: str, body: dict | None, timeout: float, server: str, model: st
             raw = response.read()
     except urllib.error.HTTPError as e:
         message = _error_text(e)
+        if e.code == 404 and message.startswith("Could not find any versions of model"):
+            # TF Serving's model status for a name it has never loaded a version of: the right name while its
+            # folder is still empty gives the same answer as a wrong name, so the fix names both.
+            raise UserError("no version of the model is loaded in the model server yet", model,
+                            "check that training finished and published a version under MODEL_URL, and the "
+                            "serving pod's sync-model log (kubectl logs deploy/serving -c sync-model); if both "
+                            f"are fine, check --model: it must match TF Serving's --model_name ({message})") from e
         if e.code == 404:
             raise UserError("the model server does not serve this model", model,
                             f"check --model: it must match TF Serving's --model_name ({message})") from e

@@ -104,10 +104,30 @@ def test_num_tests_is_capped_at_the_test_split(served):
     assert result["count"] == 360 and result["errors"] == int(served["wrong"].sum())
 
 
+NO_VERSION = ("error: no version of the model is loaded in the model server yet ({model}): check that training "
+              "finished and published a version under MODEL_URL, and the serving pod's sync-model log (kubectl "
+              "logs deploy/serving -c sync-model); if both are fine, check --model: it must match TF Serving's "
+              "--model_name (Could not find any versions of model {model})")
+
+
+def test_the_line_is_in_the_operations_table():
+    assert NO_VERSION.format(model="mnist") in (ROOT / "docs/operations.md").read_text()
+
+
 def test_unknown_model(served):
+    """TF Serving's model status cannot tell a wrong name from one with no version yet: both are named."""
     proc = predict(served, "--server", served["url"], "--model", "fashion")
     assert proc.returncode == 2
-    assert "error: the model server does not serve this model (fashion): check --model" in proc.stderr
+    assert NO_VERSION.format(model="fashion") in proc.stderr
+
+
+def test_right_model_with_no_version_loaded_yet(served, tmp_path):
+    """Serving is up but its model folder is still empty (training not done, or the sidecar not synced)."""
+    with ModelServer("mnist", tmp_path / "mnist", poll_seconds=60) as empty:
+        proc = predict(served, "--server", empty.url, "--model", "mnist")
+    assert proc.returncode == 2, proc.stderr
+    assert NO_VERSION.format(model="mnist") in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_unreachable_server(served):
