@@ -12,6 +12,14 @@ Tunables (environment, all optional):
   S3_CONNECT_TIMEOUT   seconds to open a connection (default 5)
   S3_READ_TIMEOUT      seconds to wait for data on an open connection (default 60)
   S3_MAX_CONCURRENCY   threads per multipart transfer (default 8)
+
+botocore's own variables also apply: AWS_REQUEST_CHECKSUM_CALCULATION and AWS_RESPONSE_CHECKSUM_VALIDATION
+(`when_supported`, botocore's default, or `when_required` for S3-compatible servers that refuse the CRC32
+headers botocore sends since 1.36; the stack sets both from `storage.checksums`).
+
+Retried by botocore ("standard" mode): connection errors, HTTP 500/502/503/504, 429, RequestTimeout and the
+throttling codes (SlowDown, ...). Not retried, each with its own message in `translate`: RequestTimeTooSkewed,
+SignatureDoesNotMatch, InvalidAccessKeyId, the token codes, AccessDenied, a KMS denial, NoSuchBucket.
 """
 
 from __future__ import annotations
@@ -37,12 +45,15 @@ MULTIPART_BYTES = 8 * 1024 * 1024
 RANGED_BYTES = 64 * 1024 * 1024
 STREAM_CHUNK = 256 * 1024
 
-_CREDENTIAL_CODES = {
-    "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "TokenRefreshRequired",
-    "InvalidClientTokenId", "AuthorizationHeaderMalformed", "InvalidSecurity",
+_CREDENTIAL_CODES = {  # besides InvalidAccessKeyId and SignatureDoesNotMatch, which have their own messages
+    "InvalidToken", "ExpiredToken", "TokenRefreshRequired", "InvalidClientTokenId", "AuthorizationHeaderMalformed",
+    "InvalidSecurity",
 }
 _DENIED_CODES = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled"}
 _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
+
+# botocore's variables for its checksums, which the stack sets from `storage.checksums` (infra/podspec.py).
+CHECKSUM_ENV = ("AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION")
 
 _lock = threading.Lock()
 _clients: dict[tuple, object] = {}
@@ -117,10 +128,11 @@ def settings() -> dict:
 def client(response_crc: bool = True):
     """A boto3 S3 client for the current settings; one per process, settings and `response_crc` (clients are
     thread-safe). `response_crc=False`: botocore does not check the CRC32 an S3 server sends with an object's
-    body (its default since 1.36); only for reads whose caller checks a stronger digest of its own."""
+    body (its default since 1.36); only for reads whose caller checks a stronger digest of its own. Otherwise
+    botocore's own settings apply (AWS_RESPONSE_CHECKSUM_VALIDATION, AWS_REQUEST_CHECKSUM_CALCULATION)."""
     s = settings()
     cache_key = (os.getpid(), tuple(sorted(s.items())), response_crc,
-                 os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY"))
+                 *(os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", *CHECKSUM_ENV)))
     with _lock:
         found = _clients.get(cache_key)
         if found is None:
@@ -131,7 +143,8 @@ def client(response_crc: bool = True):
                 max_pool_connections=max(32, 4 * s["max_concurrency"]),
                 # S3-compatible servers (MinIO, moto, Ceph) are reached by path, not by bucket subdomain.
                 s3={"addressing_style": "path"} if s["endpoint"] else {},
-                response_checksum_validation="when_supported" if response_crc else "when_required",
+                # None: botocore's setting (its variable, else `when_supported`), which `storage.checksums` sets.
+                response_checksum_validation=None if response_crc else "when_required",
             )
             # A session per client: boto3's default session is not thread-safe to create clients from.
             found = boto3.session.Session().client(
@@ -161,6 +174,40 @@ def translate(err: Exception, bucket: str, key: str = "") -> Exception:
         error = err.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        message = str(error.get("Message", ""))
+        if code == "RequestTimeTooSkewed":
+            # Signed requests carry the time; S3 refuses one more than 15 minutes off its own clock. Transient
+            # (a StoreError): the clock can be set right while the process runs.
+            return StoreError(
+                f"this machine's clock is more than 15 minutes off the S3 server's (RequestTimeTooSkewed) at "
+                f"{where()}",
+                url,
+                "set the node's clock right (NTP or chrony: compare `date -u` with the server's time); the "
+                "credentials are fine",
+            )
+        if code == "InvalidAccessKeyId":
+            return AccessError(
+                f"S3 does not know the access key of these credentials (InvalidAccessKeyId) at {where()}",
+                url,
+                "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (the Secret's values) and that the key exists "
+                "at this endpoint",
+            )
+        if code == "SignatureDoesNotMatch":
+            return AccessError(
+                f"S3 rejected the signature of these credentials (SignatureDoesNotMatch) at {where()}",
+                url,
+                "AWS_SECRET_ACCESS_KEY is not the secret of AWS_ACCESS_KEY_ID: check the Secret's values (a stray "
+                "space or newline counts)",
+            )
+        if code.startswith("KMS.") or (code in _DENIED_CODES and "kms:" in message.lower()):
+            # SSE-KMS: S3 needs the caller's own rights on the bucket's key (AWS answers AccessDenied naming
+            # the kms: action, or a KMS.* code for a disabled or missing key).
+            return StoreError(
+                f"S3 could not use the bucket's KMS key for these credentials ({code}: {message}) at {where()}",
+                url,
+                "allow the role kms:Decrypt and kms:GenerateDataKey on the bucket's key (in the role's policy "
+                "or the key policy), and check that the key is enabled",
+            )
         if code in _CREDENTIAL_CODES:
             return AccessError(
                 f"S3 rejected the credentials ({code}) at {where()}",
@@ -179,9 +226,15 @@ def translate(err: Exception, bucket: str, key: str = "") -> Exception:
             return StoreError(
                 f"S3 denied access ({code or status}) at {where()}",
                 url,
-                "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and that they may read and write this bucket",
+                "the credentials were accepted but may not do this here: check the role's policy (or the "
+                "bucket policy) for this bucket and prefix",
             )
-        return StoreError(f"S3 request failed ({code or status}: {error.get('Message', '')})", url,
+        if any(word in message.lower() for word in ("checksum", "x-amz-trailer", "aws-chunked")):
+            # An S3-compatible server that predates the CRC32 headers botocore sends on uploads since 1.36.
+            return StoreError(f"S3 request failed ({code or status}: {message})", url,
+                              f"the S3 server at {where()} refuses botocore's checksum headers: set the stack's "
+                              "storage.checksums to when_required (AWS_REQUEST_CHECKSUM_CALCULATION=when_required)")
+        return StoreError(f"S3 request failed ({code or status}: {message})", url,
                           f"check the URL and the S3 server at {where()}")
     if isinstance(err, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ConnectionError,
                         bx.ReadTimeoutError, bx.ConnectionClosedError, bx.HTTPClientError)):
