@@ -160,6 +160,14 @@ class StorageConfig:
         "`aws` only: lifecycle rule deleting objects under `runs/` after N days",
         whole(1, 3650),
     )
+    checksums: str = setting(
+        "storage.checksums",
+        "when_supported",
+        "`when_required`: botocore sends and checks CRC32 checksums only where S3 requires them (for S3-compatible "
+        "servers that refuse botocore's checksum headers); sets AWS_REQUEST_CHECKSUM_CALCULATION and "
+        "AWS_RESPONSE_CHECKSUM_VALIDATION in every pod whose boto3 talks to S3",
+        choice(("when_supported", "when_required")),
+    )
 
 
 @dataclass(frozen=True)

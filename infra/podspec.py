@@ -76,6 +76,7 @@ def executor_security() -> dict:
     return {**container_security(), "readOnlyRootFilesystem": False}
 
 
+CHECKSUM_ENV = ("AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION")
 TMP_VOLUME = {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}
 TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
 
@@ -89,6 +90,7 @@ class S3Access:
     endpoint: str | None  # full URL with scheme; None means AWS
     secret_name: str | None  # Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; None means IRSA
     depends_on: list[pulumi.Resource] = field(default_factory=list)
+    checksums: str = "when_supported"  # `storage.checksums`
 
     def env(self) -> list[dict]:
         out: list[dict] = []
@@ -98,6 +100,11 @@ class S3Access:
         if self.secret_name:
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
                 out.append({"name": key, "valueFrom": {"secretKeyRef": {"name": self.secret_name, "key": key}}})
+        if self.checksums != "when_supported":
+            # botocore's own settings (botocore/configprovider.py), read by every boto3 in the pod, ours and
+            # TensorBoard's alike; `when_supported` is botocore's default, so a stack that keeps it renders as before.
+            for key in CHECKSUM_ENV:
+                out.append({"name": key, "value": self.checksums})
         return out
 
     def pod_env(self, *, boto3_default_chain: bool = False, **urls) -> list[dict]:

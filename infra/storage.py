@@ -41,8 +41,10 @@ class Storage(pulumi.ComponentResource):
         else:
             mode = minio.declare(self, cfg, ns)
         self.bucket, self.ready, self.keys = mode.bucket, mode.ready, mode.keys
-        # A pod using any role's access waits for what the mode declared (bucket, users, Secrets).
-        self.accesses = {role: replace(a, depends_on=list(mode.ready)) for role, a in mode.accesses.items()}
+        # A pod using any role's access waits for what the mode declared (bucket, users, Secrets), and gets the
+        # stack's checksum setting whatever the mode.
+        self.accesses = {role: replace(a, depends_on=list(mode.ready), checksums=cfg.storage.checksums)
+                         for role, a in mode.accesses.items()}
         self.access = self.accesses["pipeline"]
         self.register_outputs({"bucket": self.bucket, "endpoint": self.access.endpoint or ""})
 

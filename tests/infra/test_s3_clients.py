@@ -103,3 +103,33 @@ def test_our_own_clients_need_only_the_contract(dev):
     assert ours
     for c in ours:
         assert "AWS_REGION" in env(c) and "AWS_DEFAULT_REGION" not in env(c), c["name"]
+
+
+CHECKSUMS = {**EXTRA, "storage.checksums": "when_required"}
+
+
+def s3_containers(rendered) -> list[tuple[str, dict]]:
+    """Every container that gets the stack's S3 access (the trainer's, the sidecar's, TensorBoard's)."""
+    return [(where, c) for where, c, _ in containers(rendered) if "AWS_REGION" in env(c)]
+
+
+def test_checksums_setting_reaches_every_s3_pod(renders):
+    """`storage.checksums: when_required` sets botocore's two variables in every pod that talks to S3, so no
+    boto3 in them (ours or TensorBoard's) sends CRC32 headers a third-party server refuses."""
+    rendered = renders("dev", CHECKSUMS)
+    pods = s3_containers(rendered)
+    wheres = [where for where, _ in pods]
+    for expected in ("Workflow/prepare-data/", "TFJob/", "Deployment/serving/sync-model-once",
+                     "Deployment/serving/sync-model", "Deployment/tensorboard/", "WorkflowTemplate/retrain-mnist/"):
+        assert any(w.startswith(expected) for w in wheres), (expected, wheres)
+    for where, c in pods:
+        access = env(c)
+        for key in ("AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION"):
+            assert access.get(key, {}).get("value") == "when_required", (where, key)
+
+
+def test_checksums_default_leaves_botocores_own(dev):
+    """The default is botocore's own `when_supported`: nothing is added, so existing stacks render as before."""
+    for where, c in s3_containers(dev):
+        assert not any(k.endswith("_CHECKSUM_CALCULATION") or k.endswith("_CHECKSUM_VALIDATION")
+                       for k in env(c)), where
