@@ -291,8 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rest_api_host", default="127.0.0.1")
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
     parser.add_argument("--enable_signature_method_name_check", nargs="?", const=True,
-                        type=lambda v: v.lower() in ("1", "true"), default=False, help="as TF Serving's flag: :classify/:regress check the signature's "
-                                            "method_name first")
+                        type=lambda v: v.lower() in ("1", "true"), default=False,
+                        help="as TF Serving's flag: :classify/:regress check the signature's method_name first")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     server = ModelServer(args.model_name, args.model_base_path, args.rest_api_host, args.rest_api_port,
