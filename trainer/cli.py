@@ -56,7 +56,13 @@ def main(argv: list[str] | None = None) -> int:
             module.add_arguments(p)
             p.set_defaults(_module=module)
     args = parser.parse_args(argv)
+    from trainer import scratch
+
     try:
+        scratch.setup()
+        if scratch.swept():
+            print(f"removed {len(scratch.swept())} scratch folder(s) left in {scratch.base()} by killed earlier "
+                  "runs", file=sys.stderr, flush=True)
         check_env_args(args)
         result = args._module.run(args)
     except UserError as e:
@@ -65,6 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except scratch.Terminated:
+        print("error: terminated (SIGTERM): stopped, temporary files removed", file=sys.stderr)
+        return 143  # 128 + SIGTERM, what the shell reports for a process the signal ended
+    except Exception as e:
+        full = scratch.disk_full(e)  # TensorFlow's or Python's "No space left on device", as one line
+        if full is None:
+            raise
+        print(f"error: {full}", file=sys.stderr)
+        return 2
+    finally:
+        scratch.cleanup()
     if result is not None:
         print(json.dumps(result, sort_keys=True), flush=True)
     return 0

@@ -24,7 +24,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import UserError
+from trainer import scratch
 from trainer.publish import get_checked, matches, parallel_map
 from trainer.store import Store
 from trainer.storeerrors import NotFound
@@ -95,7 +95,8 @@ def _stamp_matches(stamp: Path, path: Path) -> bool:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("DATA_CACHE_DIR") or Path(tempfile.gettempdir()) / "trainer-data-cache")
+    # TMPDIR as the process found it, not its scratch folder: the cache outlives the process.
+    return Path(os.environ.get("DATA_CACHE_DIR") or scratch.base() / "trainer-data-cache")
 
 
 # Shards downloading at once. One stream runs ahead of tf.data's reads (measured here: 300 MB/s from a local S3

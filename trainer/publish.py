@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common.errors import UserError
+from trainer import scratch
 from trainer.store import Store
 from trainer.storeerrors import NotFound, StoreError
 
@@ -46,8 +47,16 @@ def matches(path, size: int, sha256: str, digest: str | None = None) -> bool:
 
 def get_checked(store: Store, key: str, path, size: int, sha256: str) -> bool:
     """Downloads `key` to `path` and says whether it `matches` the expected size and sha256. The check made
-    here is why the store may skip its own weaker one (`Store.get_file(checked=True)`). Raises NotFound."""
-    return matches(path, size, sha256, store.get_file(key, path, checked=True))
+    here is why the store may skip its own weaker one (`Store.get_file(checked=True)`). Raises NotFound, or
+    DiskFull (naming the folder and `size`) with the partial file removed."""
+    try:
+        return matches(path, size, sha256, store.get_file(key, path, checked=True))
+    except OSError as e:
+        full = scratch.disk_full(e, needed=size)
+        if full is None:
+            raise
+        Path(path).unlink(missing_ok=True)
+        raise full from e
 
 
 def _local_files(local_dir: Path) -> list[str]:
