@@ -1,7 +1,7 @@
 """`python -m bench` (`make bench`): six ratios, each measured side by side in one run on the same data, and
 the figures that put them in context.
 
-    python -m bench [--tiny] [--only input,train,workers,tensorboard,uploads,publish,render]
+    python -m bench [--tiny] [--only input,train,workers,tensorboard,uploads,publish,render,tbruns]
 
 1. input        the training split read from S3 through the trainer's data path vs the same shard files read
                 from local disk with tf.data (bench/input_pipeline.py; one cold pass)          goal >= 0.9
@@ -18,6 +18,9 @@ the figures that put them in context.
                 (summary_upload_mb_hour_1, summary_upload_mb_hour_10): flat, not growing with the run
 5. publish      export + upload as a model version to S3 vs the same export saved locally     goal <= 3
 6. render       `python -m render --stack dev` at workers=1 and workers=64 (whole command) goal <= 2 s
+7. tbruns       the stack's TensorBoard on 10, 100 and 200 runs: seconds from its start until the newest run's
+                scalars are listed, with the logdir on every run and on that run's own logs (bench/
+                tensorboard_runs.py; in the table and bench.json's details, not in the JSON line's keys)
 
 Training (2, 3) runs on an MNIST-sized split of random pixels, prepared by `prepare-data` like any source.
 The embedded S3 server (moto on 127.0.0.1) stands in for S3. Every `python -m trainer` process is the dev
@@ -27,7 +30,7 @@ keys in KEYS. Logs and the details go to .bench/<timestamp>/.
 `--tiny` runs every measurement on a toy size: it checks the script, not the speed.
 
 Each step is a function of its own module (`RUNS`: input_pipeline.py, training.py, summaries.py, publish.py,
-render_time.py) over the shared set-up in harness.py.
+render_time.py, tensorboard_runs.py) over the shared set-up in harness.py.
 """
 
 from __future__ import annotations
@@ -40,11 +43,11 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import input_pipeline, publish, render_time, summaries, training
+from bench import input_pipeline, publish, render_time, summaries, tensorboard_runs, training
 from bench.harness import KEYS, Bench
 from demo.supervisor import ROOT
 
-STEPS = ("input", "train", "workers", "tensorboard", "uploads", "publish", "render")
+STEPS = ("input", "train", "workers", "tensorboard", "uploads", "publish", "render", "tbruns")
 SIZES = {
     # Training figures on an MNIST-sized split (60,000 train / 10,000 test images of random pixels: the real
     # mnist.npz cannot be downloaded here, and throughput does not depend on the pixels), so that per-epoch
@@ -52,12 +55,12 @@ SIZES = {
     "full": {"input_size": 60000, "input_shards": 4, "input_repeats": 5, "train_images": 60000,
              "train_epochs": 1, "train_repeats": 5, "workers_epochs": 1, "workers_repeats": 3,
              "workers_context_batch": 256, "lag_s": 30.0, "publish_repeats": 5, "render_repeats": 3,
-             "upload_rounds_per_hour": 720},
+             "upload_rounds_per_hour": 720, "tb_runs": (10, 100, 200), "tb_timeout_s": 1800.0},
     # The offline digits (1,437 training images) and one pass of everything: checks the script, not the speed.
     "tiny": {"input_size": 512, "input_shards": 2, "input_repeats": 1, "train_images": 0,
              "train_epochs": 1, "train_repeats": 1, "workers_epochs": 1, "workers_repeats": 1,
              "workers_context_batch": 0, "lag_s": 6.0, "publish_repeats": 1, "render_repeats": 1,
-             "upload_rounds_per_hour": 24},
+             "upload_rounds_per_hour": 24, "tb_runs": (2, 4), "tb_timeout_s": 120.0},
 }
 GOALS = {  # key: (comparison, goal)
     "input_s3_vs_local": (">=", 0.9), "train_s3_vs_local": (">=", 0.95), "workers_2_vs_1": (">=", 1.6),
@@ -69,7 +72,7 @@ GOALS = {  # key: (comparison, goal)
 }
 RUNS = {"input": input_pipeline.step, "train": training.train, "workers": training.workers,
         "tensorboard": summaries.tensorboard, "uploads": summaries.uploads, "publish": publish.publish,
-        "render": render_time.render}
+        "render": render_time.render, "tbruns": tensorboard_runs.runs}
 
 
 STEP_OF = {"input_s3_vs_local": "input", "train_s3_vs_local": "train", "workers_2_vs_1": "workers",

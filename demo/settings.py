@@ -14,6 +14,13 @@ TB_VENV = ROOT / ".venv-tensorboard"
 TB_REQUIREMENTS = ROOT / "requirements" / "tensorboard.txt"
 
 
+def tensorboard_install() -> list[str]:
+    """The command that makes TB_VENV: TensorBoard and boto3 as the TensorBoard image has them, no TensorFlow
+    (with TensorFlow present TensorBoard refuses `s3://`). Needs the package index, once."""
+    return ["sh", "-c", f'"{sys.executable}" -m venv "{TB_VENV}" && "{TB_VENV}/bin/pip" install --quiet '
+            f'--disable-pip-version-check -r "{TB_REQUIREMENTS}" -c "{ROOT}/requirements/constraints.txt"']
+
+
 def env_int(name: str, default: int, low: int = 0) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:

@@ -12,7 +12,7 @@ import urllib.request
 from demo import report, supervisor
 from demo.podspecs import LocalStack, Process
 from demo.s3server import CREDENTIALS, S3Server, boto_kwargs
-from demo.settings import TB_REQUIREMENTS, TB_VENV, Settings
+from demo.settings import TB_REQUIREMENTS, TB_VENV, Settings, tensorboard_install
 from demo.supervisor import ROOT, Progress, StageFailed, Supervisor
 
 TF_LOG = re.compile(r"^(WARNING: All log messages|[IWEF]\d{4} |\s*warnings\.warn|.*Warning: )")
@@ -150,11 +150,8 @@ class Demo:
             if not exe.exists():
                 self.progress.say(f"      installing TensorBoard (no TensorFlow) into {TB_VENV.name} "
                                   f"from {TB_REQUIREMENTS.relative_to(ROOT)}: once, needs the package index")
-                self.sup.run("tensorboard", "tensorboard-install", [
-                    "sh", "-c",
-                    f'"{sys.executable}" -m venv "{TB_VENV}" && "{TB_VENV}/bin/pip" install --quiet '
-                    f'--disable-pip-version-check -r "{TB_REQUIREMENTS}" -c "{ROOT}/requirements/constraints.txt"',
-                ], dict(os.environ), timeout=900)
+                self.sup.run("tensorboard", "tensorboard-install", tensorboard_install(), dict(os.environ),
+                             timeout=900)
             p = self.stack.tensorboard()
             proc = self.start(p)
             (port,) = p.listens.values()
@@ -165,7 +162,8 @@ class Demo:
             info["detail"] = f"{url}  (logdir {logdir})"
 
     def check_tensorboard(self) -> None:
-        """Asks TensorBoard which runs and scalars it read from S3 (it reloads every 5 s)."""
+        """Asks TensorBoard which tasks and scalars it read from S3 (it reloads every 5 s). Its logdir is this
+        run's logs (the stack's), so each of its "runs" is one task of this run."""
         import json
 
         deadline = time.monotonic() + 30
@@ -173,7 +171,7 @@ class Demo:
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(self.tensorboard_url + "data/plugin/scalars/tags", timeout=5) as r:
-                    seen = {run: sorted(tags) for run, tags in json.load(r).items() if self.s.run in run}
+                    seen = {run: sorted(tags) for run, tags in json.load(r).items() if tags}
             except (OSError, ValueError):
                 seen = {}
             if seen:
@@ -182,7 +180,7 @@ class Demo:
         self.results["tensorboard"] = seen
         if seen:
             tags = sorted({t for tags in seen.values() for t in tags})
-            self.progress.say(f"      TensorBoard reads {len(seen)} run(s) of this demo from S3: "
+            self.progress.say(f"      TensorBoard reads {len(seen)} task(s) of this demo's run from S3: "
                               f"{', '.join(sorted(seen))}; scalars {', '.join(tags)}")
         else:
             self.progress.say(f"      TensorBoard at {self.tensorboard_url} shows no run of this demo yet "
@@ -198,7 +196,7 @@ class Demo:
             return
         path = self.s.dir / "tensorboard.png"
         try:
-            card = browser.screenshot_scalars(self.tensorboard_url, path, runs_containing=self.s.run, timeout=60)
+            card = browser.screenshot_scalars(self.tensorboard_url, path, timeout=60)
         except Exception as e:  # the live TensorBoard is still there to look at: report, don't fail the run
             self.progress.say(f"      no TensorBoard screenshot: {e}")
             return
