@@ -123,7 +123,9 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
     data_url = access.url(cfg.data_prefix)
     run_url = access.url(cfg.run_prefix)
     model_url = access.url(cfg.model_prefix)
-    logdir = access.url("runs/")
+    # The current run's logs only: TensorBoard loads every run under its logdir before it lists the newest,
+    # which grows with the runs kept (docs/performance.md, "TensorBoard over many runs").
+    logdir = access.url(f"{cfg.run_prefix}/logs/")
 
     operator = TrainingOperator("training-operator", cfg, opts=opts())
     argo = Argo("argo", cfg, access, ns.name, opts=opts(depends_on=[ns.namespace]))

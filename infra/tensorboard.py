@@ -1,5 +1,5 @@
-"""TensorBoard (the TF-free image: it reads `s3://` itself through boto3) on every run's logs under
-`s3://<bucket>/runs/`, live while training writes them; a ClusterIP Service and a readiness probe."""
+"""TensorBoard (the TF-free image: it reads `s3://` itself through boto3) on the stack's run's logs,
+`RUN_URL/logs/`, live while training writes them; a ClusterIP Service and a readiness probe."""
 
 from __future__ import annotations
 
