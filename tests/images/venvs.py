@@ -101,8 +101,12 @@ def build(name: str, log=print) -> Path:
 
 # The GPU trainer image gets no venv (its CUDA wheels are gigabytes): its requirements are only resolved, by a
 # pip dry run that reads each wheel's metadata through HTTP range requests (`fast-deps`) and downloads no wheel.
-# The resolution (pip's JSON report) is cached like a venv; tests/docker reads it without the network.
+# That needs a newer pip than Python 3.11's bundled 23.2, whose resolver still downloads every wheel whole at its
+# end, dry run or not (pip 23.2.1 `resolution/resolvelib/resolver.py`, `prepare_linked_requirements_more`;
+# from pip 24 the install command does that after its dry-run exit). The resolution (pip's JSON report) is
+# cached like a venv; tests/docker reads it without the network.
 GPU_IMAGE = "trainer-gpu"
+RESOLVER_PIP = "pip==25.3"
 
 
 def resolution(name: str = GPU_IMAGE) -> Path:
@@ -123,9 +127,16 @@ def resolve(name: str = GPU_IMAGE, log=print) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     log(f"image {name}: resolving requirements/{name}.txt (a dry run: metadata only)")
+    resolver = cache_dir() / f"resolver-{RESOLVER_PIP.replace('==', '-')}"
+    if not (resolver / STAMP).is_file():
+        shutil.rmtree(resolver, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(resolver)], check=True)
+        subprocess.run([str(resolver / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                        "--disable-pip-version-check", RESOLVER_PIP], check=True)
+        (resolver / STAMP).write_text(RESOLVER_PIP)
     partial = target.with_suffix(".partial")
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+        [str(resolver / "bin" / "python"), "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
          "--disable-pip-version-check", "--use-feature=fast-deps", "--report", str(partial),
          "-r", str(requirement_file(name)), "-c", str(REQUIREMENTS / "constraints.txt")],
         capture_output=True, text=True,
