@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from demo.pipeline import last_json, trainer_env
 
+from demo.supervisor import last_json, trainer_env
 from tests.conftest import ROOT
 from trainer import distribute
 
