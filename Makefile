@@ -12,8 +12,9 @@ NETPOL_VENV  ?= .venv-netpol
 NETPOL_STAMP := $(NETPOL_VENV)/.installed
 # serving-tf.txt is no part of .venv either: it pins another TensorFlow for its own venv (see image-venvs).
 MAIN_REQS  := $(filter-out requirements/scan.txt requirements/netpol.txt requirements/serving-tf.txt,$(wildcard requirements/*.txt))
-# The three images `make images` builds, tagged as the dev stack references them (image.* defaults).
-IMAGES    := trainer sidecar tensorboard
+# The images `make images` builds, tagged as the dev stack references them (image.* defaults; trainer-gpu is
+# image.trainerGpu, used when training.gpus > 0).
+IMAGES    := trainer sidecar tensorboard trainer-gpu
 IMAGE_TAG ?= 0.1.0
 IMAGE_REPO ?= kubeflow-e2e
 
@@ -49,8 +50,9 @@ test: $(STAMP) $(SCAN_STAMP) $(NETPOL_STAMP) image-venvs
 # hash under ~/.cache/kubeflow-e2e/venvs (or $$IMAGE_VENVS): tests/images runs each image's commands in its own.
 image-venvs: $(STAMP)
 	$(PY) -m tests.images.venvs
+	$(PY) -m tests.images.venvs trainer-gpu
 
-# Builds the three images with a local Docker engine; says so in one line (exit 1) when none answers.
+# Builds the images with a local Docker engine; says so in one line (exit 1) when none answers.
 images:
 	@command -v docker >/dev/null 2>&1 || { echo "make images: no docker command: install Docker (engine and client) and run make images again" >&2; exit 1; }
 	@docker info >/dev/null 2>&1 || { echo "make images: no Docker engine answers ('docker info' failed): start the Docker daemon, or point DOCKER_HOST at one, and run make images again" >&2; exit 1; }

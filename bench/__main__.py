@@ -1,7 +1,7 @@
 """`python -m bench` (`make bench`): six ratios, each measured side by side in one run on the same data, and
 the figures that put them in context.
 
-    python -m bench [--tiny] [--only input,train,workers,tensorboard,uploads,publish,render,tbruns]
+    python -m bench [--tiny] [--only input,train,workers,tensorboard,uploads,publish,render,tbruns,keras]
 
 1. input        the training split read from S3 through the trainer's data path vs the same shard files read
                 from local disk with tf.data (bench/input_pipeline.py; one cold pass)          goal >= 0.9
@@ -21,6 +21,13 @@ the figures that put them in context.
 7. tbruns       the stack's TensorBoard on 10, 100 and 200 runs: seconds from its start until the newest run's
                 scalars are listed, with the logdir on every run and on that run's own logs (bench/
                 tensorboard_runs.py; in the table and bench.json's details, not in the JSON line's keys)
+8. keras        `train` vs a plain Keras `model.fit` of the same model (bench/keras_fit.py), one process
+                each, the same shards from local disk, batch size and steps, no augmentation: ours / fit's
+                examples/s, median over back-to-back rounds (trainer_vs_keras_fit)              goal >= 1.0
+1b.             input_s3_vs_local_median3: the input measurement taken three times in the run (at the start,
+                after the middle step and at the end), the median of the three cold ratios      goal >= 0.9;
+                input_s3_server_cpu_share: the S3 server's share of the CPU the cold passes took (server +
+                reader), the median of the three
 
 Training (2, 3) runs on an MNIST-sized split of random pixels, prepared by `prepare-data` like any source.
 The embedded S3 server (moto on 127.0.0.1) stands in for S3. Every `python -m trainer` process is the dev
@@ -30,7 +37,8 @@ keys in KEYS. Logs and the details go to .bench/<timestamp>/.
 `--tiny` runs every measurement on a toy size: it checks the script, not the speed.
 
 Each step is a function of its own module (`RUNS`: input_pipeline.py, training.py, summaries.py, publish.py,
-render_time.py, tensorboard_runs.py) over the shared set-up in harness.py.
+render_time.py, tensorboard_runs.py) over the shared set-up in harness.py. `python -m bench.gpu` (not part of
+this run) measures the model on the CPU and a GPU at each precision.
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ from bench import input_pipeline, publish, render_time, summaries, tensorboard_r
 from bench.harness import KEYS, Bench
 from demo.supervisor import ROOT
 
-STEPS = ("input", "train", "workers", "tensorboard", "uploads", "publish", "render", "tbruns")
+STEPS = ("input", "train", "workers", "tensorboard", "uploads", "publish", "render", "tbruns", "keras")
 SIZES = {
     # Training figures on an MNIST-sized split (60,000 train / 10,000 test images of random pixels: the real
     # mnist.npz cannot be downloaded here, and throughput does not depend on the pixels), so that per-epoch
@@ -55,12 +63,14 @@ SIZES = {
     "full": {"input_size": 60000, "input_shards": 4, "input_repeats": 5, "train_images": 60000,
              "train_epochs": 1, "train_repeats": 5, "workers_epochs": 1, "workers_repeats": 3,
              "workers_context_batch": 256, "lag_s": 30.0, "publish_repeats": 5, "render_repeats": 3,
-             "upload_rounds_per_hour": 720, "tb_runs": (10, 100, 200), "tb_timeout_s": 1800.0},
+             "upload_rounds_per_hour": 720, "tb_runs": (10, 100, 200), "tb_timeout_s": 1800.0,
+             "keras_epochs": 1, "keras_repeats": 3},
     # The offline digits (1,437 training images) and one pass of everything: checks the script, not the speed.
     "tiny": {"input_size": 512, "input_shards": 2, "input_repeats": 1, "train_images": 0,
              "train_epochs": 1, "train_repeats": 1, "workers_epochs": 1, "workers_repeats": 1,
              "workers_context_batch": 0, "lag_s": 6.0, "publish_repeats": 1, "render_repeats": 1,
-             "upload_rounds_per_hour": 24, "tb_runs": (2, 4), "tb_timeout_s": 120.0},
+             "upload_rounds_per_hour": 24, "tb_runs": (2, 4), "tb_timeout_s": 120.0,
+             "keras_epochs": 1, "keras_repeats": 1},
 }
 GOALS = {  # key: (comparison, goal)
     "input_s3_vs_local": (">=", 0.9), "train_s3_vs_local": (">=", 0.95), "workers_2_vs_1": (">=", 1.6),
@@ -69,17 +79,19 @@ GOALS = {  # key: (comparison, goal)
     # figures without a goal of their own (context for the ones above)
     "input_s3_warm_vs_local": None, "examples_per_s_1": None, "examples_per_s_2": None, "examples_per_s_3": None,
     "summary_upload_mb_hour_1": None, "summary_upload_mb_hour_10": None,
+    "trainer_vs_keras_fit": (">=", 1.0), "input_s3_vs_local_median3": (">=", 0.9), "input_s3_server_cpu_share": None,
 }
 RUNS = {"input": input_pipeline.step, "train": training.train, "workers": training.workers,
         "tensorboard": summaries.tensorboard, "uploads": summaries.uploads, "publish": publish.publish,
-        "render": render_time.render, "tbruns": tensorboard_runs.runs}
+        "render": render_time.render, "tbruns": tensorboard_runs.runs, "keras": training.keras_fit}
 
 
 STEP_OF = {"input_s3_vs_local": "input", "train_s3_vs_local": "train", "workers_2_vs_1": "workers",
            "tensorboard_lag_s": "tensorboard", "publish_s3_vs_local": "publish", "render_s_1": "render",
            "render_s_64": "render", "input_s3_warm_vs_local": "input", "examples_per_s_1": "workers",
            "examples_per_s_2": "workers", "examples_per_s_3": "workers", "summary_upload_mb_hour_1": "uploads",
-           "summary_upload_mb_hour_10": "uploads"}
+           "summary_upload_mb_hour_10": "uploads", "trainer_vs_keras_fit": "keras",
+           "input_s3_vs_local_median3": "input", "input_s3_server_cpu_share": "input"}
 
 
 def _met(key: str, value, chosen) -> str:
@@ -119,21 +131,26 @@ def main(argv=None) -> int:
     bench = Bench(SIZES["tiny" if args.tiny else "full"], out)
     failed = []
     t0 = time.monotonic()
+    order = [s for s in STEPS if s in chosen]
+    # The cold read's second and third measurements: after the middle step and after the last (with --only
+    # input, straight after the first).
+    again_after = [order[len(order) // 2], order[-1]] if "input" in order else []
     try:
         bench.start()
-        for step in STEPS:
-            if step not in chosen:
-                continue
-            t = time.monotonic()
-            print(f"[{step}] ...", flush=True)
-            try:
-                RUNS[step](bench)
-                print(f"[{step}] done in {time.monotonic() - t:.1f} s", flush=True)
-            except Exception as e:
-                failed.append(step)
-                (out / f"{step}.error.txt").write_text(traceback.format_exc())
-                print(f"[{step}] FAILED after {time.monotonic() - t:.1f} s: {e} (see {out / (step + '.error.txt')})",
-                      flush=True)
+        for step in order:
+            for name, run in [(step, RUNS[step])] + [("input-again", input_pipeline.again)] * again_after.count(step):
+                if name == "input-again" and "input" in failed:
+                    continue
+                t = time.monotonic()
+                print(f"[{name}] ...", flush=True)
+                try:
+                    run(bench)
+                    print(f"[{name}] done in {time.monotonic() - t:.1f} s", flush=True)
+                except Exception as e:
+                    failed.append(name)
+                    (out / f"{name}.error.txt").write_text(traceback.format_exc())
+                    print(f"[{name}] FAILED after {time.monotonic() - t:.1f} s: {e} "
+                          f"(see {out / (name + '.error.txt')})", flush=True)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -17,7 +17,9 @@ KEYS = ("input_s3_vs_local", "train_s3_vs_local", "workers_2_vs_1", "tensorboard
         "render_s_1", "render_s_64",
         # added with the scaling curve and the summary uploads; the keys above keep their meaning
         "input_s3_warm_vs_local", "examples_per_s_1", "examples_per_s_2", "examples_per_s_3",
-        "summary_upload_mb_hour_1", "summary_upload_mb_hour_10")
+        "summary_upload_mb_hour_1", "summary_upload_mb_hour_10",
+        # added with the comparison against plain Keras and the three cold reads; the keys above keep their meaning
+        "trainer_vs_keras_fit", "input_s3_vs_local_median3", "input_s3_server_cpu_share")
 BUCKET = "bench"
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
@@ -105,3 +107,12 @@ class Bench:
         result = procs[0].result() or {}
         return {"wall_s": round(wall, 3), "result": result,
                 "pinned": bool(pin and shutil.which("taskset") and len(cpus) >= n)}
+
+    def timed_module(self, name: str, module: str, args: list[str], **env: str) -> dict:
+        """`python -m <module> ARGS` as one more process with the dev stack's training environment (as
+        `timed_train`'s lone chief gets it): the wall time and its last JSON line."""
+        p = self.stack.train(workers=0)[0].with_env(**env)
+        start = time.monotonic()
+        proc = self.sup.start(name, [p.cmd[0], "-m", module, *args], p.env)
+        self.sup.wait_all(name, [proc], timeout=1800)
+        return {"wall_s": round(time.monotonic() - start, 3), "result": proc.result() or {}}

@@ -45,9 +45,20 @@ def _consume(ds) -> int:
     return int(ds.batch(256).reduce(np.int64(0), lambda n, b: n + tf.shape(b[1], out_type=tf.int64)[0]))
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) process `pid` has used so far, from /proc; None where there is no /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(size: int = 60000, shards: int = 8, repeats: int = 3, epochs: int = 5,
-            endpoint: str | None = None, workdir=None) -> dict:
-    """Times local vs S3 reads of a `size`-image training split; returns the timings and ratios."""
+            endpoint: str | None = None, workdir=None, server_pid: int | None = None) -> dict:
+    """Times local vs S3 reads of a `size`-image training split; returns the timings and ratios. With the S3
+    server's process id (the embedded server's is known), also the CPU its process used during the cold
+    passes, against the reading process's own."""
     from demo.s3server import S3Server
     from trainer import data
     from trainer.prepare import prepare
@@ -57,6 +68,7 @@ def measure(size: int = 60000, shards: int = 8, repeats: int = 3, epochs: int = 
     if endpoint is None:
         server = S3Server().start()
         os.environ.update(server.env())
+        server_pid = server.proc.pid
     else:
         os.environ["S3_ENDPOINT"] = endpoint
     root = Path(tempfile.mkdtemp(prefix="bench-input-", dir=workdir))
@@ -90,11 +102,20 @@ def measure(size: int = 60000, shards: int = 8, repeats: int = 3, epochs: int = 
             assert _consume(data.read_files(paths)) == size
             return time.perf_counter() - start
 
-        def s3_pass(cache: Path) -> float:
+        cpu = {"server_s": 0.0, "reader_s": 0.0}
+
+        def s3_pass(cache: Path, cold: bool = False) -> float:
+            server_before = process_cpu_s(server_pid) if server_pid else None
+            reader_before = time.process_time()
             start = time.perf_counter()
             ds, count = data.dataset(remote, "train", cache_dir=cache)
             assert _consume(ds) == count == size
-            return time.perf_counter() - start
+            took = time.perf_counter() - start
+            server_after = process_cpu_s(server_pid) if server_pid else None
+            if cold and server_before is not None and server_after is not None:
+                cpu["server_s"] += server_after - server_before
+                cpu["reader_s"] += time.process_time() - reader_before
+            return took
 
         local_pass()  # warm the page cache and TF's one-time setup for both sides
         local_t, cold_t, warm_t, cold_r, warm_r = [], [], [], [], []
@@ -103,7 +124,7 @@ def measure(size: int = 60000, shards: int = 8, repeats: int = 3, epochs: int = 
             # machine, load drifts between rounds but hardly within one.
             cache = root / f"cache-{i}"
             before = local_pass()
-            cold, warm = s3_pass(cache), s3_pass(cache)
+            cold, warm = s3_pass(cache, cold=True), s3_pass(cache)
             local = (before + local_pass()) / 2
             shutil.rmtree(cache)
             local_t.append(local), cold_t.append(cold), warm_t.append(warm)
@@ -126,6 +147,12 @@ def measure(size: int = 60000, shards: int = 8, repeats: int = 3, epochs: int = 
             "ratio_run": round(epochs / (1 / rc + (epochs - 1) / rw), 3),
             "repeats": repeats,
             "endpoint": "embedded moto on 127.0.0.1" if server else endpoint,
+            # The S3 server's CPU over the cold passes, as a share of all the CPU they took (server + reader),
+            # and per pass in core-seconds: on a machine of few cores, what the server takes the reader lacks.
+            "server_cpu_share": (round(cpu["server_s"] / (cpu["server_s"] + cpu["reader_s"]), 3)
+                                 if cpu["server_s"] + cpu["reader_s"] > 0 else None),
+            "server_cpu_s_per_pass": round(cpu["server_s"] / repeats, 3) if server_pid else None,
+            "reader_cpu_s_per_pass": round(cpu["reader_s"] / repeats, 3) if server_pid else None,
         }
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -133,17 +160,45 @@ def measure(size: int = 60000, shards: int = 8, repeats: int = 3, epochs: int = 
             server.stop()
 
 
-def step(b: Bench) -> None:
-    """`python -m bench`'s step 1: `measure` at the run's size, on its S3 server."""
+def _measure(b: Bench) -> dict:
     s = b.size
-    r = measure(size=s["input_size"], shards=s["input_shards"], repeats=s["input_repeats"],
-                endpoint=b.server.endpoint, workdir=str(b.out))
+    return measure(size=s["input_size"], shards=s["input_shards"], repeats=s["input_repeats"],
+                   endpoint=b.server.endpoint, workdir=str(b.out), server_pid=b.server.proc.pid)
+
+
+def step(b: Bench) -> None:
+    """`python -m bench`'s step 1: `measure` at the run's size, on its S3 server (the first of the run's three
+    cold-read measurements: `again` takes the other two later in the run)."""
+    r = _measure(b)
     b.details["input"] = r
+    b.details["input_cold_reads"] = [r]
     b.values["input_s3_vs_local"] = r["ratio_cold"]
     b.values["input_s3_warm_vs_local"] = r["ratio_warm"]
     b.rows.append(("1 input pipeline", f"{r['images']} images, {r['megabytes']} MB in {r['shards']} shards: "
                    f"local {r['local_mb_s']} MB/s, S3 {r['s3_cold_mb_s']} MB/s "
                    f"(cached re-read {r['s3_warm_mb_s']} MB/s; a {r['epochs']}-epoch run {r['ratio_run']})"))
+    _median3(b)
+
+
+def again(b: Bench) -> None:
+    """One more cold-read measurement, taken later in the run than the first (the load on a shared machine
+    drifts over minutes): `input_s3_vs_local_median3` is the median of three."""
+    b.details.setdefault("input_cold_reads", []).append(_measure(b))
+    _median3(b)
+
+
+def _median3(b: Bench) -> None:
+    reads = b.details["input_cold_reads"]
+    if len(reads) < 3:
+        return
+    ratios = [r["ratio_cold"] for r in reads]
+    shares = [r["server_cpu_share"] for r in reads if r["server_cpu_share"] is not None]
+    b.values["input_s3_vs_local_median3"] = round(statistics.median(ratios), 3)
+    b.values["input_s3_server_cpu_share"] = round(statistics.median(shares), 3) if shares else None
+    per_pass = statistics.median(r["server_cpu_s_per_pass"] or 0 for r in reads)
+    b.rows.append(("1b cold reads x3", f"three measurements spread over the run, cold / local {ratios}: median "
+                   f"{b.values['input_s3_vs_local_median3']}; the S3 server's share of the cold passes' CPU "
+                   f"{b.values['input_s3_server_cpu_share']} ({per_pass:.3f} core-s a pass)"))
 
 
 def main(argv=None) -> None:

@@ -84,3 +84,29 @@ def workers(b: Bench) -> None:
                    f"1 TF thread each, {pinned}, median of {len(pairs)} rounds: global examples/s "
                    f"1 process {one:.0f}, 2 processes {two:.0f}, 3 processes {curve['3']:.0f} "
                    f"(sharing 2 cores){context}"))
+
+
+def keras_fit(b: Bench) -> None:
+    """Our `train` against a plain Keras `model.fit` of the same model (bench/keras_fit.py): one process each,
+    the same shards from local disk, the same batch size and steps, back to back in each round, with the
+    dev stack's environment; trainer_vs_keras_fit is the median over the rounds of ours / fit's examples/s.
+    `train` runs without augmentation here (the fit has none), with its stores on local disk."""
+    _, local_data = b.data()
+    epochs = str(b.size["keras_epochs"])
+    rounds: list[dict[str, dict]] = []
+    for i in range(b.size["keras_repeats"]):
+        tag = f"keras-{i}"
+        ours = b.timed_train(f"ours-{tag}", ["--epochs", epochs, "--shift", "0", "--rotate", "0", "--scale", "0"],
+                             DATA_URL=local_data, RUN_URL=f"file://{b.out}/runs/{tag}",
+                             MODEL_URL=f"file://{b.out}/models/{tag}")
+        fit = b.timed_module(f"fit-{tag}", "bench.keras_fit", ["--data-url", local_data, "--epochs", epochs])
+        rounds.append({"trainer": ours, "keras_fit": fit})
+    ratio = statistics.median(r["trainer"]["result"]["examples_per_sec"] / r["keras_fit"]["result"]["examples_per_sec"]
+                              for r in rounds)
+    b.values["trainer_vs_keras_fit"] = round(ratio, 3)
+    med = {k: statistics.median(r[k]["result"]["examples_per_sec"] for r in rounds) for k in ("trainer", "keras_fit")}
+    b.details["keras"] = {"rounds": rounds, "ratio": ratio, "median_examples_per_sec": med}
+    fit = rounds[0]["keras_fit"]["result"]
+    b.rows.append(("7 vs Keras fit", f"{b.data_name()}, {fit['steps']} steps of {fit['batch_size']}, one process, "
+                   f"local disk, no augmentation, median of {len(rounds)} rounds: train {med['trainer']:.0f} "
+                   f"examples/s, model.fit {med['keras_fit']:.0f} (jit_compile {fit['jit_compile']})"))

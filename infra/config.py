@@ -23,8 +23,11 @@ from infra.configcheck import (
     cpu,
     dns_label,
     endpoint_url,
+    gpu_count,
+    gpu_image,
     image_ref,
     memory,
+    node_labels,
     nonempty,
     number,
     operator_release,
@@ -34,6 +37,7 @@ from infra.configcheck import (
     secret,
     whole,
 )
+from infra.configcheck import tolerations as toleration_list
 
 MAX_WORKERS = 64
 STORAGE_MODES = ("minio", "aws", "external")
@@ -184,6 +188,13 @@ class ImageConfig:
         "trainer image (`python -m trainer`); pinned tag or digest",
         image_ref,
     )
+    trainer_gpu: str = setting(
+        "image.trainerGpu",
+        "kubeflow-e2e/trainer-gpu:0.1.0",
+        "trainer image with TensorFlow's CUDA libraries (`docker/trainer-gpu.Dockerfile`), run by the TFJob "
+        "when `training.gpus` > 0; pinned",
+        gpu_image("image.trainer", "training.gpus"),
+    )
     sidecar: str = setting(
         "image.sidecar", "kubeflow-e2e/sidecar:0.1.0", "sync-model image (no TensorFlow); pinned", image_ref
     )
@@ -243,6 +254,25 @@ class TrainingConfig:
     batch_size: int = setting("training.batchSize", 64, "`train --batch-size`", whole(1, 65_536))
     learning_rate: str = setting(
         "training.learningRate", "0.003", "`train --learning-rate` (the trainer's tuned default)", number
+    )
+    gpus: int = setting(
+        "training.gpus",
+        0,
+        "GPUs per training process (the chief and each worker): their `nvidia.com/gpu` limit, a toleration of "
+        "the `nvidia.com/gpu` NoSchedule taint and `image.trainerGpu`; a whole number",
+        gpu_count,
+    )
+    node_selector: tuple[tuple[str, str], ...] = setting(
+        "training.nodeSelector",
+        None,
+        "`nodeSelector` of the TFJob's pods, an object of node labels (e.g. a GPU node pool's label)",
+        node_labels,
+    )
+    tolerations: tuple[str, ...] = setting(
+        "training.tolerations",
+        None,
+        "more `tolerations` of the TFJob's pods, a list of Kubernetes toleration objects",
+        toleration_list,
     )
     backoff_limit: int = setting("training.backoffLimit", 3, "TFJob `runPolicy.backoffLimit`", whole(0, 100))
     timeout_seconds: int = setting(
@@ -388,14 +418,22 @@ class StackConfig:
         """What shapes a training run: a checkpoint trained under other settings must not be resumed. The
         learning rate is compared as a number (`0.003` and `3e-3` are one spec)."""
         t = self.training
-        return {
-            "image": self.image.trainer,
+        spec = {
+            "image": self.trainer_image,
             "workers": self.workers,
             "epochs": t.epochs,
             "batchSize": t.batch_size,
             "learningRate": float(t.learning_rate),
             "prepareSource": self.data.prepare_source,
         }
+        if t.gpus:  # only then: a CPU stack's digest (and so its RUN_URL) stays what it was
+            spec["gpus"] = t.gpus
+        return spec
+
+    @property
+    def trainer_image(self) -> str:
+        """The image the TFJob runs: the GPU build when its processes get GPUs."""
+        return self.image.trainer_gpu if self.training.gpus else self.image.trainer
 
     @property
     def run_digest(self) -> str:

@@ -170,6 +170,16 @@ def s3_egress(cfg: StackConfig) -> list[dict]:
     return [{"to": ANYWHERE, "ports": [{"protocol": "TCP", "port": port}]}]
 
 
+def training_peer_ports(cfg: StackConfig) -> list[dict]:
+    """The TFJob port; with GPUs also the unprivileged TCP ports, between training pods only: NCCL, which the
+    trainer's collectives use on GPUs, opens its bootstrap and data sockets between the processes on ports the
+    kernel picks (NCCL has no setting that fixes them)."""
+    ports = [{"protocol": "TCP", "port": 2222}]
+    if cfg.training.gpus:
+        ports.append({"protocol": "TCP", "port": 1024, "endPort": 65535})
+    return ports
+
+
 def network_policies(cfg: StackConfig) -> dict[str, dict]:
     s3_pods = {"matchLabels": {S3_LABEL: "true"}}
     policies: dict[str, dict] = {
@@ -198,13 +208,13 @@ def network_policies(cfg: StackConfig) -> dict[str, dict]:
             "ingress": [
                 {
                     "from": [{"podSelector": {"matchLabels": selector("training")}}],
-                    "ports": [{"protocol": "TCP", "port": 2222}],
+                    "ports": training_peer_ports(cfg),
                 }
             ],
             "egress": [
                 {
                     "to": [{"podSelector": {"matchLabels": selector("training")}}],
-                    "ports": [{"protocol": "TCP", "port": 2222}],
+                    "ports": training_peer_ports(cfg),
                 }
             ],
         },

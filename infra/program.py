@@ -53,7 +53,7 @@ def training_args(
         namespace=namespace,
         instance=cfg.stack,
         job_name=cfg.tfjob_name,
-        image=cfg.image.trainer,
+        image=cfg.trainer_image,
         pull_policy=cfg.image.pull_policy,
         resources=t.resources,
         workers=cfg.workers,
@@ -69,6 +69,9 @@ def training_args(
         gate_timeout_seconds=t.timeout_seconds if cfg.serving.wait_for_training else None,
         kubeconfig=cfg.cluster.kubeconfig,
         context=cfg.cluster.context,
+        gpus=t.gpus,
+        node_selector=t.node_selector,
+        tolerations=t.tolerations,
     )
 
 

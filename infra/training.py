@@ -6,6 +6,7 @@ for the job's Succeeded condition (`infra.gate`), and fails within seconds of a 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pulumi
@@ -16,6 +17,9 @@ from infra.config import ResourcesConfig
 from infra.podspec import TMP_VOLUME, S3Access, container, labels, pod_security, trainer_command
 
 TF_PORT = 2222
+GPU_RESOURCE = "nvidia.com/gpu"  # the NVIDIA device plugin's extended resource
+# The taint GPU node pools carry (EKS, GKE and AKS GPU groups, the NVIDIA GPU operator's docs): GPU pods tolerate it.
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +45,19 @@ class TrainingArgs:
     gate_timeout_seconds: int | None  # how long `pulumi up` waits for success; None: it does not wait
     kubeconfig: str | None  # for the gate: the cluster's kubeconfig file (None: the default)
     context: str | None  # for the gate: the kubeconfig context
+    gpus: int = 0  # per process (`nvidia.com/gpu`); the same for the chief and every worker
+    node_selector: tuple[tuple[str, str], ...] = ()  # the pods' nodeSelector, as (label, value) pairs
+    tolerations: tuple[str, ...] = ()  # more tolerations of the pods, each as JSON
+
+    def placement(self) -> dict:
+        """The pod spec's `nodeSelector` and `tolerations` ({} when neither is set and there are no GPUs)."""
+        out: dict = {}
+        if self.node_selector:
+            out["nodeSelector"] = dict(self.node_selector)
+        tolerations = [*([GPU_TOLERATION] if self.gpus else []), *(json.loads(t) for t in self.tolerations)]
+        if tolerations:
+            out["tolerations"] = tolerations
+        return out
 
 
 def train_flags(a: TrainingArgs) -> tuple[str, str, str]:
@@ -65,6 +82,11 @@ def tfjob_spec(a: TrainingArgs, flags: tuple[str, str, str] | None = None) -> di
         mounts=[{"name": "data", "mountPath": fluid.MOUNT_PATH, "readOnly": True}] if a.from_volume else None,
         ports=[{"name": "tfjob-port", "containerPort": TF_PORT}],
     )
+    if a.gpus:
+        # Extended resources are set as limits only (the request is made equal to it); every replica gets the
+        # same count, which the trainer relies on to pick NCCL for its collectives on every process alike.
+        limits = {**train["resources"]["limits"], GPU_RESOURCE: str(a.gpus)}
+        train["resources"] = {**train["resources"], "limits": limits}
     volumes: list[dict] = [TMP_VOLUME]
     if a.from_volume:
         volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": fluid.DATASET, "readOnly": True}})
@@ -81,6 +103,7 @@ def tfjob_spec(a: TrainingArgs, flags: tuple[str, str, str] | None = None) -> di
                     "securityContext": pod_security(),
                     "containers": [train],
                     "volumes": volumes,
+                    **a.placement(),
                 },
             },
         }

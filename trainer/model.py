@@ -15,7 +15,7 @@ INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
 
 
-def build(seed: int = 0) -> keras.Model:
+def build(seed: int = 0, precision: str = "float32") -> keras.Model:
     """Three 3x3 convolutions (32, 64, 128 filters; max-pooling after the first two), global max pooling and
     the logits: 93,962 parameters, 0.38 MB of float32 gradient per step (the earlier Flatten -> Dense(64)
     head had 121,930; Dense(128) before it 225k, most of them in that one layer). Under
@@ -23,20 +23,25 @@ def build(seed: int = 0) -> keras.Model:
     per step. On the digits data it is as accurate as the Flatten head (docs/trainer.md, "Model tuning"). No
     BatchNorm or Dropout: their per-step state updates are awkward under the strategy (Dropout before the
     logits runs, but scored worse on the digits); the training input's random shifts, rotations and zooms
-    and label smoothing (trainer.train) regularise instead."""
+    and label smoothing (trainer.train) regularise instead.
+
+    `precision` is a Keras dtype policy (float32, mixed_float16, mixed_bfloat16) given to each layer rather
+    than set globally, so the export's float32 copy can be built in the same process. The variables are
+    float32 under every policy; the logits layer computes in float32 (a softmax cross-entropy in 16 bits
+    loses the small differences between confident logits)."""
     layers = keras.layers
     x = inputs = keras.Input(IMAGE_SHAPE, name=INPUT_NAME)
     x = layers.Conv2D(32, 3, activation="relu", kernel_initializer=keras.initializers.HeUniform(seed),
-                      name="conv1")(x)
-    x = layers.MaxPooling2D(2, name="pool1")(x)
+                      name="conv1", dtype=precision)(x)
+    x = layers.MaxPooling2D(2, name="pool1", dtype=precision)(x)
     x = layers.Conv2D(64, 3, activation="relu", kernel_initializer=keras.initializers.HeUniform(seed + 1),
-                      name="conv2")(x)
-    x = layers.MaxPooling2D(2, name="pool2")(x)
+                      name="conv2", dtype=precision)(x)
+    x = layers.MaxPooling2D(2, name="pool2", dtype=precision)(x)
     x = layers.Conv2D(128, 3, activation="relu", kernel_initializer=keras.initializers.HeUniform(seed + 2),
-                      name="conv3")(x)  # 5x5 -> 3x3 positions, each seeing 18x18 pixels of the 28x28
-    x = layers.GlobalMaxPooling2D(name="global_max")(x)
+                      name="conv3", dtype=precision)(x)  # 5x5 -> 3x3 positions, each seeing 18x18 pixels
+    x = layers.GlobalMaxPooling2D(name="global_max", dtype=precision)(x)
     logits = layers.Dense(NUM_CLASSES, kernel_initializer=keras.initializers.GlorotUniform(seed + 3),
-                          name="logits")(x)
+                          name="logits", dtype="float32")(x)
     return keras.Model(inputs, logits, name="mnist_cnn")
 
 

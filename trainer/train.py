@@ -58,6 +58,11 @@ def add_arguments(parser) -> None:
                         help="seconds between uploads of the TensorBoard logs (default: %(default)s)")
     parser.add_argument("--log-steps", type=int, default=10,
                         help="write TensorBoard scalars every N steps (default: %(default)s)")
+    parser.add_argument("--precision", choices=distribute.PRECISIONS, default=None,
+                        help="Keras dtype policy of the model: mixed_* compute in 16 bits with float32 weights "
+                             "(default: mixed_float16 where a GPU is visible, float32 otherwise)")
+    parser.add_argument("--xla", action="store_true",
+                        help="compile each replica's forward and backward pass with XLA (default: off)")
 
 
 def run(args) -> dict:
@@ -104,15 +109,18 @@ class Trainer:
 
         args, config = self.args, self.config
         keras.utils.set_random_seed(args.seed)
-        strategy = distribute.strategy(config)  # before any other TensorFlow op (it configures the collectives)
+        gpus = distribute.setup_devices()
+        precision = distribute.resolve_precision(args.precision, gpus)
+        # Before any other TensorFlow op (it configures the collectives).
+        strategy = distribute.strategy(config, gpus)
         # The shard downloads start now and overlap the model's set-up and the first steps.
         raw = data.dataset(self.data_store, "train", shard_index=config.rank, num_shards=config.num_workers)
         ckpts = checkpoints.Checkpoints(self.run_store, config.is_chief, keep=args.keep_checkpoints)
 
         with strategy.scope():
-            net = model.build(args.seed)
+            net = model.build(args.seed, precision)
             schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, self.total_steps)
-            optimizer = distribute.optimizer(schedule, strategy, scale=self.global_batch)
+            optimizer = distribute.optimizer(schedule, strategy, scale=self.global_batch, precision=precision)
             optimizer.build(net.trainable_variables)  # slots exist before a restore fills them
         checkpoint = tf.train.Checkpoint(model=net, optimizer=optimizer)
 
@@ -129,7 +137,7 @@ class Trainer:
             self.say(f"resumed from checkpoint step {resumed_from} ({ckpts.store.url_of(str(resumed_from))})")
 
         dist_data = self._dataset(strategy, raw, seed=args.seed + 7919 * config.rank + start_step)
-        train_step = _train_step(strategy, net, optimizer, self.global_batch)
+        train_step = _train_step(strategy, net, optimizer, self.global_batch, xla=args.xla)
         logs = summaries.Summaries(self.run_store.child("logs", config.task_name), interval=args.summary_secs,
                                    start_step=start_step)
         try:
@@ -163,6 +171,12 @@ class Trainer:
             "resumed_from_step": resumed_from,
             "epochs": args.epochs,
             "global_batch_size": self.global_batch,
+            "precision": precision,
+            "xla": bool(args.xla),
+            "gpus": gpus,
+            "collective": distribute.communication(gpus) if config.distributed else None,
+            # Under mixed_float16: the dynamic loss scale the run ended with (None: no loss scaling).
+            "loss_scale": float(optimizer.dynamic_scale.numpy()) if hasattr(optimizer, "dynamic_scale") else None,
             **stats,
             "model_version": None,
             "export_url": None,
@@ -312,24 +326,36 @@ STEPS_PER_CALL = 10
 LABEL_SMOOTHING = 0.1
 
 
-def _train_step(strategy, net, optimizer, global_batch: int):
-    """step(iterator, n) -> this process's [loss sum, correct count] over n training steps (n >= 1)."""
+def _train_step(strategy, net, optimizer, global_batch: int, xla: bool = False):
+    """step(iterator, n) -> this process's [loss sum, correct count] over n training steps (n >= 1).
+
+    With `xla` the forward and backward pass is one XLA computation; the optimizer's update and its
+    all-reduce stay outside it (collectives across processes do not compile into an XLA cluster)."""
     import keras
     import tensorflow as tf
 
     from trainer import model
 
-    def replica_step(images, labels):
+    def gradients(images, labels):
         with tf.GradientTape() as tape:
-            logits = net(images, training=True)
+            logits = tf.cast(net(images, training=True), tf.float32)
             per_example = keras.losses.categorical_crossentropy(
                 tf.one_hot(labels, model.NUM_CLASSES), logits, from_logits=True, label_smoothing=LABEL_SMOOTHING)
             # Divide by the global batch: Keras 3's optimizer sums the replicas' gradients.
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-        grads = tape.gradient(loss, net.trainable_variables)
-        optimizer.apply_gradients(zip(grads, net.trainable_variables, strict=True))  # one packed all-reduce
+            # float16 gradients underflow: the loss is scaled up here, the gradients down in apply_gradients.
+            scaled = optimizer.scale_loss(loss)  # the loss itself without loss scaling
+        grads = tape.gradient(scaled, net.trainable_variables)
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32))
-        return tf.stack([tf.reduce_sum(per_example), correct])
+        return grads, tf.stack([tf.reduce_sum(per_example), correct])
+
+    if xla:
+        gradients = tf.function(gradients, jit_compile=True)
+
+    def replica_step(images, labels):
+        grads, sums = gradients(images, labels)
+        optimizer.apply_gradients(zip(grads, net.trainable_variables, strict=True))  # one packed all-reduce
+        return sums
 
     @tf.function
     def steps(iterator, n):

@@ -12,9 +12,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"input_s3_vs_local", "train_s3_vs_local", "workers_2_vs_1", "tensorboard_lag_s", "publish_s3_vs_local",
         "render_s_1", "render_s_64", "input_s3_warm_vs_local", "examples_per_s_1", "examples_per_s_2",
-        "examples_per_s_3", "summary_upload_mb_hour_1", "summary_upload_mb_hour_10"}
+        "examples_per_s_3", "summary_upload_mb_hour_1", "summary_upload_mb_hour_10", "trainer_vs_keras_fit",
+        "input_s3_vs_local_median3", "input_s3_server_cpu_share"}
 GOALS = {"input_s3_vs_local", "train_s3_vs_local", "workers_2_vs_1", "tensorboard_lag_s", "publish_s3_vs_local",
-         "render_s_1", "render_s_64"}
+         "render_s_1", "render_s_64", "trainer_vs_keras_fit", "input_s3_vs_local_median3"}
 
 
 @pytest.mark.slow
@@ -37,6 +38,15 @@ def test_bench_tiny_prints_the_table_and_the_json_line(tmp_path):
     assert details["size"] == "tiny"
     pair = details["details"]["train"]["pairs"][0]
     assert pair["s3"]["result"]["steps"] == pair["local"]["result"]["steps"] > 0  # same steps on both sides
+    # Ours against plain Keras: the same steps of the same batch size on both sides.
+    round_ = details["details"]["keras"]["rounds"][0]
+    assert round_["trainer"]["result"]["steps"] == round_["keras_fit"]["result"]["steps"] > 0
+    assert round_["trainer"]["result"]["global_batch_size"] == round_["keras_fit"]["result"]["batch_size"]
+    # Three cold-read measurements, the median of their ratios, and the S3 server's share of their CPU.
+    reads = details["details"]["input_cold_reads"]
+    assert len(reads) == 3
+    assert values["input_s3_vs_local_median3"] == sorted(r["ratio_cold"] for r in reads)[1]
+    assert 0 < values["input_s3_server_cpu_share"] < 1
 
 
 def test_bench_rejects_an_unknown_benchmark():

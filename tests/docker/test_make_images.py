@@ -1,4 +1,4 @@
-"""`make images`: builds the three images with a Docker engine, and says so in one line when there is none.
+"""`make images`: builds the images with a Docker engine, and says so in one line when there is none.
 
 The engine is played by a `docker` script on PATH (none runs here: the machine has only the client), which
 records each call; the Makefile's own logic runs for real under `make`."""
@@ -58,12 +58,16 @@ def test_without_a_docker_command(tmp_path):
     assert proc.returncode != 0 and "make images: no docker command" in proc.stderr
 
 
-@pytest.mark.parametrize("image", ["trainer", "sidecar", "tensorboard"])
+KEYS = {"trainer": "image.trainer", "sidecar": "image.sidecar", "tensorboard": "image.tensorboard",
+        "trainer-gpu": "image.trainerGpu"}
+
+
+@pytest.mark.parametrize("image", list(KEYS))
 def test_with_an_engine_builds_each_image_with_the_dev_stacks_tag(tmp_path, image):
     log = fake_docker(tmp_path, engine=True)
     proc = make_images(tmp_path)
     assert proc.returncode == 0, proc.stderr
     calls = log.read_text().splitlines()
-    tag = KEY_NAMES[f"image.{image}"].default  # what the dev stack pulls (kind load docker-image ...)
+    tag = KEY_NAMES[KEYS[image]].default  # what the dev stack pulls (kind load docker-image ...)
     assert f"build -f docker/{image}.Dockerfile -t {tag} ." in calls
-    assert calls[0] == "info" and len(calls) == 4
+    assert calls[0] == "info" and len(calls) == 1 + len(KEYS)

@@ -99,7 +99,60 @@ def build(name: str, log=print) -> Path:
         return target
 
 
+# The GPU trainer image gets no venv (its CUDA wheels are gigabytes): its requirements are only resolved, by a
+# pip dry run that reads each wheel's metadata through HTTP range requests (`fast-deps`) and downloads no wheel.
+# That needs a newer pip than Python 3.11's bundled 23.2, whose resolver still downloads every wheel whole at its
+# end, dry run or not (pip 23.2.1 `resolution/resolvelib/resolver.py`, `prepare_linked_requirements_more`;
+# from pip 24 the install command does that after its dry-run exit). The resolution (pip's JSON report) is
+# cached like a venv; tests/docker reads it without the network.
+GPU_IMAGE = "trainer-gpu"
+RESOLVER_PIP = "pip==25.3"
+
+
+def resolution(name: str = GPU_IMAGE) -> Path:
+    """Where the dry-run resolution of requirements/<name>.txt lives for the current files (made or not)."""
+    h = hashlib.sha256()
+    for part in (_BUILDER_VERSION, f"{sys.version_info.major}.{sys.version_info.minor}",
+                 requirement_file(name).read_text(), (REQUIREMENTS / "constraints.txt").read_text()):
+        h.update(part.encode() + b"\0")
+    return cache_dir() / f"{name}-{h.hexdigest()[:12]}.resolved.json"
+
+
+def resolve(name: str = GPU_IMAGE, log=print) -> Path:
+    """pip's resolution of requirements/<name>.txt under the constraints, for Linux x86_64 and this Python,
+    without installing or downloading the wheels. Needs the package index."""
+    target = resolution(name)
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    log(f"image {name}: resolving requirements/{name}.txt (a dry run: metadata only)")
+    resolver = cache_dir() / f"resolver-{RESOLVER_PIP.replace('==', '-')}"
+    if not (resolver / STAMP).is_file():
+        shutil.rmtree(resolver, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(resolver)], check=True)
+        subprocess.run([str(resolver / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                        "--disable-pip-version-check", RESOLVER_PIP], check=True)
+        (resolver / STAMP).write_text(RESOLVER_PIP)
+    partial = target.with_suffix(".partial")
+    proc = subprocess.run(
+        [str(resolver / "bin" / "python"), "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+         "--disable-pip-version-check", "--use-feature=fast-deps", "--report", str(partial),
+         "-r", str(requirement_file(name)), "-c", str(REQUIREMENTS / "constraints.txt")],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"image {name}: pip's dry run of requirements/{name}.txt failed (exit {proc.returncode}):\n"
+                         f"{proc.stderr[-3000:]}")
+    partial.rename(target)
+    log(f"image {name}: resolved in {time.monotonic() - start:.0f} s")
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and sys.argv[1:] == [GPU_IMAGE] or argv == [GPU_IMAGE]:
+        resolve()
+        return 0
     names = (argv if argv is not None else sys.argv[1:]) or list(VENVS)
     for name in names:
         if name not in VENVS:

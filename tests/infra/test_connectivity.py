@@ -45,6 +45,9 @@ VARIANTS = {
     "dev": ("dev", {}),
     "prod": ("prod", {}),
     "dev-access": ("dev", {"access.fromNamespace": "ingress-nginx"}),
+    "dev-gpu": ("dev", {"training.gpus": 1}),
+    "prod-gpu": ("prod", {"training.gpus": 1,
+                          "image.trainerGpu": "registry.example.com/kubeflow-e2e/trainer-gpu:0.1.0"}),
 }
 
 OUTSIDE = [
@@ -242,6 +245,16 @@ DENIED = {
         ("ingress-nginx/proxy", p("minio"), "TCP", 9000),
     ],
 }
+
+# With GPUs every path of the CPU stack holds as before, and NCCL's sockets between the training pods (on ports
+# the kernel picks) are open too, between them only.
+for _stack in ("dev", "prod"):
+    NEEDED[f"{_stack}-gpu"] = [*NEEDED[_stack], *[(p(a), p(b), "TCP", port)
+                                                  for a, b in (("chief-0", "worker-0"), ("worker-0", "chief-0"))
+                                                  for port in (1024, 43117, 65535)]]
+    DENIED[f"{_stack}-gpu"] = [*DENIED[_stack], ("elsewhere/intruder", p("chief-0"), "TCP", 43117),
+                               (p("serving"), p("worker-0"), "TCP", 43117),
+                               (p("chief-0"), p("serving"), "TCP", 43117)]
 
 
 @pytest.mark.parametrize("variant, src, dst, proto, port",

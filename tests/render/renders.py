@@ -26,6 +26,16 @@ VARIANTS: dict[str, tuple[str, dict]] = {
             "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE0123",
         },
     ),
+    # GPU training: one GPU per process, on a GPU node pool (its label), its taint tolerated.
+    "dev-gpu": ("dev", {"training.gpus": 1, "training.nodeSelector": {"nvidia.com/gpu.present": "true"}}),
+    "prod-gpu": (
+        "prod",
+        {
+            "training.gpus": 1,
+            "training.nodeSelector": {"nvidia.com/gpu.present": "true"},
+            "image.trainerGpu": "registry.example.com/kubeflow-e2e/trainer-gpu:0.1.0",
+        },
+    ),
     "dev-external": (
         "dev",
         {
