@@ -97,15 +97,21 @@ def image_id(ref: str, log) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+def annotation(key: str) -> str:
+    """A `buildah inspect --format` template printing one image annotation."""
+    return '{{index .ImageAnnotations "' + key + '"}}'
+
+
 def base_recipe() -> str:
-    return hashlib.sha256(json.dumps([BASE_PACKAGES, DEBIAN_MIRROR, "bookworm", "minbase", 1]).encode()).hexdigest()[:16]
+    recipe = json.dumps([BASE_PACKAGES, DEBIAN_MIRROR, "bookworm", "minbase", 1])
+    return hashlib.sha256(recipe.encode()).hexdigest()[:16]
 
 
 def build_base(log) -> str:
     """The stand-in for python:3.11.14-slim-bookworm; rebuilt only when its recipe changes (a label)."""
     recipe = base_recipe()
     proc = sh(
-        ["buildah", "inspect", "--type", "image", "--format", '{{index .ImageAnnotations "kubeflow-e2e.recipe"}}', BASE],
+        ["buildah", "inspect", "--type", "image", "--format", annotation("kubeflow-e2e.recipe"), BASE],
         log,
         check=False,
     )
@@ -183,7 +189,7 @@ def from_binary(ref: str, binary: Path, dest: str, log) -> None:
         raise ImageError(f"{binary} is missing: run `make e2e-tools` first")
     digest = hashlib.sha256(binary.read_bytes()).hexdigest()[:16]
     proc = sh(
-        ["buildah", "inspect", "--type", "image", "--format", '{{index .ImageAnnotations "kubeflow-e2e.binary"}}', ref],
+        ["buildah", "inspect", "--type", "image", "--format", annotation("kubeflow-e2e.binary"), ref],
         log,
         check=False,
     )

@@ -368,7 +368,8 @@ state = "{cdir / 'state'}"
             labels = json.loads(self.ctr("containers", "info", cid).stdout).get("Labels") or {}
             if labels.get("io.kubernetes.pod.namespace") == namespace:
                 kind = labels.get("io.cri-containerd.kind", "container")
-                out.append(f"{kind} {labels.get('io.kubernetes.pod.name')}/{labels.get('io.kubernetes.container.name', '')}")
+                pod, container = labels.get("io.kubernetes.pod.name"), labels.get("io.kubernetes.container.name", "")
+                out.append(f"{kind} {pod}/{container}")
         return out
 
     def clear_containers(self) -> None:

@@ -15,8 +15,9 @@ PROBE = """
 import socket, ssl
 ip = socket.gethostbyname("kubernetes.default.svc.cluster.local")
 ctx = ssl.create_default_context(cafile="/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
-with socket.create_connection((ip, 443), timeout=10) as raw, ctx.wrap_socket(raw, server_hostname="kubernetes.default.svc") as tls:
-    print("resolved", ip, "tls", tls.version(), flush=True)
+with socket.create_connection((ip, 443), timeout=10) as raw:
+    with ctx.wrap_socket(raw, server_hostname="kubernetes.default.svc") as tls:
+        print("resolved", ip, "tls", tls.version(), flush=True)
 """
 
 
@@ -38,7 +39,11 @@ def test_a_restricted_pod_resolves_and_reaches_the_api_server(cluster):
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe"},
             "spec": {
                 "restartPolicy": "Never",
-                "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": 10001,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
                 "containers": [{
                     "name": "probe", "image": images.OURS["sidecar"], "imagePullPolicy": "IfNotPresent",
                     "command": ["python", "-c", PROBE],

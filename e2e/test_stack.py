@@ -53,6 +53,7 @@ TFJOB = "kubernetes:kubeflow.org/v1:TFJob"
 WORKFLOW_TEMPLATE = "kubernetes:argoproj.io/v1alpha1:WorkflowTemplate"
 WORKFLOW = "kubernetes:argoproj.io/v1alpha1:Workflow"
 GATE = "pulumi-python:dynamic:Resource"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 PART_OF = "app.kubernetes.io/part-of=kubeflow-e2e"
 # Every kind the stack creates, as the API paths a `kubectl get -A -l part-of=...` would list.
 OUR_KINDS = {
@@ -416,9 +417,9 @@ def test_second_preview_expects_no_changes(stack, cluster, engine):
 def test_more_workers_replace_the_tfjob_and_nothing_else(stack, cluster, engine):
     """The TFJob is replaced; the retraining WorkflowTemplate, which embeds a TFJob with the same worker
     count, is updated in place (same uid). Data prep writes `rules.shards_for(processes)` shards, so when that
-    count changes the data-prep Workflow and its gate are replaced too (the data is re-sharded); nothing else
-    changes."""
-    from trainer import rules
+    count changes the data-prep Workflow and its gate are replaced too (the data is re-sharded); TensorBoard,
+    which reads the current run's logs, follows the new run; nothing else changes."""
+    from common import rules
 
     reshard = rules.shards_for(2) != rules.shards_for(3)
     before = uids(cluster, engine)
@@ -427,7 +428,11 @@ def test_more_workers_replace_the_tfjob_and_nothing_else(stack, cluster, engine)
     changed = {(kind_of(s["urn"]), s["op"]) for s in plan["steps"] if s["op"] not in ("same", "read")}
     print(f"planned changes: {sorted(changed)}")
     assert {op for kind, op in changed if kind == TFJOB} <= {"replace", "create-replacement", "delete-replaced"}
-    expected = {(WORKFLOW_TEMPLATE, "update")}
+    # TensorBoard reads the current run's logs, and the run's digest covers the process count: its Deployment
+    # is updated in place to the new run's folder.
+    expected = {(WORKFLOW_TEMPLATE, "update"), (DEPLOYMENT, "update")}
+    assert [s["urn"].rsplit("::", 1)[1] for s in plan["steps"] if kind_of(s["urn"]) == DEPLOYMENT
+            and s["op"] == "update"] == ["deployment-tensorboard"]
     if reshard:
         expected |= {(WORKFLOW, "replace"), (GATE, "replace")}
     assert {(kind, op) for kind, op in changed if kind != TFJOB} == expected
@@ -435,7 +440,7 @@ def test_more_workers_replace_the_tfjob_and_nothing_else(stack, cluster, engine)
     changes = {k: v for k, v in result.summary.resource_changes.items() if k not in ("same", "read")}
     # The gates (dynamic resources) after a replaced object are replaced with it.
     planned = sum(1 for s in plan["steps"] if s["op"] == "replace")
-    assert changes == {"replace": planned, "update": 1}, result.summary.resource_changes
+    assert changes == {"replace": planned, "update": 2}, result.summary.resource_changes
     assert re.search(rf"\+-{planned} replaced", out)
     after = uids(cluster, engine)
     tfjob = next(u for u in after if kind_of(u) == TFJOB)

@@ -110,7 +110,7 @@ def test_the_front_page_names_the_three_commands_first_run_cost_included():
     assert [line.split()[1] for line in block.splitlines()] == ["demo", "test", "e2e"]
     e2e = (DOCS / "e2e.md").read_text()
     cost = re.search(r"On an idle machine that is about\s+(\d+)\s+min", e2e).group(1)
-    assert re.search(rf"about\s+{cost}\s+min\s+of\s+Go", text), "the first `make e2e` build's cost (docs/e2e.md) belongs here"
+    assert re.search(rf"about\s+{cost}\s+min\s+of\s+Go", text), "the first `make e2e` build's cost belongs here"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=ids(PAGES))
