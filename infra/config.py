@@ -23,11 +23,8 @@ from infra.configcheck import (
     cpu,
     dns_label,
     endpoint_url,
-    gpu_count,
-    gpu_image,
     image_ref,
     memory,
-    node_labels,
     nonempty,
     number,
     operator_release,
@@ -37,7 +34,8 @@ from infra.configcheck import (
     secret,
     whole,
 )
-from infra.configcheck import tolerations as toleration_list
+from infra.configsched import gpu_count, gpu_image, node_labels
+from infra.configsched import tolerations as toleration_list
 
 MAX_WORKERS = 64
 STORAGE_MODES = ("minio", "aws", "external")

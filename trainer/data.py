@@ -94,11 +94,6 @@ def _stamp_matches(stamp: Path, path: Path) -> bool:
         return False
 
 
-def default_cache_dir() -> Path:
-    # TMPDIR as the process found it, not its scratch folder: the cache outlives the process.
-    return Path(os.environ.get("DATA_CACHE_DIR") or scratch.base() / "trainer-data-cache")
-
-
 # Shards downloading at once. One stream runs ahead of tf.data's reads (measured here: 300 MB/s from a local S3
 # server against about 120 MB/s of parsing on 2 cores; a training step consumes far less), and a second one
 # only takes CPU from the parsing (docs/performance.md, "Cold reads").
@@ -119,7 +114,7 @@ def _fetcher(store: Store, cache_dir=None):
 
         return check_local
 
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = Path(cache_dir) if cache_dir is not None else scratch.default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
 
     def fetch(entry: dict) -> Path:

@@ -145,8 +145,6 @@ def disk_full(err: BaseException, needed: int | None = None) -> DiskFull | None:
         e = e.__cause__ or e.__context__
     else:
         return None
-    from trainer.data import default_cache_dir
-
     folders = [("DATA_CACHE_DIR", default_cache_dir()), ("TMPDIR", base())]
     if path:
         for var, folder in folders:
@@ -161,3 +159,9 @@ def disk_full(err: BaseException, needed: int | None = None) -> DiskFull | None:
 
     var, folder = min(folders, key=lambda f: free(f[1]))
     return DiskFull(var, folder, needed)
+
+
+def default_cache_dir() -> Path:
+    """The dataset cache's folder: DATA_CACHE_DIR, else TMPDIR as the process found it (not its scratch folder:
+    the cache outlives the process)."""
+    return Path(os.environ.get("DATA_CACHE_DIR") or base() / "trainer-data-cache")

@@ -271,6 +271,11 @@ class LocalCluster:
         """Two replicas (or templates) with this same signature exercise the same code: run once."""
         env = {e["name"]: _url_shape(str(e.get("value", "ref"))) for e in c.env}
         env["S3_ENDPOINT"] = "local"  # set for every stack (see _env)
+        # A run's folder is not just a URL's shape: the stack's TensorBoard reads one run's logs, so the training
+        # that writes that run must itself run.
+        for e in c.env:
+            if e["name"] == "RUN_URL" and "value" in e:
+                env["RUN_URL"] = _local_bucket(str(e["value"]))
         argv = tuple(_local_bucket(a) for a in c.argv)
         return (c.image, argv, tuple(sorted(env.items())), tuple(sorted(m["mountPath"] for m in c.mounts)),
                 c.long_running)

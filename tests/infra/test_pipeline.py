@@ -182,7 +182,9 @@ def test_pods_are_hardened(variant):
             assert csc["readOnlyRootFilesystem"] is True, (where, c["name"])
             assert csc["capabilities"] == {"drop": ["ALL"]}, (where, c["name"])
             for part in ("requests", "limits"):
-                assert set(c["resources"][part]) == {"cpu", "memory"}, (where, c["name"], part)
+                # The GPU variants add nvidia.com/gpu (a limit) to the training containers, nothing else.
+                kinds = set(c["resources"][part])
+                assert {"cpu", "memory"} <= kinds <= {"cpu", "memory", "nvidia.com/gpu"}, (where, c["name"], part)
 
 
 def test_argo_executor_is_hardened_too(variant):
