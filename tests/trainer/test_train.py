@@ -299,9 +299,9 @@ def tensorboard_scalars(s3, logdir: str) -> dict:
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason="known regression of the merged tree (open): after a SIGKILL and a resume, S3 holds three event files, "
-    "not two; the scratch-folder change and the precision change each pass this test alone",
+    strict=False,
+    reason="open regression of the merged tree, intermittent: after a SIGKILL and a resume, S3 sometimes holds three "
+    "event files, not two (failed twice, passed once); the scratch-folder and precision changes each passed alone",
 )
 def test_resume_continues_the_step_counter(s3, dataset):
     bucket = s3["bucket"]
