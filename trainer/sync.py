@@ -2,7 +2,14 @@
 
 TF Serving watches DIR and loads integer-named version folders. A version is fetched into a hidden temporary
 sibling, checked file by file against its `_COMPLETE` manifest, then renamed into place, so a partial version
-never appears. The newest K complete versions are kept; the new ones are in place before old ones go.
+never appears. The newest K servable versions are kept; the new ones are in place before old ones go.
+
+A version is servable when it is complete, not marked `_REJECTED` (by `reject`, `rollback` or this gate) and,
+with `--min-accuracy` or `--max-regression`, its `_EVAL.json` passes: at least that accuracy, and at most that
+far under the servable version before it (the one being served when it appeared). A version that fails is
+logged once and marked `_REJECTED` with the reason, so it is never reconsidered; TF Serving keeps the last good
+one. Where the sidecar's credentials cannot write (the stack gives serving read-only access) the mark is kept
+in memory: the decision depends only on the versions' records, so a restarted sidecar reaches the same one.
 
 Runs without TensorFlow (the sidecar image has boto3 only): import nothing from TF here.
 """
@@ -17,9 +24,9 @@ import time
 from pathlib import Path
 
 from common.errors import UserError
-from trainer import cli
+from trainer import cli, versions
 from trainer.publish import LEFTOVER_NAME, VERSION_NAME, complete_versions, fetch_dir
-from trainer.store import Store, open_store
+from trainer.store import Store, StoreError, open_store
 
 log = logging.getLogger("sync-model")
 
@@ -29,7 +36,54 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dest", required=True, help="local folder TF Serving reads (DEST/<version>/)")
     parser.add_argument("--watch", action="store_true", help="keep syncing every --interval seconds")
     parser.add_argument("--interval", type=float, default=30.0, help="seconds between syncs (default: 30)")
-    parser.add_argument("--keep", type=int, default=2, help="newest complete versions to keep (default: 2)")
+    parser.add_argument("--keep", type=int, default=2, help="newest servable versions to keep (default: 2)")
+    parser.add_argument("--min-accuracy", type=float, default=None,
+                        help="promote only versions whose _EVAL.json accuracy is at least this (default: no floor)")
+    parser.add_argument("--max-regression", type=float, default=None,
+                        help="promote only versions at most this much less accurate than the one served "
+                             "(default: any)")
+
+
+class Gate:
+    """The promotion rule and what this process has decided: a version's `_EVAL.json` is read once (a
+    complete version never changes), a rejection is logged once."""
+
+    def __init__(self, min_accuracy: float | None = None, max_regression: float | None = None):
+        self.min_accuracy, self.max_regression = min_accuracy, max_regression
+        self.evals: dict[int, dict] = {}
+        self.rejected: dict[int, str] = {}  # decided here (whether or not the mark could be written)
+
+    @property
+    def on(self) -> bool:
+        return self.min_accuracy is not None or self.max_regression is not None
+
+    def servable(self, store: Store, remote: list[int]) -> tuple[list[int], list[tuple[int, str]]]:
+        """The servable versions among `remote` (ascending), and the ones newly rejected by the gate."""
+        marked = versions.rejected(store)
+        newly, ok, served = [], [], None
+        for v in remote:
+            if v in marked or v in self.rejected:
+                continue
+            if not self.on:
+                ok.append(v)
+                continue
+            try:
+                record = self.evals.get(v) or versions.read_eval(store.child(str(v)))
+                reason = versions.gate(record, served, self.min_accuracy, self.max_regression)
+            except versions.Untrusted as e:
+                record, reason = None, f"no trusted evaluation: {e.what}"
+            if reason is None:
+                self.evals[v] = record
+                ok.append(v)
+                served = record
+                continue
+            self.rejected[v] = reason
+            newly.append((v, reason))
+            try:
+                versions.reject(store, v, reason, "sync-model")
+            except StoreError as e:  # read-only credentials: the decision stands for this process
+                log.info("version %d: cannot write its _REJECTED mark (%s); rejected in this process", v, e.what)
+        return ok, newly
 
 
 def local_versions(dest: Path) -> list[int]:
@@ -38,16 +92,20 @@ def local_versions(dest: Path) -> list[int]:
     return sorted(int(p.name) for p in dest.iterdir() if p.is_dir() and VERSION_NAME.match(p.name))
 
 
-def sync_once(store: Store, dest: Path, keep: int) -> dict:
-    """One pass: fetch the newest `keep` complete versions that are missing (newest first), then drop the
-    others. A version that fails to fetch (corrupt, S3 gone) is skipped, the rest still come down, nothing is
-    dropped in that pass, and the first failure is raised at the end."""
+def sync_once(store: Store, dest: Path, keep: int, gate: Gate | None = None) -> dict:
+    """One pass: fetch the newest `keep` servable versions that are missing (newest first), then drop the
+    others (a rejected version goes at once). A version that fails to fetch (corrupt, S3 gone) is skipped, the
+    rest still come down, nothing is dropped in that pass, and the first failure is raised at the end."""
+    gate = gate or Gate()
     dest.mkdir(parents=True, exist_ok=True)
     for p in dest.iterdir():
         if LEFTOVER_NAME.match(p.name):
             shutil.rmtree(p, ignore_errors=True)
     remote = complete_versions(store)
-    wanted = remote[-keep:]
+    servable, newly_rejected = gate.servable(store, remote)
+    for v, reason in newly_rejected:
+        log.info("rejected version %d: %s", v, reason)
+    wanted = servable[-keep:]
     have = set(local_versions(dest))
     added, failures = [], []
     for version in reversed(wanted):
@@ -66,7 +124,8 @@ def sync_once(store: Store, dest: Path, keep: int) -> dict:
     if failures:
         raise failures[0]
     return {"model_url": store.url, "dest": str(dest), "versions": local_versions(dest),
-            "added": added, "removed": removed, "remote": remote}
+            "added": added, "removed": removed, "remote": remote, "servable": servable,
+            "rejected": [v for v, _ in newly_rejected]}
 
 
 def _no_versions(store: Store) -> UserError:
@@ -75,6 +134,12 @@ def _no_versions(store: Store) -> UserError:
 
 
 def run(args) -> dict | None:
+    for flag, value in (("--min-accuracy", args.min_accuracy), ("--max-regression", args.max_regression)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise UserError(f"{flag} must be between 0 and 1", value, f"pass {flag} 0.9, for example")
+    gate = Gate(args.min_accuracy, args.max_regression)
+    # Also in the one-shot run (the init container): a rejection is logged there too.
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s sync-model %(message)s")
     if args.keep < 1:
         raise UserError("--keep must be at least 1", args.keep, "pass --keep 1 or more")
     if args.interval <= 0:
@@ -83,32 +148,38 @@ def run(args) -> dict | None:
     dest = Path(args.dest).absolute()
     if not args.watch:
         store.check()
-        result = sync_once(store, dest, args.keep)
+        result = sync_once(store, dest, args.keep, gate)
         if not result["remote"]:
             raise _no_versions(store)
+        if not result["servable"]:
+            raise UserError("no servable model version: every complete one is rejected", store.url,
+                            "see its _REJECTED reason; train a better model, or roll back "
+                            "(python -m trainer rollback --to N)")
         return result
-    return watch(store, dest, args.keep, args.interval)
+    return watch(store, dest, args.keep, args.interval, gate)
 
 
-def watch(store: Store, dest: Path, keep: int, interval: float) -> None:
+def watch(store: Store, dest: Path, keep: int, interval: float, gate: Gate | None = None) -> None:
     """Syncs every `interval` seconds until SIGTERM/SIGINT; one log line per change. Transient errors (an
     outage, a missing bucket, a corrupt upload) are logged and retried at the next interval: serving goes on
     with what is already on disk. Permanent ones (`UserError.transient` False: a malformed S3_ENDPOINT or
     S3_* setting, credentials that are missing or rejected) raise, so the process exits 2 and Kubernetes
     restarts the container visibly (CrashLoopBackOff), which also picks up a rotated Secret."""
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s sync-model %(message)s")
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    log.info("watching %s -> %s every %ss, keeping %d", store.url, dest, interval, keep)
+    gate = gate or Gate()
+    log.info("watching %s -> %s every %ss, keeping %d, min-accuracy %s, max-regression %s", store.url, dest,
+             interval, keep, gate.min_accuracy, gate.max_regression)
     waiting_logged = failing = False
     while not stopping:
         try:
-            result = sync_once(store, dest, keep)
+            result = sync_once(store, dest, keep, gate)
             if failing:
                 log.info("%s reachable again", store.url)
                 failing = False
             for v in result["added"]:
-                log.info("added version %d", v)
+                record = gate.evals.get(v)
+                log.info("added version %d%s", v, f" (promoted: accuracy {record['accuracy']:.4f})" if record else "")
             for v in result["removed"]:
                 log.info("removed version %d", v)
             if not result["remote"] and not waiting_logged:

@@ -182,7 +182,8 @@ class Trainer:
             "export_url": None,
         }
         result.update(export.finish(strategy, net, result["steps"], config=config, data_store=self.data_store,
-                                    run_store=self.run_store, model_store=self.model_store, say=self.say))
+                                    run_store=self.run_store, model_store=self.model_store, say=self.say,
+                                    args=self.args))
         return result
 
     def _dataset(self, strategy, raw, seed: int):
