@@ -31,6 +31,12 @@ LEFTOVER_NAME = re.compile(r"^\.(0|[1-9][0-9]*)\.(partial|old)-[0-9a-f]{8}$")
 _THREADS = 8
 
 
+class Corrupt(StoreError):
+    """A published folder whose files do not match its `_COMPLETE` (a flipped byte, a missing file, an unsafe
+    path): fetching it again gives the same result, so a reader with an alternative (an older checkpoint)
+    takes that instead."""
+
+
 def sha256_file(path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -171,9 +177,14 @@ def fetch_dir(store: Store, dest) -> Path:
         rel = entry["path"]
         target = tmp / rel
         if tmp.resolve() not in target.resolve().parents:
-            raise StoreError("unsafe path in _COMPLETE", store.url_of(rel), "publish the folder again")
-        if not get_checked(store, rel, target, entry["size"], entry["sha256"]):
-            raise StoreError(
+            raise Corrupt("unsafe path in _COMPLETE", store.url_of(rel), "publish the folder again")
+        try:
+            ok = get_checked(store, rel, target, entry["size"], entry["sha256"])
+        except NotFound as e:
+            raise Corrupt("a file listed in _COMPLETE is missing", store.url_of(rel),
+                          "the published folder is corrupt: publish it again") from e
+        if not ok:
+            raise Corrupt(
                 "file does not match its checksum in _COMPLETE",
                 store.url_of(rel),
                 "the published folder is corrupt: publish it again",

@@ -124,9 +124,7 @@ class Trainer:
             optimizer.build(net.trainable_variables)  # slots exist before a restore fills them
         checkpoint = tf.train.Checkpoint(model=net, optimizer=optimizer)
 
-        resumed_from = ckpts.latest()
-        if resumed_from is not None:
-            ckpts.restore(checkpoint, resumed_from)
+        resumed_from = ckpts.restore_newest(checkpoint, self.say)
         start_step = int(optimizer.iterations.numpy())
         if resumed_from is not None and start_step != resumed_from:
             raise UserError("checkpoint step does not match its folder",
