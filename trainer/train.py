@@ -15,7 +15,7 @@ import os
 import time
 
 from common.errors import UserError
-from trainer import cli, collectives, distribute, export, preflight, tfconfig
+from trainer import cli, collectives, distribute, export, lease, preflight, tfconfig
 
 DEFAULTS = {
     # Tuned on the digits data, 2 processes: >= 0.994 test accuracy on every seed 0-9 with 40 epochs of shifted,
@@ -83,10 +83,20 @@ def run(args) -> dict:
                         "run `python -m trainer prepare-data` with a non-empty source")
     preflight.check_shares(manifest, config, data_store)
     preflight.check_args(args, processes=config.num_workers)
-    return Trainer(args, config, data_store, run_store, model_store, train_count).run()
+    trainer = Trainer(args, config, data_store, run_store, model_store, train_count)
+    if not config.is_chief:
+        return trainer.run()
+    # Before TensorFlow starts: a second training on this RUN_URL stops here, naming the one that holds it.
+    trainer.lease = lease.Lease(run_store, lease.identity()).acquire().start()
+    try:
+        return trainer.run()
+    finally:
+        trainer.lease.release()
 
 
 class Trainer:
+    lease = None  # the chief's lease on RUN_URL (trainer.lease.Lease)
+
     def __init__(self, args, config: tfconfig.TFConfig, data_store, run_store, model_store, train_count: int):
         self.args, self.config = args, config
         self.data_store, self.run_store, self.model_store = data_store, run_store, model_store
