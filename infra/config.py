@@ -23,6 +23,7 @@ from infra.configcheck import (
     cpu,
     dns_label,
     endpoint_url,
+    fraction,
     image_ref,
     memory,
     nonempty,
@@ -298,6 +299,19 @@ class ServingConfig:
     )
     keep_versions: int = setting(
         "serving.keepVersions", 2, "model versions the sidecar keeps on disk (`sync-model --keep`)", whole(1, 100)
+    )
+    min_accuracy: str = setting(
+        "serving.minAccuracy",
+        "0.9",
+        "promotion gate: the sidecar serves only versions whose recorded test accuracy is at least this "
+        "(`sync-model --min-accuracy`)",
+        fraction,
+    )
+    max_regression: str = setting(
+        "serving.maxRegression",
+        "0.02",
+        "promotion gate: and at most this much below the version being served (`sync-model --max-regression`)",
+        fraction,
     )
     resources: ResourcesConfig = resources("serving", "250m", "512Mi", "1", "1Gi")
 

@@ -119,6 +119,14 @@ def number(r: Reader, key: str) -> str:
     return str(value).strip()
 
 
+def fraction(r: Reader, key: str) -> str:
+    """A number from 0 to 1, kept as written (an accuracy, or a drop in accuracy)."""
+    value = number(r, key)
+    if not 0.0 <= float(value) <= 1.0:
+        raise ConfigError(key, "must be between 0 and 1", value, set_to(key, r.default(key)))
+    return value
+
+
 def choice(choices: tuple[str, ...]) -> Check:
     def check(r: Reader, key: str) -> str:
         value = str(r.raw(key)).strip()

@@ -28,7 +28,7 @@ class TrainingArgs:
 
     namespace: pulumi.Input[str]
     instance: str  # the stack's name (`app.kubernetes.io/instance`)
-    job_name: str  # the TFJob's name, `mnist-<training.run>`
+    job_name: str  # the TFJob's name, `mnist-<training.run>`; also the chief's identity for the run's lease
     image: str  # the trainer image
     pull_policy: str
     resources: ResourcesConfig  # of each pod, the chief's and every worker's
@@ -78,7 +78,9 @@ def tfjob_spec(a: TrainingArgs, flags: tuple[str, str, str] | None = None) -> di
         command=trainer_command(
             "train", "--epochs", epochs, "--batch-size", batch_size, "--learning-rate", learning_rate
         ),
-        env=a.access.pod_env(DATA_URL=data_url, RUN_URL=a.run_url, MODEL_URL=a.model_url),
+        # TFJOB_NAME: the identity the chief holds the run's lease with; the job's restarts share it, another
+        # job on the same RUN_URL is refused.
+        env=a.access.pod_env(DATA_URL=data_url, RUN_URL=a.run_url, MODEL_URL=a.model_url, TFJOB_NAME=a.job_name),
         mounts=[{"name": "data", "mountPath": fluid.MOUNT_PATH, "readOnly": True}] if a.from_volume else None,
         ports=[{"name": "tfjob-port", "containerPort": TF_PORT}],
     )

@@ -129,6 +129,32 @@ def test_outputs(stack):
     assert out["portForward"]["tensorboard"].endswith("svc/tensorboard 6006:6006")
     assert out["retrainCommand"].startswith("argo submit -n kubeflow-e2e --from workflowtemplate/retrain-mnist")
     assert out["predictCommand"] == "python -m trainer predict --server http://localhost:8501 --model mnist"
+    assert out["rollbackCommand"] == f"python -m trainer rollback --model-url s3://{bucket}/models/mnist --to N"
+
+
+@pytest.mark.parametrize("name, gate", [("dev", ["0.9", "0.02"]), ("prod", ["0.98", "0.005"])])
+def test_serving_applies_the_promotion_gate(renders, name, gate):
+    """Both sync-model containers (the one that fills the folder before TF Serving starts, and the watching
+    sidecar) get the stack's serving.minAccuracy and serving.maxRegression."""
+    spec = renders.variant(name).one("Deployment", "serving")["spec"]["template"]["spec"]
+    syncs = [*spec["initContainers"], *(c for c in spec["containers"] if c["name"] == "sync-model")]
+    assert len(syncs) == 2
+    for c in syncs:
+        args = c["args"]
+        assert [args[args.index("--min-accuracy") + 1], args[args.index("--max-regression") + 1]] == gate
+
+
+def test_trainings_hold_the_run_lease_under_their_job_name(stack):
+    """The chief's lease identity: the stack's TFJob by its name, a retrain by its workflow's name."""
+    def tfjob_env(job: dict) -> set:
+        return {(e["name"], e.get("value")) for r in job["spec"]["tfReplicaSpecs"].values()
+                for c in r["template"]["spec"]["containers"] for e in c["env"]}
+
+    assert ("TFJOB_NAME", "mnist-baseline") in tfjob_env(stack.one("TFJob"))
+    (train,) = [t for t in stack.one("WorkflowTemplate")["spec"]["templates"] if t["name"] == "train"]
+    retrain_job = yaml.safe_load(train["resource"]["manifest"])
+    assert retrain_job["metadata"]["name"] == "{{workflow.name}}"
+    assert ("TFJOB_NAME", "{{workflow.name}}") in tfjob_env(retrain_job)
 
 
 def test_endpoint_output_per_mode(dev, prod, renders):
