@@ -54,7 +54,7 @@ def _export(net, step: int, *, data_store: Store, run_store: Store, model_store:
     instead of publishing the same weights again."""
     import json
 
-    from trainer import evaluate, model, publish, versions
+    from trainer import evaluate, model, publish, signing, versions
 
     done = _previous_export(step, run_store, model_store)
     if done is not None:
@@ -62,6 +62,7 @@ def _export(net, step: int, *, data_store: Store, run_store: Store, model_store:
         return done
     if lease is not None:
         lease.check()  # another training took this run over: publish nothing
+    sign = signing.signer_from_env()  # a missing or bad key fails before the export, not after
     tmp = Path(tempfile.mkdtemp(prefix="trainer-export-"))
     try:
         local = tmp / "model"
@@ -71,7 +72,7 @@ def _export(net, step: int, *, data_store: Store, run_store: Store, model_store:
         (local / versions.EVAL).write_bytes(json.dumps(record, indent=1, sort_keys=True).encode())
         version = publish.claim_version(model_store, owner=run_store.url)
         target = model_store.child(str(version))
-        publish.publish_dir(local, target)
+        publish.publish_dir(local, target, sign=sign)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     say(f"exported version {version} to {target.url}: test accuracy {scores['accuracy']:.4f} "

@@ -85,11 +85,12 @@ def parallel_map(fn, items) -> list:
         return list(pool.map(fn, items))
 
 
-def publish_dir(local_dir, store: Store) -> dict:
+def publish_dir(local_dir, store: Store, sign=None) -> dict:
     """Uploads every file of `local_dir` below `store`, then `_COMPLETE`; returns the `_COMPLETE` manifest.
 
     Publishing over an existing complete directory first removes its `_COMPLETE`, so readers never mix files
-    of two publishes.
+    of two publishes. `sign(manifest_bytes) -> {key: bytes}`: objects written just before `_COMPLETE` (a
+    signature of its exact bytes), so the folder is signed from the moment it is complete.
     """
     local_dir = Path(local_dir)
     if not local_dir.is_dir():
@@ -104,7 +105,10 @@ def publish_dir(local_dir, store: Store) -> dict:
     store.delete([COMPLETE])  # deleting a missing key is fine on both stores
     parallel_map(lambda n: store.put_file(n, local_dir / n), names)
     manifest = {"format": FORMAT, "files": files, "bytes": sum(f["size"] for f in files)}
-    store.put_bytes(COMPLETE, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    raw = json.dumps(manifest, indent=1, sort_keys=True).encode()
+    for key, data in (sign(raw) if sign else {}).items():
+        store.put_bytes(key, data)
+    store.put_bytes(COMPLETE, raw)
     return manifest
 
 

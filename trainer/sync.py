@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from common.errors import UserError
-from trainer import cli, versions
-from trainer.publish import LEFTOVER_NAME, VERSION_NAME, complete_versions, fetch_dir
+from trainer import cli, signing, versions
+from trainer.publish import LEFTOVER_NAME, VERSION_NAME, Corrupt, complete_versions, fetch_dir
 from trainer.store import Store, StoreError, open_store
 
 log = logging.getLogger("sync-model")
@@ -42,48 +42,68 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-regression", type=float, default=None,
                         help="promote only versions at most this much less accurate than the one served "
                              "(default: any)")
+    cli.env_arg(parser, "--public-key", "MODEL_PUBLIC_KEY", "serve only versions signed by this Ed25519 key "
+                "(base64 of its 32 bytes; python -m trainer signing-key)", required=False)
 
 
 class Gate:
-    """The promotion rule and what this process has decided: a version's `_EVAL.json` is read once (a
-    complete version never changes), a rejection is logged once."""
+    """The promotion rule and what this process has decided: a version is checked once (a complete version
+    never changes), a rejection is logged once."""
 
-    def __init__(self, min_accuracy: float | None = None, max_regression: float | None = None):
-        self.min_accuracy, self.max_regression = min_accuracy, max_regression
-        self.evals: dict[int, dict] = {}
+    def __init__(self, min_accuracy: float | None = None, max_regression: float | None = None,
+                 public_key=None):
+        self.min_accuracy, self.max_regression, self.public_key = min_accuracy, max_regression, public_key
+        self.passed: dict[int, dict | None] = {}  # version: its _EVAL.json (None when not read: no thresholds)
         self.rejected: dict[int, str] = {}  # decided here (whether or not the mark could be written)
 
     @property
     def on(self) -> bool:
         return self.min_accuracy is not None or self.max_regression is not None
 
-    def servable(self, store: Store, remote: list[int]) -> tuple[list[int], list[tuple[int, str]]]:
-        """The servable versions among `remote` (ascending), and the ones newly rejected by the gate."""
+    def _check(self, store: Store, v: int, served: dict | None) -> tuple[dict | None, str | None]:
+        """(its evaluation, why it is refused or None)."""
+        version_store = store.child(str(v))
+        if self.public_key is not None:
+            try:
+                signing.verify(version_store, self.public_key)
+            except signing.BadSignature as e:
+                return None, e.what
+        if not self.on:
+            return None, None
+        try:
+            record = versions.read_eval(version_store)
+        except versions.Untrusted as e:
+            return None, f"no trusted evaluation: {e.what}"
+        return record, versions.gate(record, served, self.min_accuracy, self.max_regression)
+
+    def servable(self, store: Store, remote: list[int]) -> list[int]:
+        """The servable versions among `remote` (ascending); the refused ones are rejected (`refuse`)."""
         marked = versions.rejected(store)
-        newly, ok, served = [], [], None
+        ok, served = [], None
         for v in remote:
             if v in marked or v in self.rejected:
                 continue
-            if not self.on:
-                ok.append(v)
-                continue
-            try:
-                record = self.evals.get(v) or versions.read_eval(store.child(str(v)))
-                reason = versions.gate(record, served, self.min_accuracy, self.max_regression)
-            except versions.Untrusted as e:
-                record, reason = None, f"no trusted evaluation: {e.what}"
-            if reason is None:
-                self.evals[v] = record
-                ok.append(v)
-                served = record
-                continue
-            self.rejected[v] = reason
-            newly.append((v, reason))
-            try:
-                versions.reject(store, v, reason, "sync-model")
-            except StoreError as e:  # read-only credentials: the decision stands for this process
-                log.info("version %d: cannot write its _REJECTED mark (%s); rejected in this process", v, e.what)
-        return ok, newly
+            if v in self.passed:
+                record = self.passed[v]
+            else:
+                record, reason = self._check(store, v, served)
+                if reason is not None:
+                    self.refuse(store, v, reason)
+                    continue
+                self.passed[v] = record
+            ok.append(v)
+            served = record or served
+        return ok
+
+    def refuse(self, store: Store, v: int, reason: str) -> None:
+        """Logs the version's rejection in one line and marks it `_REJECTED` so no one reconsiders it."""
+        self.rejected[v] = reason
+        self.passed.pop(v, None)
+        log.info("rejected version %d: %s", v, reason)
+        try:
+            versions.reject(store, v, reason, "sync-model")
+        except StoreError as e:  # read-only credentials: the decision stands for this process
+            log.info("version %d: cannot write its _REJECTED mark (%s); rejected in this process", v, e.what)
 
 
 def local_versions(dest: Path) -> list[int]:
@@ -94,27 +114,33 @@ def local_versions(dest: Path) -> list[int]:
 
 def sync_once(store: Store, dest: Path, keep: int, gate: Gate | None = None) -> dict:
     """One pass: fetch the newest `keep` servable versions that are missing (newest first), then drop the
-    others (a rejected version goes at once). A version that fails to fetch (corrupt, S3 gone) is skipped, the
-    rest still come down, nothing is dropped in that pass, and the first failure is raised at the end."""
+    others (a rejected version goes at once). A version whose files do not match its `_COMPLETE` is refused
+    like one that fails the gate, and the next older one takes its place. A version that fails to fetch for
+    another reason (S3 gone) is skipped, the rest still come down, nothing is dropped in that pass, and the
+    first failure is raised at the end."""
     gate = gate or Gate()
     dest.mkdir(parents=True, exist_ok=True)
     for p in dest.iterdir():
         if LEFTOVER_NAME.match(p.name):
             shutil.rmtree(p, ignore_errors=True)
     remote = complete_versions(store)
-    servable, newly_rejected = gate.servable(store, remote)
-    for v, reason in newly_rejected:
-        log.info("rejected version %d: %s", v, reason)
-    wanted = servable[-keep:]
+    before = set(gate.rejected)
+    servable = gate.servable(store, remote)
     have = set(local_versions(dest))
-    added, failures = [], []
-    for version in reversed(wanted):
+    wanted, added, failures = [], [], []
+    for version in reversed(servable):
+        if len(wanted) == keep:
+            break
         if version not in have:
             try:
                 fetch_dir(store.child(str(version)), dest / str(version))
                 added.append(version)
+            except Corrupt as e:
+                gate.refuse(store, version, f"{e.what} ({e.value})")
+                continue
             except UserError as e:
                 failures.append(e)
+        wanted.append(version)
     removed = []
     # Never empty the folder TF Serving serves from because the listing came back empty or a fetch failed.
     if wanted and not failures:
@@ -124,8 +150,9 @@ def sync_once(store: Store, dest: Path, keep: int, gate: Gate | None = None) -> 
     if failures:
         raise failures[0]
     return {"model_url": store.url, "dest": str(dest), "versions": local_versions(dest),
-            "added": added, "removed": removed, "remote": remote, "servable": servable,
-            "rejected": [v for v, _ in newly_rejected]}
+            "added": added, "removed": removed, "remote": remote,
+            "servable": [v for v in servable if v not in gate.rejected],
+            "rejected": sorted(set(gate.rejected) - before)}
 
 
 def _no_versions(store: Store) -> UserError:
@@ -137,7 +164,8 @@ def run(args) -> dict | None:
     for flag, value in (("--min-accuracy", args.min_accuracy), ("--max-regression", args.max_regression)):
         if value is not None and not 0.0 <= value <= 1.0:
             raise UserError(f"{flag} must be between 0 and 1", value, f"pass {flag} 0.9, for example")
-    gate = Gate(args.min_accuracy, args.max_regression)
+    public_key = signing.load_public(args.public_key) if args.public_key else None
+    gate = Gate(args.min_accuracy, args.max_regression, public_key)
     # Also in the one-shot run (the init container): a rejection is logged there too.
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s sync-model %(message)s")
     if args.keep < 1:
@@ -178,7 +206,7 @@ def watch(store: Store, dest: Path, keep: int, interval: float, gate: Gate | Non
                 log.info("%s reachable again", store.url)
                 failing = False
             for v in result["added"]:
-                record = gate.evals.get(v)
+                record = gate.passed.get(v)
                 log.info("added version %d%s", v, f" (promoted: accuracy {record['accuracy']:.4f})" if record else "")
             for v in result["removed"]:
                 log.info("removed version %d", v)

@@ -15,7 +15,7 @@ import os
 import time
 
 from common.errors import UserError
-from trainer import cli, collectives, distribute, export, lease, preflight, tfconfig
+from trainer import cli, collectives, distribute, export, lease, preflight, signing, tfconfig
 
 DEFAULTS = {
     # Tuned on the digits data, 2 processes: >= 0.994 test accuracy on every seed 0-9 with 40 epochs of shifted,
@@ -86,6 +86,7 @@ def run(args) -> dict:
     trainer = Trainer(args, config, data_store, run_store, model_store, train_count)
     if not config.is_chief:
         return trainer.run()
+    signing.signer_from_env()  # a missing or unreadable signing key fails now, not after the training
     # Before TensorFlow starts: a second training on this RUN_URL stops here, naming the one that holds it.
     trainer.lease = lease.Lease(run_store, lease.identity()).acquire().start()
     try:
@@ -191,7 +192,7 @@ class Trainer:
         }
         result.update(export.finish(strategy, net, result["steps"], config=config, data_store=self.data_store,
                                     run_store=self.run_store, model_store=self.model_store, say=self.say,
-                                    args=self.args))
+                                    args=self.args, lease=self.lease))
         return result
 
     def _dataset(self, strategy, raw, seed: int):
