@@ -22,6 +22,7 @@ from infra.configcheck import (
     choice,
     cpu,
     dns_label,
+    ed25519_public_key,
     endpoint_url,
     fraction,
     image_ref,
@@ -280,6 +281,15 @@ class TrainingConfig:
         "how long `pulumi up` waits for the TFJob to succeed",
         whole(60, 7 * 24 * 3600),
     )
+    signing_key: Any = setting(
+        "training.signingKey",
+        None,
+        "Ed25519 private key (PKCS#8 PEM, `python -m trainer signing-key`) that signs each model version; in a "
+        "Secret only the TFJob's pods mount (`pulumi config set --secret --path kubeflow-e2e:training.signingKey "
+        "< key.pem`); set with `serving.publicKey`",
+        secret,
+        secret=True,
+    )
     resources: ResourcesConfig = resources("training", "1", "2Gi", "2", "2Gi")
 
 
@@ -312,6 +322,13 @@ class ServingConfig:
         "0.02",
         "promotion gate: and at most this much below the version being served (`sync-model --max-regression`)",
         fraction,
+    )
+    public_key: str | None = setting(
+        "serving.publicKey",
+        None,
+        "the signing key's public half (base64, printed by `python -m trainer signing-key`): serving refuses "
+        "versions it did not sign (`sync-model --public-key`); set with `training.signingKey`",
+        optional(ed25519_public_key),
     )
     resources: ResourcesConfig = resources("serving", "250m", "512Mi", "1", "1Gi")
 

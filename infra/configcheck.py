@@ -127,6 +127,22 @@ def fraction(r: Reader, key: str) -> str:
     return value
 
 
+def ed25519_public_key(r: Reader, key: str) -> str:
+    """The base64 of 32 bytes (an Ed25519 public key, as `python -m trainer signing-key` prints it)."""
+    import base64
+    import binascii
+
+    value = str(r.raw(key)).strip()
+    try:
+        ok = len(base64.b64decode(value, validate=True)) == 32
+    except binascii.Error:
+        ok = False
+    if not ok:
+        raise ConfigError(key, "must be the base64 of a 32-byte Ed25519 public key", value,
+                          "use the public_key that python -m trainer signing-key prints")
+    return value
+
+
 def choice(choices: tuple[str, ...]) -> Check:
     def check(r: Reader, key: str) -> str:
         value = str(r.raw(key)).strip()

@@ -185,6 +185,17 @@ def namespace_is_no_controllers(v: Mapping[str, Any]) -> None:
         )
 
 
+def signing_keys_come_in_pairs(v: Mapping[str, Any]) -> None:
+    """Versions are signed (`training.signingKey`) exactly when serving checks signatures (`serving.publicKey`):
+    one without the other would publish what serving refuses, or refuse every version."""
+    signing, public = v["training.signingKey"] is not None, v["serving.publicKey"] is not None
+    if signing != public:
+        missing, other = ("serving.publicKey", "training.signingKey") if signing else \
+            ("training.signingKey", "serving.publicKey")
+        raise ConfigError(missing, f"must be set with {other}", None,
+                          "make a pair with python -m trainer signing-key and set both, or neither", literal=True)
+
+
 CROSS_CHECKS: tuple[Callable[[Mapping[str, Any]], None], ...] = (
     external_storage_has_endpoint_and_keys,
     irsa_has_aws_and_an_oidc_provider,
@@ -193,6 +204,7 @@ CROSS_CHECKS: tuple[Callable[[Mapping[str, Any]], None], ...] = (
     requests_within_limits,
     argo_has_its_own_namespace,
     namespace_is_no_controllers,
+    signing_keys_come_in_pairs,
 )
 
 

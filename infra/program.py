@@ -72,6 +72,7 @@ def training_args(
         gpus=t.gpus,
         node_selector=t.node_selector,
         tolerations=t.tolerations,
+        signing_key=t.signing_key,
     )
 
 
@@ -108,6 +109,7 @@ def serving_args(
         keep_versions=s.keep_versions,
         min_accuracy=s.min_accuracy,
         max_regression=s.max_regression,
+        public_key=s.public_key,
         irsa=cfg.storage.credentials == "irsa",
         awaited=s.wait_for_training,
         access=access,

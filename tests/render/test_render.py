@@ -162,3 +162,31 @@ def test_endpoint_output_per_mode(dev, prod, renders):
     assert prod.outputs["endpoint"] == "https://s3.us-east-1.amazonaws.com"
     assert renders.variant("dev-external").outputs["endpoint"] == "https://s3.example.com:9443"
     assert prod.outputs["trainingDataUrl"] == "file:///data/mnist"
+
+
+PUBLIC_KEY = "Ht3bH6OtO4UbCxQ6vXlFd5Yq3Yq5a1Jx2c3lQ5VjZ0s="  # 32 bytes, base64
+
+
+def test_signed_versions_key_pair(renders):
+    """training.signingKey goes into a Secret that only the TFJobs' pods mount (the stack's and a retrain's);
+    serving.publicKey reaches both sync-model containers; the private key never reaches a render."""
+    r = renders("dev", {"training.signingKey": {"secure": "-----BEGIN PRIVATE KEY-----"},
+                        "serving.publicKey": PUBLIC_KEY})
+    secret = r.one("Secret", "model-signing-key")
+    assert set(secret["data"]) == {"key.pem"} and "BEGIN" not in json.dumps(r.manifests)
+    (train,) = [t for t in r.one("WorkflowTemplate")["spec"]["templates"] if t["name"] == "train"]
+    for job in (r.one("TFJob"), yaml.safe_load(train["resource"]["manifest"])):
+        for replica in job["spec"]["tfReplicaSpecs"].values():
+            spec = replica["template"]["spec"]
+            assert {"name": "signing-key", "secret": {"secretName": "model-signing-key", "defaultMode": 0o440}} \
+                in spec["volumes"]
+            (c,) = spec["containers"]
+            assert {"name": "MODEL_SIGNING_KEY_FILE", "value": "/var/run/kubeflow-e2e/signing/key.pem"} in c["env"]
+    mounting = {m["metadata"]["name"] for m in r.find("Deployment") + r.find("Job")
+                if any(v.get("secret", {}).get("secretName") == "model-signing-key"
+                       for v in m["spec"]["template"]["spec"].get("volumes", []))}
+    assert mounting == set()
+    spec = r.one("Deployment", "serving")["spec"]["template"]["spec"]
+    for c in [*spec["initContainers"], *(c for c in spec["containers"] if c["name"] == "sync-model")]:
+        assert c["args"][c["args"].index("--public-key") + 1] == PUBLIC_KEY
+
