@@ -95,6 +95,13 @@ class Gate:
             served = record or served
         return ok
 
+    def describe(self, wanted: list[int]) -> dict:
+        """The rule, the served versions' recorded accuracy and every refusal this process decided."""
+        return {"min_accuracy": self.min_accuracy, "max_regression": self.max_regression,
+                "signed": self.public_key is not None,
+                "promoted": {str(v): (self.passed.get(v) or {}).get("accuracy") for v in sorted(wanted)},
+                "refused": {str(v): reason for v, reason in sorted(self.rejected.items())}}
+
     def refuse(self, store: Store, v: int, reason: str) -> None:
         """Logs the version's rejection in one line and marks it `_REJECTED` so no one reconsiders it."""
         self.rejected[v] = reason
@@ -152,7 +159,7 @@ def sync_once(store: Store, dest: Path, keep: int, gate: Gate | None = None) -> 
     return {"model_url": store.url, "dest": str(dest), "versions": local_versions(dest),
             "added": added, "removed": removed, "remote": remote,
             "servable": [v for v in servable if v not in gate.rejected],
-            "rejected": sorted(set(gate.rejected) - before)}
+            "rejected": sorted(set(gate.rejected) - before), "gate": gate.describe(wanted)}
 
 
 def _no_versions(store: Store) -> UserError:
