@@ -78,7 +78,7 @@ class Gate:
 
     def servable(self, store: Store, remote: list[int]) -> list[int]:
         """The servable versions among `remote` (ascending); the refused ones are rejected (`refuse`)."""
-        marked = versions.rejected(store)
+        marked = versions.rejected_versions(store)
         ok, served = [], None
         for v in remote:
             if v in marked or v in self.rejected:

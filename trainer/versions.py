@@ -56,6 +56,16 @@ def read_eval(version_store: Store) -> dict:
     return record
 
 
+def rejected_versions(store: Store) -> set[int]:
+    """The versions marked `_REJECTED`, from one listing (the sidecar's check every interval)."""
+    out = set()
+    for key in store.list():
+        head, _, rest = key.partition("/")
+        if rest == REJECTED and head.isdigit():
+            out.add(int(head))
+    return out
+
+
 def rejected(store: Store) -> dict[int, dict]:
     """{version: its _REJECTED record} for every rejected version under the model store."""
     out = {}
