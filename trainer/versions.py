@@ -136,7 +136,8 @@ def run_reject(args) -> dict:
 
 
 def run_rollback(args) -> dict:
-    """Rejects every complete version newer than `--to`; the sidecar falls back to `--to` at its next sync
+    """Rejects every complete version newer than `--to` (those rejected already keep their mark and are not
+    listed); the sidecar falls back to `--to` at its next sync
     (a version already rejected itself is refused: rolling back to it would serve nothing)."""
     store = open_store(args.model_url, "MODEL_URL")
     versions = _complete(store, args.to)
@@ -144,7 +145,7 @@ def run_rollback(args) -> dict:
     if args.to in marks:
         raise UserError(f"version {args.to} is rejected", store.url_of(f"{args.to}/{REJECTED}"),
                         f"roll back to a version that is not ({marks[args.to].get('reason', '')})")
-    newer = [v for v in versions if v > args.to]
+    newer = [v for v in versions if v > args.to and v not in marks]  # the rejected ones keep their reason
     reason = args.reason or f"rolled back to version {args.to}"
     for v in newer:
         reject(store, v, reason, "rollback")

@@ -146,9 +146,11 @@ def test_rollback_and_reject_commands(s3_models, run_trainer, tmp_path):
     sync_args = ("sync-model", "--dest", str(dest), "--keep", "2")
     assert json.loads(run_trainer(*sync_args, env=env, check=True).stdout.splitlines()[-1])["versions"] == [2, 3]
 
+    versions.reject(s3_models, 3, "scored on the wrong split", "test")
     out = run_trainer("rollback", "--model-url", s3_models.url, "--to", "1", check=True)
-    assert json.loads(out.stdout.splitlines()[-1]) == {"model_url": s3_models.url, "serving": 1, "rejected": [2, 3]}
-    assert versions.rejected(s3_models)[3]["reason"] == "rolled back to version 1"
+    assert json.loads(out.stdout.splitlines()[-1]) == {"model_url": s3_models.url, "serving": 1, "rejected": [2]}
+    marks = versions.rejected(s3_models)
+    assert marks[2]["reason"] == "rolled back to version 1" and marks[3]["reason"] == "scored on the wrong split"
     result = json.loads(run_trainer(*sync_args, env=env, check=True).stdout.splitlines()[-1])
     assert result["versions"] == [1] and result["removed"] == [2, 3]
 
