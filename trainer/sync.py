@@ -173,8 +173,13 @@ def run(args) -> dict | None:
             raise UserError(f"{flag} must be between 0 and 1", value, f"pass {flag} 0.9, for example")
     public_key = signing.load_public(args.public_key) if args.public_key else None
     gate = Gate(args.min_accuracy, args.max_regression, public_key)
-    # Also in the one-shot run (the init container): a rejection is logged there too.
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s sync-model %(message)s")
+    # Also in the one-shot run (the init container): a rejection is logged there too. Only this logger:
+    # botocore's INFO lines would otherwise appear under the "sync-model" prefix.
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s sync-model %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     if args.keep < 1:
         raise UserError("--keep must be at least 1", args.keep, "pass --keep 1 or more")
     if args.interval <= 0:
