@@ -6,12 +6,13 @@ never appears. The newest K servable versions are kept; the new ones are in plac
 
 A version is servable when it is complete, not marked `_REJECTED` (by `reject`, `rollback` or this gate) and,
 with `--min-accuracy` or `--max-regression`, its `_EVAL.json` passes: at least that accuracy, and at most that
-far under the servable version before it (the one being served when it appeared). A version that fails is
+far under the servable version before it (the one being served when it appeared); with `--public-key`, only
+if its `_SIGNATURE` verifies (`trainer.signing`); and only if its files match `_COMPLETE`. A version that fails is
 logged once and marked `_REJECTED` with the reason, so it is never reconsidered; TF Serving keeps the last good
 one. Where the sidecar's credentials cannot write (the stack gives serving read-only access) the mark is kept
 in memory: the decision depends only on the versions' records, so a restarted sidecar reaches the same one.
 
-Runs without TensorFlow (the sidecar image has boto3 only): import nothing from TF here.
+Runs without TensorFlow (the sidecar image has boto3, numpy and cryptography): import nothing from TF here.
 """
 
 from __future__ import annotations
