@@ -22,9 +22,7 @@ from infra.configcheck import (
     choice,
     cpu,
     dns_label,
-    ed25519_public_key,
     endpoint_url,
-    fraction,
     image_ref,
     memory,
     nonempty,
@@ -38,6 +36,7 @@ from infra.configcheck import (
 )
 from infra.configsched import gpu_count, gpu_image, node_labels
 from infra.configsched import tolerations as toleration_list
+from infra.servingkeys import ed25519_public_key, fraction
 
 MAX_WORKERS = 64
 STORAGE_MODES = ("minio", "aws", "external")

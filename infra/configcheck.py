@@ -119,30 +119,6 @@ def number(r: Reader, key: str) -> str:
     return str(value).strip()
 
 
-def fraction(r: Reader, key: str) -> str:
-    """A number from 0 to 1, kept as written (an accuracy, or a drop in accuracy)."""
-    value = number(r, key)
-    if not 0.0 <= float(value) <= 1.0:
-        raise ConfigError(key, "must be between 0 and 1", value, set_to(key, r.default(key)))
-    return value
-
-
-def ed25519_public_key(r: Reader, key: str) -> str:
-    """The base64 of 32 bytes (an Ed25519 public key, as `python -m trainer signing-key` prints it)."""
-    import base64
-    import binascii
-
-    value = str(r.raw(key)).strip()
-    try:
-        ok = len(base64.b64decode(value, validate=True)) == 32
-    except binascii.Error:
-        ok = False
-    if not ok:
-        raise ConfigError(key, "must be the base64 of a 32-byte Ed25519 public key", value,
-                          "use the public_key that python -m trainer signing-key prints")
-    return value
-
-
 def choice(choices: tuple[str, ...]) -> Check:
     def check(r: Reader, key: str) -> str:
         value = str(r.raw(key)).strip()

@@ -15,6 +15,7 @@ from common import rules
 from infra.config import GROUPS, KEY_NAMES, KEYS, WORKLOADS, StackConfig, build
 from infra.configcheck import NS, ConfigError, Getter, Reader
 from infra.s3identities import arn_parts
+from infra.servingkeys import signing_keys_come_in_pairs
 
 # The training operator's standalone overlay installs into this namespace; it is not configurable
 # (kubeflow/trainer v1.9.4 `manifests/overlays/standalone/kustomization.yaml`, `namespace: kubeflow`).
@@ -183,17 +184,6 @@ def namespace_is_no_controllers(v: Mapping[str, Any]) -> None:
             namespace,
             f"pulumi config set {NS}:namespace kubeflow-e2e",
         )
-
-
-def signing_keys_come_in_pairs(v: Mapping[str, Any]) -> None:
-    """Versions are signed (`training.signingKey`) exactly when serving checks signatures (`serving.publicKey`):
-    one without the other would publish what serving refuses, or refuse every version."""
-    signing, public = v["training.signingKey"] is not None, v["serving.publicKey"] is not None
-    if signing != public:
-        missing, other = ("serving.publicKey", "training.signingKey") if signing else \
-            ("training.signingKey", "serving.publicKey")
-        raise ConfigError(missing, f"must be set with {other}", None,
-                          "make a pair with python -m trainer signing-key and set both, or neither", literal=True)
 
 
 CROSS_CHECKS: tuple[Callable[[Mapping[str, Any]], None], ...] = (
