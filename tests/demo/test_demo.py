@@ -72,7 +72,7 @@ def test_demo_runs_every_stage_and_prints_the_summary(tmp_path):
     assert int(re.search(r"objects written to S3\s+(\d+)", out).group(1)) > 10
     assert re.search(r"model version\s+1$", out, re.M)
     assert re.search(r"^  promotion \(sync-model gate\)\s+version 1, accuracy (0\.9\d+|1\.0000): promoted "
-                     r"\(min-accuracy 0\.9, max-regression 0\.02\)$", out, re.M), out
+                     r"\(min-accuracy 0\.5, max-regression 0\.02\)$", out, re.M), out
     error_rate = float(re.search(r"error rate ([\d.]+)", out).group(1))
     assert error_rate <= 0.1
     assert out.splitlines()[-4:] == [

@@ -386,7 +386,7 @@ def test_access_namespace_is_a_dns_label_and_optional():
 
 def test_promotion_gate_and_signing_keys():
     cfg = make_config()
-    assert (cfg.serving.min_accuracy, cfg.serving.max_regression, cfg.serving.public_key) == ("0.9", "0.02", None)
+    assert (cfg.serving.min_accuracy, cfg.serving.max_regression, cfg.serving.public_key) == ("0.5", "0.02", None)
     e = error(serving__minAccuracy="1.5")
     assert e.key == "serving.minAccuracy" and "must be between 0 and 1" in str(e)
     e = error(serving__maxRegression="a lot")

@@ -132,7 +132,7 @@ def test_outputs(stack):
     assert out["rollbackCommand"] == f"python -m trainer rollback --model-url s3://{bucket}/models/mnist --to N"
 
 
-@pytest.mark.parametrize("name, gate", [("dev", ["0.9", "0.02"]), ("prod", ["0.98", "0.005"])])
+@pytest.mark.parametrize("name, gate", [("dev", ["0.5", "0.02"]), ("prod", ["0.98", "0.005"])])
 def test_serving_applies_the_promotion_gate(renders, name, gate):
     """Both sync-model containers (the one that fills the folder before TF Serving starts, and the watching
     sidecar) get the stack's serving.minAccuracy and serving.maxRegression."""
