@@ -84,7 +84,9 @@ def test_a_worse_model_is_not_served_and_rollback_moves_serving_back(job, job_fa
     # A good version 3 is promoted; then `rollback --to 1` brings serving back to version 1.
     copy_version(job, 1, 3)
     wait_for("version 3 served", lambda: served(job) == ["1", "3"], watching)
-    assert any(ln.startswith("added version 3 (promoted: accuracy") for ln in lines(watching, "added"))
+    # The line follows the folder's rename into place.
+    wait_for("version 3's promotion logged", lambda: any(
+        ln.startswith("added version 3 (promoted: accuracy") for ln in lines(watching, "added")), watching)
     rolled = job.trainer("rollback", "rollback", "--to", "1")
     assert rolled.result() == {"model_url": job.urls["MODEL_URL"], "serving": 1, "rejected": [3]}
     wait_for("serving back on version 1", lambda: served(job) == ["1"], watching)
