@@ -30,6 +30,7 @@ def summary(
         ("accuracy (evaluate, test split)", f"{ev.get('accuracy', 0):.4f}"),
         ("examples/s (training, global)", f"{train.get('examples_per_sec', 0):.0f}"),
         ("model version", str(ev.get("model_version", train.get("model_version")))),
+        ("promotion (sync-model gate)", promotion(results.get("sync", {}))),
         ("objects written to S3", f"{objects} ({nbytes / 1e6:.1f} MB in s3://{bucket})"),
         ("total time", f"{progress.elapsed():.1f} s"),
         ("training curves", str(results.get("curves", "-"))),
@@ -61,6 +62,21 @@ def summary(
             input()
         except EOFError:
             pass
+
+
+def promotion(sync: dict) -> str:
+    """The serving sidecar's decision on the newest version: its accuracy against the stack's thresholds."""
+    gate = sync.get("gate") or {}
+    promoted, refused = gate.get("promoted") or {}, gate.get("refused") or {}
+    rule = f"min-accuracy {gate.get('min_accuracy')}, max-regression {gate.get('max_regression')}"
+    parts = []
+    if promoted:
+        newest = max(promoted, key=int)
+        accuracy = promoted[newest]
+        parts.append(f"version {newest}, accuracy {accuracy:.4f}: promoted ({rule})" if accuracy is not None
+                     else f"version {newest}: promoted ({rule})")
+    parts += [f"version {v}: rejected ({reason})" for v, reason in refused.items()]
+    return "; ".join(parts) or "-"
 
 
 def bucket_objects(endpoint: str, bucket: str) -> tuple[int, int]:

@@ -207,6 +207,7 @@ class Demo:
     def sync_model(self) -> None:
         with self.progress.stage("sync-model") as info:
             proc = self.run_one("sync-model", self.stack.sync_model(), timeout=300)
+            self.results["sync"] = proc.result() or {}
             dest = self.stack.model_dir()
             versions = sorted(p.name for p in dest.iterdir() if p.name.isdigit()) if dest.is_dir() else []
             if not versions:

@@ -36,6 +36,7 @@ from infra.configcheck import (
 )
 from infra.configsched import gpu_count, gpu_image, node_labels
 from infra.configsched import tolerations as toleration_list
+from infra.servingkeys import ed25519_public_key, fraction
 
 MAX_WORKERS = 64
 STORAGE_MODES = ("minio", "aws", "external")
@@ -279,6 +280,15 @@ class TrainingConfig:
         "how long `pulumi up` waits for the TFJob to succeed",
         whole(60, 7 * 24 * 3600),
     )
+    signing_key: Any = setting(
+        "training.signingKey",
+        None,
+        "Ed25519 private key (PKCS#8 PEM, `python -m trainer signing-key`) that signs each model version; in a "
+        "Secret only the TFJob's pods mount (`pulumi config set --secret --path kubeflow-e2e:training.signingKey "
+        "< key.pem`); set with `serving.publicKey`",
+        secret,
+        secret=True,
+    )
     resources: ResourcesConfig = resources("training", "1", "2Gi", "2", "2Gi")
 
 
@@ -298,6 +308,26 @@ class ServingConfig:
     )
     keep_versions: int = setting(
         "serving.keepVersions", 2, "model versions the sidecar keeps on disk (`sync-model --keep`)", whole(1, 100)
+    )
+    min_accuracy: str = setting(
+        "serving.minAccuracy",
+        "0.5",
+        "promotion gate: the sidecar serves only versions whose recorded test accuracy is at least this "
+        "(`sync-model --min-accuracy`); dev's floor only stops a broken model (chance is 0.1), short trainings pass",
+        fraction,
+    )
+    max_regression: str = setting(
+        "serving.maxRegression",
+        "0.02",
+        "promotion gate: and at most this much below the version being served (`sync-model --max-regression`)",
+        fraction,
+    )
+    public_key: str | None = setting(
+        "serving.publicKey",
+        None,
+        "the signing key's public half (base64, printed by `python -m trainer signing-key`): serving refuses "
+        "versions it did not sign (`sync-model --public-key`); set with `training.signingKey`",
+        optional(ed25519_public_key),
     )
     resources: ResourcesConfig = resources("serving", "250m", "512Mi", "1", "1Gi")
 

@@ -15,6 +15,7 @@ from common import rules
 from infra.config import GROUPS, KEY_NAMES, KEYS, WORKLOADS, StackConfig, build
 from infra.configcheck import NS, ConfigError, Getter, Reader
 from infra.s3identities import arn_parts
+from infra.servingkeys import signing_keys_come_in_pairs
 
 # The training operator's standalone overlay installs into this namespace; it is not configurable
 # (kubeflow/trainer v1.9.4 `manifests/overlays/standalone/kustomization.yaml`, `namespace: kubeflow`).
@@ -193,6 +194,7 @@ CROSS_CHECKS: tuple[Callable[[Mapping[str, Any]], None], ...] = (
     requests_within_limits,
     argo_has_its_own_namespace,
     namespace_is_no_controllers,
+    signing_keys_come_in_pairs,
 )
 
 

@@ -72,6 +72,7 @@ def training_args(
         gpus=t.gpus,
         node_selector=t.node_selector,
         tolerations=t.tolerations,
+        signing_key=t.signing_key,
     )
 
 
@@ -106,6 +107,9 @@ def serving_args(
         replicas=s.replicas,
         poll_seconds=s.poll_seconds,
         keep_versions=s.keep_versions,
+        min_accuracy=s.min_accuracy,
+        max_regression=s.max_regression,
+        public_key=s.public_key,
         irsa=cfg.storage.credentials == "irsa",
         awaited=s.wait_for_training,
         access=access,
@@ -202,6 +206,10 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
             "argo": f"kubectl -n {cfg.argo.namespace} port-forward svc/{argo.server_service} "
             f"{SERVER_PORT}:{SERVER_PORT}",
         },
+        # Serving goes back to version N at the sidecar's next sync: every newer version gets _REJECTED.
+        "rollbackCommand": pulumi.Output.from_input(model_url).apply(
+            lambda url: f"python -m trainer rollback --model-url {url} --to N"
+        ),
         "predictCommand": f"python -m trainer predict --server http://localhost:{REST_PORT} "
         f"--model {cfg.serving.model_name}",
     }

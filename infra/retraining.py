@@ -50,7 +50,12 @@ def tfjob_manifest(training: TrainingArgs, data_url: str, bucket: str, model_url
         "metadata": {"name": RUN, "labels": labels(training.instance, "training")},
         "spec": tfjob_spec(
             replace(
-                training, data_url=data_url, run_url=f"s3://{bucket}/runs/{RUN}", model_url=model_url, from_volume=False
+                training,
+                data_url=data_url,
+                run_url=f"s3://{bucket}/runs/{RUN}",
+                model_url=model_url,
+                from_volume=False,
+                job_name=RUN,
             ),
             flags=tuple(f"{{{{workflow.parameters.{p}}}}}" for p in PARAMS),
         ),

@@ -41,6 +41,9 @@ class ServingArgs:
     replicas: int
     poll_seconds: int  # the sidecar's sync interval and TF Serving's file-system poll
     keep_versions: int  # model versions the sidecar keeps on disk
+    min_accuracy: str  # the promotion gate: `sync-model --min-accuracy`, as configured
+    max_regression: str  # `sync-model --max-regression`, as configured
+    public_key: str | None = None  # `sync-model --public-key`: serve only versions signed by its private half
     irsa: bool  # the pod's S3 identity is an IAM role (IRSA), not keys
     awaited: bool  # `pulumi up` awaits the Deployment and Service (only where a model exists by then)
     access: S3Access  # the serving role's S3 access (read models/)
@@ -68,7 +71,11 @@ class Serving(pulumi.ComponentResource):
         dest = f"{MODELS}/{s.model_name}"
         models_mount = {"name": "models", "mountPath": MODELS}
         sync_env = s.access.pod_env(MODEL_URL=s.model_url)
-        sync_args = ["--dest", dest, "--keep", str(s.keep_versions)]
+        # The promotion gate: both containers apply it, so the version the server starts with passed it too.
+        sync_args = ["--dest", dest, "--keep", str(s.keep_versions), "--min-accuracy", s.min_accuracy,
+                     "--max-regression", s.max_regression]
+        if s.public_key:
+            sync_args += ["--public-key", s.public_key]
 
         def sync(name: str, *extra: str) -> dict:
             return container(

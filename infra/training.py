@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -17,6 +18,9 @@ from infra.config import ResourcesConfig
 from infra.podspec import TMP_VOLUME, S3Access, container, labels, pod_security, trainer_command
 
 TF_PORT = 2222
+# The private key that signs model versions: only the TFJobs' pods (the stack's and the retrains') mount it.
+SIGNING_SECRET = "model-signing-key"
+SIGNING_DIR = "/var/run/kubeflow-e2e/signing"
 GPU_RESOURCE = "nvidia.com/gpu"  # the NVIDIA device plugin's extended resource
 # The taint GPU node pools carry (EKS, GKE and AKS GPU groups, the NVIDIA GPU operator's docs): GPU pods tolerate it.
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -28,7 +32,7 @@ class TrainingArgs:
 
     namespace: pulumi.Input[str]
     instance: str  # the stack's name (`app.kubernetes.io/instance`)
-    job_name: str  # the TFJob's name, `mnist-<training.run>`
+    job_name: str  # the TFJob's name, `mnist-<training.run>`; also the chief's identity for the run's lease
     image: str  # the trainer image
     pull_policy: str
     resources: ResourcesConfig  # of each pod, the chief's and every worker's
@@ -48,6 +52,7 @@ class TrainingArgs:
     gpus: int = 0  # per process (`nvidia.com/gpu`); the same for the chief and every worker
     node_selector: tuple[tuple[str, str], ...] = ()  # the pods' nodeSelector, as (label, value) pairs
     tolerations: tuple[str, ...] = ()  # more tolerations of the pods, each as JSON
+    signing_key: Any = None  # the PEM private key that signs versions (a Pulumi secret); None: unsigned
 
     def placement(self) -> dict:
         """The pod spec's `nodeSelector` and `tolerations` ({} when neither is set and there are no GPUs)."""
@@ -69,6 +74,7 @@ def tfjob_spec(a: TrainingArgs, flags: tuple[str, str, str] | None = None) -> di
     """The TFJob spec in wire format (pulumi does not convert a CustomResource's spec); `flags`: the `train`
     flags' values (default: `train_flags(a)`; the retraining template passes its parameters)."""
     epochs, batch_size, learning_rate = flags or train_flags(a)
+    signing = a.signing_key is not None
     data_url = f"file://{fluid.MOUNT_PATH}" if a.from_volume else a.data_url
     train = container(
         "tensorflow",  # the operator finds the TF container by this name
@@ -78,8 +84,14 @@ def tfjob_spec(a: TrainingArgs, flags: tuple[str, str, str] | None = None) -> di
         command=trainer_command(
             "train", "--epochs", epochs, "--batch-size", batch_size, "--learning-rate", learning_rate
         ),
-        env=a.access.pod_env(DATA_URL=data_url, RUN_URL=a.run_url, MODEL_URL=a.model_url),
-        mounts=[{"name": "data", "mountPath": fluid.MOUNT_PATH, "readOnly": True}] if a.from_volume else None,
+        # TFJOB_NAME: the identity the chief holds the run's lease with; the job's restarts share it, another
+        # job on the same RUN_URL is refused.
+        env=a.access.pod_env(DATA_URL=data_url, RUN_URL=a.run_url, MODEL_URL=a.model_url, TFJOB_NAME=a.job_name,
+                             **({"MODEL_SIGNING_KEY_FILE": f"{SIGNING_DIR}/key.pem"} if signing else {})),
+        mounts=[
+            *([{"name": "data", "mountPath": fluid.MOUNT_PATH, "readOnly": True}] if a.from_volume else []),
+            *([{"name": "signing-key", "mountPath": SIGNING_DIR, "readOnly": True}] if signing else []),
+        ] or None,
         ports=[{"name": "tfjob-port", "containerPort": TF_PORT}],
     )
     if a.gpus:
@@ -90,6 +102,9 @@ def tfjob_spec(a: TrainingArgs, flags: tuple[str, str, str] | None = None) -> di
     volumes: list[dict] = [TMP_VOLUME]
     if a.from_volume:
         volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": fluid.DATASET, "readOnly": True}})
+    if signing:
+        # Readable by the pod's fsGroup only (the trainer runs as that non-root user).
+        volumes.append({"name": "signing-key", "secret": {"secretName": SIGNING_SECRET, "defaultMode": 0o440}})
 
     def replica(count: int) -> dict:
         return {
@@ -114,12 +129,29 @@ def tfjob_spec(a: TrainingArgs, flags: tuple[str, str, str] | None = None) -> di
     }
 
 
+def signing_key_secret(a: TrainingArgs, parent: pulumi.Resource) -> k8s.core.v1.Secret | None:
+    """The Secret with `training.signingKey` (None when versions are not signed)."""
+    import base64
+
+    if a.signing_key is None:
+        return None
+    pem = pulumi.Output.secret(a.signing_key).apply(lambda v: base64.b64encode(str(v).encode()).decode())
+    return k8s.core.v1.Secret(
+        "secret-model-signing-key",
+        metadata={"name": SIGNING_SECRET, "namespace": a.namespace, "labels": labels(a.instance, "training")},
+        type="Opaque",
+        data={"key.pem": pem},
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
 class Training(pulumi.ComponentResource):
     def __init__(self, name: str, *, args: TrainingArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kubeflow-e2e:infra:Training", name, None, opts)
         # Never awaited by the provider: with a gate, the gate waits (and fails fast).
         annotations = {"pulumi.com/skipAwait": "true"}
         self.name = args.job_name
+        self.signing_key = signing_key_secret(args, self)
         self.tfjob = k8s.apiextensions.CustomResource(
             "tfjob",
             api_version="kubeflow.org/v1",
@@ -135,7 +167,7 @@ class Training(pulumi.ComponentResource):
             # new RUN_URL).
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=component.depends_on(opts),
+                depends_on=[*component.depends_on(opts), *([self.signing_key] if self.signing_key else [])],
                 replace_on_changes=["spec"],
                 delete_before_replace=True,
             ),

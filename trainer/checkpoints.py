@@ -2,7 +2,8 @@
 
 Every task writes the checkpoint (MultiWorkerMirroredStrategy wants all of them to take part in a save); the
 chief writes into a folder that it then publishes, the others into a temporary folder they delete. Restore
-takes the newest complete step: a step folder without `_COMPLETE` (an upload cut short) is ignored.
+takes the newest complete step that verifies: a step folder without `_COMPLETE` (an upload cut short) is
+ignored, and one whose files do not match their checksums is skipped with one line, for the one before it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,18 @@ class Checkpoints:
             checkpoint.read(str(local / PREFIX)).assert_existing_objects_matched()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def restore_newest(self, checkpoint, say=print) -> int | None:
+        """Restores the newest complete checkpoint whose files verify; returns its step (None: none left,
+        train from the start). A damaged one is skipped with one line naming it and why: the run goes on from
+        the one before instead of failing on every restart."""
+        for step in reversed(self.steps()):
+            try:
+                self.restore(checkpoint, step)
+                return step
+            except publish.Corrupt as e:
+                say(f"skipped checkpoint step {step} ({self.store.url_of(str(step))}): {e.what} ({e.value})")
+        return None
 
     def save(self, checkpoint, step: int) -> str | None:
         """Every task calls this at the same step. Returns the published URL on the chief, else None."""

@@ -20,6 +20,9 @@ COMMANDS = {
     "train": ("trainer.train", "train the CNN (MultiWorkerMirroredStrategy under TF_CONFIG), export a version"),
     "evaluate": ("trainer.evaluate", "score the newest complete model version on the test split"),
     "sync-model": ("trainer.sync", "mirror complete model versions into a local directory (TF Serving sidecar)"),
+    "reject": ("trainer.reject", "never serve one model version again (marks it _REJECTED)"),
+    "rollback": ("trainer.rollback", "serve an older model version again: reject every newer one"),
+    "signing-key": ("trainer.signing", "make an Ed25519 key pair that signs model versions"),
     "predict": ("trainer.predict", "send test images to TF Serving's REST API and print the error rate"),
 }
 

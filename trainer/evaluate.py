@@ -49,7 +49,36 @@ def run(args) -> dict:
         scores = score(local, data_store)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {**scores, "model_version": version, "model_url": model_store.url_of(str(version))}
+    return {**scores, "model_version": version, "model_url": model_store.url_of(str(version)),
+            "recorded": check_recorded(model_store.child(str(version)), data_store, scores)}
+
+
+# How far a fresh score may lie from the recorded one: the same weights on the same test split agree to float
+# rounding; a different CPU can flip a near-tie, one image in a few hundred.
+RECORD_TOLERANCE = 0.005
+
+
+def check_recorded(version_store, data_store, scores: dict) -> dict | None:
+    """The version's `_EVAL.json` (what the serving gate decides on), checked against this fresh score when
+    both are of the same dataset: a record that disagrees is an error. None for a version without one."""
+    import hashlib
+
+    from trainer import data, versions
+
+    try:
+        record = versions.read_eval(version_store)
+    except versions.Untrusted as e:
+        if "no evaluation" in e.what:
+            return None
+        raise
+    same_data = record.get("dataset_sha256") == hashlib.sha256(data_store.get_bytes(data.MANIFEST)).hexdigest()
+    if same_data and (record.get("count") != scores["count"]
+                      or abs(float(record["accuracy"]) - scores["accuracy"]) > RECORD_TOLERANCE):
+        raise UserError("the version's recorded evaluation does not match a fresh score",
+                        f"{version_store.url_of(versions.EVAL)}: accuracy {float(record['accuracy']):.4f} on "
+                        f"{record.get('count')} images, now {scores['accuracy']:.4f} on {scores['count']}",
+                        "do not serve it: reject it (python -m trainer reject N) and publish it again")
+    return {"accuracy": record["accuracy"], "count": record.get("count"), "same_dataset": same_data}
 
 
 def score(saved_model_dir, data_store, batch_size: int = 256) -> dict:

@@ -31,6 +31,12 @@ LEFTOVER_NAME = re.compile(r"^\.(0|[1-9][0-9]*)\.(partial|old)-[0-9a-f]{8}$")
 _THREADS = 8
 
 
+class Corrupt(StoreError):
+    """A published folder whose files do not match its `_COMPLETE` (a flipped byte, a missing file, an unsafe
+    path): fetching it again gives the same result, so a reader with an alternative (an older checkpoint)
+    takes that instead."""
+
+
 def sha256_file(path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -79,11 +85,12 @@ def parallel_map(fn, items) -> list:
         return list(pool.map(fn, items))
 
 
-def publish_dir(local_dir, store: Store) -> dict:
+def publish_dir(local_dir, store: Store, sign=None) -> dict:
     """Uploads every file of `local_dir` below `store`, then `_COMPLETE`; returns the `_COMPLETE` manifest.
 
     Publishing over an existing complete directory first removes its `_COMPLETE`, so readers never mix files
-    of two publishes.
+    of two publishes. `sign(manifest_bytes) -> {key: bytes}`: objects written just before `_COMPLETE` (a
+    signature of its exact bytes), so the folder is signed from the moment it is complete.
     """
     local_dir = Path(local_dir)
     if not local_dir.is_dir():
@@ -98,7 +105,10 @@ def publish_dir(local_dir, store: Store) -> dict:
     store.delete([COMPLETE])  # deleting a missing key is fine on both stores
     parallel_map(lambda n: store.put_file(n, local_dir / n), names)
     manifest = {"format": FORMAT, "files": files, "bytes": sum(f["size"] for f in files)}
-    store.put_bytes(COMPLETE, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    raw = json.dumps(manifest, indent=1, sort_keys=True).encode()
+    for key, data in (sign(raw) if sign else {}).items():
+        store.put_bytes(key, data)
+    store.put_bytes(COMPLETE, raw)
     return manifest
 
 
@@ -171,9 +181,14 @@ def fetch_dir(store: Store, dest) -> Path:
         rel = entry["path"]
         target = tmp / rel
         if tmp.resolve() not in target.resolve().parents:
-            raise StoreError("unsafe path in _COMPLETE", store.url_of(rel), "publish the folder again")
-        if not get_checked(store, rel, target, entry["size"], entry["sha256"]):
-            raise StoreError(
+            raise Corrupt("unsafe path in _COMPLETE", store.url_of(rel), "publish the folder again")
+        try:
+            ok = get_checked(store, rel, target, entry["size"], entry["sha256"])
+        except NotFound as e:
+            raise Corrupt("a file listed in _COMPLETE is missing", store.url_of(rel),
+                          "the published folder is corrupt: publish it again") from e
+        if not ok:
+            raise Corrupt(
                 "file does not match its checksum in _COMPLETE",
                 store.url_of(rel),
                 "the published folder is corrupt: publish it again",

@@ -15,7 +15,7 @@ import os
 import time
 
 from common.errors import UserError
-from trainer import cli, collectives, distribute, export, preflight, tfconfig
+from trainer import cli, collectives, distribute, export, lease, preflight, signing, tfconfig
 
 DEFAULTS = {
     # Tuned on the digits data, 2 processes: >= 0.994 test accuracy on every seed 0-9 with 40 epochs of shifted,
@@ -83,10 +83,21 @@ def run(args) -> dict:
                         "run `python -m trainer prepare-data` with a non-empty source")
     preflight.check_shares(manifest, config, data_store)
     preflight.check_args(args, processes=config.num_workers)
-    return Trainer(args, config, data_store, run_store, model_store, train_count).run()
+    trainer = Trainer(args, config, data_store, run_store, model_store, train_count)
+    if not config.is_chief:
+        return trainer.run()
+    signing.signer_from_env()  # a missing or unreadable signing key fails now, not after the training
+    # Before TensorFlow starts: a second training on this RUN_URL stops here, naming the one that holds it.
+    trainer.lease = lease.Lease(run_store, lease.identity()).acquire().start()
+    try:
+        return trainer.run()
+    finally:
+        trainer.lease.release()
 
 
 class Trainer:
+    lease = None  # the chief's lease on RUN_URL (trainer.lease.Lease)
+
     def __init__(self, args, config: tfconfig.TFConfig, data_store, run_store, model_store, train_count: int):
         self.args, self.config = args, config
         self.data_store, self.run_store, self.model_store = data_store, run_store, model_store
@@ -124,9 +135,7 @@ class Trainer:
             optimizer.build(net.trainable_variables)  # slots exist before a restore fills them
         checkpoint = tf.train.Checkpoint(model=net, optimizer=optimizer)
 
-        resumed_from = ckpts.latest()
-        if resumed_from is not None:
-            ckpts.restore(checkpoint, resumed_from)
+        resumed_from = ckpts.restore_newest(checkpoint, self.say)
         start_step = int(optimizer.iterations.numpy())
         if resumed_from is not None and start_step != resumed_from:
             raise UserError("checkpoint step does not match its folder",
@@ -182,7 +191,8 @@ class Trainer:
             "export_url": None,
         }
         result.update(export.finish(strategy, net, result["steps"], config=config, data_store=self.data_store,
-                                    run_store=self.run_store, model_store=self.model_store, say=self.say))
+                                    run_store=self.run_store, model_store=self.model_store, say=self.say,
+                                    args=self.args, lease=self.lease))
         return result
 
     def _dataset(self, strategy, raw, seed: int):

@@ -71,6 +71,8 @@ def test_demo_runs_every_stage_and_prints_the_summary(tmp_path):
     assert accuracy >= 0.9
     assert int(re.search(r"objects written to S3\s+(\d+)", out).group(1)) > 10
     assert re.search(r"model version\s+1$", out, re.M)
+    assert re.search(r"^  promotion \(sync-model gate\)\s+version 1, accuracy (0\.9\d+|1\.0000): promoted "
+                     r"\(min-accuracy 0\.5, max-regression 0\.02\)$", out, re.M), out
     error_rate = float(re.search(r"error rate ([\d.]+)", out).group(1))
     assert error_rate <= 0.1
     assert out.splitlines()[-4:] == [
@@ -120,3 +122,13 @@ def test_interrupting_the_demo_mid_training_stops_every_process(tmp_path):
     assert demo.returncode == 130
     assert "interrupted: stopping every process the demo started" in err
     assert_all_stopped(str(tmp_path / "demo"), s3_endpoint("".join(lines)))
+
+
+def test_the_summary_states_the_promotion_decision():
+    from demo.report import promotion
+
+    gate = {"min_accuracy": 0.9, "max_regression": 0.02, "promoted": {"1": 0.99, "3": 0.9861},
+            "refused": {"2": "accuracy 0.4000 < min-accuracy 0.9000"}}
+    assert promotion({"gate": gate}) == ("version 3, accuracy 0.9861: promoted (min-accuracy 0.9, max-regression "
+                                         "0.02); version 2: rejected (accuracy 0.4000 < min-accuracy 0.9000)")
+    assert promotion({}) == "-"

@@ -95,7 +95,8 @@ def test_every_process_comes_from_its_pod_spec(rendered, tmp_path):
     assert f"--rest_api_port={serving.listens[8501]}" in serving.cmd
     models = tmp_path / "pods" / "serving" / "models" / "mnist"
     assert f"--model_base_path={models}" in serving.cmd
-    assert stack.sync_model().cmd[-4:] == ["--dest", str(models), "--keep", "2"]
+    assert stack.sync_model().cmd[-8:] == ["--dest", str(models), "--keep", "2", "--min-accuracy", "0.5",
+                                           "--max-regression", "0.02"]
     assert "--watch" in stack.sync_model(watch=True).cmd
     board = stack.tensorboard()
     assert board.cmd[0] == "/opt/tb/bin/tensorboard" and "--bind_all" not in board.cmd

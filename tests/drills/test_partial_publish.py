@@ -72,6 +72,8 @@ def test_readers_keep_the_previous_version_while_a_new_one_uploads(job_factory, 
         exported = sup.start("export", [sys.executable, "-c", EXPORT, str(tmp_path / "v1"), str(tmp_path / "v2")],
                              job.env)
         assert exported.wait(timeout=180) == 0, "\n".join(exported.tail)
+        for v in ("v1", "v2"):  # the stack's sidecar serves only evaluated versions: these pass its gate
+            (tmp_path / v / "_EVAL.json").write_text(json.dumps({"accuracy": 0.99, "loss": 0.1, "count": 360}))
         models = open_store(job.urls["MODEL_URL"], "MODEL_URL")
         publish.publish_dir(tmp_path / "v1", models.child("1"))
 

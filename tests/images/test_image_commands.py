@@ -99,5 +99,6 @@ def test_a_missing_module_names_the_image_the_command_and_the_module(renders, s3
     with pytest.raises(commands.ImageCommandError) as e:
         cluster.run(once)
     message = str(e.value).splitlines()[0]
-    assert message.startswith("image sidecar: `python -m trainer sync-model --dest /models/mnist --keep 2`")
+    assert message.startswith("image sidecar: `python -m trainer sync-model --dest /models/mnist --keep 2 "
+                              "--min-accuracy 0.5 --max-regression 0.02`")
     assert "missing module boto3 (add it to requirements/sidecar.txt)" in message

@@ -357,6 +357,8 @@ def test_serving(declare):
         serving__modelName="digits",
         serving__pollSeconds=7,
         serving__keepVersions=3,
+        serving__minAccuracy="0.95",
+        serving__maxRegression=0.01,
         serving__waitForTraining=False,
     )
     records = declare(lambda: Serving("serving", args=serving_args(cfg, "s3://b/models/digits")).deployment.urn)
@@ -365,7 +367,9 @@ def test_serving(declare):
     spec = d["spec"]["template"]["spec"]
     server, sidecar = spec["containers"]
     assert "--model_name=digits" in server["args"] and "--file_system_poll_wait_seconds=7" in server["args"]
-    assert sidecar["args"] == ["--dest", "/models/digits", "--keep", "3", "--watch", "--interval", "7"]
+    gate = ["--min-accuracy", "0.95", "--max-regression", "0.01"]
+    assert sidecar["args"] == ["--dest", "/models/digits", "--keep", "3", *gate, "--watch", "--interval", "7"]
+    assert spec["initContainers"][0]["args"] == ["--dest", "/models/digits", "--keep", "3", *gate]
     assert server["readinessProbe"]["httpGet"]["path"] == "/v1/models/digits"
 
 

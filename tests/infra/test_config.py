@@ -382,3 +382,20 @@ def test_access_namespace_is_a_dns_label_and_optional():
     e = error(access__fromNamespace="Ingress_NGINX")
     assert e.key == "access.fromNamespace" and "(Ingress_NGINX)" in str(e)
     assert "access.fromNamespace name-of-the-namespace" in str(e)
+
+
+def test_promotion_gate_and_signing_keys():
+    cfg = make_config()
+    assert (cfg.serving.min_accuracy, cfg.serving.max_regression, cfg.serving.public_key) == ("0.5", "0.02", None)
+    e = error(serving__minAccuracy="1.5")
+    assert e.key == "serving.minAccuracy" and "must be between 0 and 1" in str(e)
+    e = error(serving__maxRegression="a lot")
+    assert e.key == "serving.maxRegression" and "must be a number" in str(e)
+    public = "Ht3bH6OtO4UbCxQ6vXlFd5Yq3Yq5a1Jx2c3lQ5VjZ0s="
+    e = error(training__signingKey="pem")
+    assert e.key == "serving.publicKey" and "must be set with training.signingKey" in str(e)
+    e = error(serving__publicKey=public)
+    assert e.key == "training.signingKey" and "must be set with serving.publicKey" in str(e)
+    e = error(training__signingKey="pem", serving__publicKey="c2hvcnQ=")
+    assert e.key == "serving.publicKey" and "32-byte Ed25519 public key" in str(e)
+    assert make_config(training__signingKey="pem", serving__publicKey=public).serving.public_key == public

@@ -129,6 +129,32 @@ def test_outputs(stack):
     assert out["portForward"]["tensorboard"].endswith("svc/tensorboard 6006:6006")
     assert out["retrainCommand"].startswith("argo submit -n kubeflow-e2e --from workflowtemplate/retrain-mnist")
     assert out["predictCommand"] == "python -m trainer predict --server http://localhost:8501 --model mnist"
+    assert out["rollbackCommand"] == f"python -m trainer rollback --model-url s3://{bucket}/models/mnist --to N"
+
+
+@pytest.mark.parametrize("name, gate", [("dev", ["0.5", "0.02"]), ("prod", ["0.98", "0.005"])])
+def test_serving_applies_the_promotion_gate(renders, name, gate):
+    """Both sync-model containers (the one that fills the folder before TF Serving starts, and the watching
+    sidecar) get the stack's serving.minAccuracy and serving.maxRegression."""
+    spec = renders.variant(name).one("Deployment", "serving")["spec"]["template"]["spec"]
+    syncs = [*spec["initContainers"], *(c for c in spec["containers"] if c["name"] == "sync-model")]
+    assert len(syncs) == 2
+    for c in syncs:
+        args = c["args"]
+        assert [args[args.index("--min-accuracy") + 1], args[args.index("--max-regression") + 1]] == gate
+
+
+def test_trainings_hold_the_run_lease_under_their_job_name(stack):
+    """The chief's lease identity: the stack's TFJob by its name, a retrain by its workflow's name."""
+    def tfjob_env(job: dict) -> set:
+        return {(e["name"], e.get("value")) for r in job["spec"]["tfReplicaSpecs"].values()
+                for c in r["template"]["spec"]["containers"] for e in c["env"]}
+
+    assert ("TFJOB_NAME", "mnist-baseline") in tfjob_env(stack.one("TFJob"))
+    (train,) = [t for t in stack.one("WorkflowTemplate")["spec"]["templates"] if t["name"] == "train"]
+    retrain_job = yaml.safe_load(train["resource"]["manifest"])
+    assert retrain_job["metadata"]["name"] == "{{workflow.name}}"
+    assert ("TFJOB_NAME", "{{workflow.name}}") in tfjob_env(retrain_job)
 
 
 def test_endpoint_output_per_mode(dev, prod, renders):
@@ -136,3 +162,31 @@ def test_endpoint_output_per_mode(dev, prod, renders):
     assert prod.outputs["endpoint"] == "https://s3.us-east-1.amazonaws.com"
     assert renders.variant("dev-external").outputs["endpoint"] == "https://s3.example.com:9443"
     assert prod.outputs["trainingDataUrl"] == "file:///data/mnist"
+
+
+PUBLIC_KEY = "Ht3bH6OtO4UbCxQ6vXlFd5Yq3Yq5a1Jx2c3lQ5VjZ0s="  # 32 bytes, base64
+
+
+def test_signed_versions_key_pair(renders):
+    """training.signingKey goes into a Secret that only the TFJobs' pods mount (the stack's and a retrain's);
+    serving.publicKey reaches both sync-model containers; the private key never reaches a render."""
+    r = renders("dev", {"training.signingKey": {"secure": "-----BEGIN PRIVATE KEY-----"},
+                        "serving.publicKey": PUBLIC_KEY})
+    secret = r.one("Secret", "model-signing-key")
+    assert set(secret["data"]) == {"key.pem"} and "BEGIN" not in json.dumps(r.manifests)
+    (train,) = [t for t in r.one("WorkflowTemplate")["spec"]["templates"] if t["name"] == "train"]
+    for job in (r.one("TFJob"), yaml.safe_load(train["resource"]["manifest"])):
+        for replica in job["spec"]["tfReplicaSpecs"].values():
+            spec = replica["template"]["spec"]
+            assert {"name": "signing-key", "secret": {"secretName": "model-signing-key", "defaultMode": 0o440}} \
+                in spec["volumes"]
+            (c,) = spec["containers"]
+            assert {"name": "MODEL_SIGNING_KEY_FILE", "value": "/var/run/kubeflow-e2e/signing/key.pem"} in c["env"]
+    mounting = {m["metadata"]["name"] for m in r.find("Deployment") + r.find("Job")
+                if any(v.get("secret", {}).get("secretName") == "model-signing-key"
+                       for v in m["spec"]["template"]["spec"].get("volumes", []))}
+    assert mounting == set()
+    spec = r.one("Deployment", "serving")["spec"]["template"]["spec"]
+    for c in [*spec["initContainers"], *(c for c in spec["containers"] if c["name"] == "sync-model")]:
+        assert c["args"][c["args"].index("--public-key") + 1] == PUBLIC_KEY
+

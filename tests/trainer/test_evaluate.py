@@ -103,3 +103,28 @@ def test_missing_dataset(run_trainer, setup):
     proc = evaluate(run_trainer, setup, DATA_URL=url)
     assert proc.returncode == 2
     assert "manifest.json is missing" in proc.stderr
+
+
+def test_the_recorded_evaluation_is_checked(run_trainer, setup):
+    """The retrain workflow's evaluate step checks the `_EVAL.json` the serving gate decides on."""
+    import hashlib
+
+    from trainer import versions
+
+    data_sha = hashlib.sha256(open_store(setup["data_url"]).get_bytes(data.MANIFEST)).hexdigest()
+    expected = setup["expected"][1]["accuracy"]
+    models = open_store(f"s3://{setup['bucket']}/models/recorded")
+    for version, accuracy in ((1, expected), (2, 0.99)):  # 2: a record that claims more than the weights do
+        src = setup["export"] / f"recorded-{version}"
+        shutil.copytree(setup["export"] / "1", src)
+        (src / versions.EVAL).write_text(json.dumps({"accuracy": accuracy, "loss": 1.0, "count": 360,
+                                                     "dataset_sha256": data_sha}))
+        publish.publish_dir(src, models.child(str(version)))
+    proc = evaluate(run_trainer, setup, "--version", "1", MODEL_URL=models.url)
+    assert proc.returncode == 0, proc.stderr
+    recorded = json.loads(proc.stdout.strip().splitlines()[-1])["recorded"]
+    assert recorded == {"accuracy": expected, "count": 360, "same_dataset": True}
+    proc = evaluate(run_trainer, setup, "--version", "2", MODEL_URL=models.url)
+    assert proc.returncode == 2
+    assert "error: the version's recorded evaluation does not match a fresh score" in proc.stderr
+    assert f"accuracy 0.9900 on 360 images, now {expected:.4f} on 360" in proc.stderr

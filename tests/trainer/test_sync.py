@@ -176,8 +176,13 @@ def test_corrupt_version_is_not_exposed(models, run_trainer, tmp_path):
     models.child("2").put_bytes("saved_model.pb", b"truncated")
     dest = tmp_path / "serving"
     proc = run_trainer("sync-model", "--dest", str(dest), env={"MODEL_URL": models.url})
-    assert proc.returncode == 2 and "checksum" in proc.stderr and "2/saved_model.pb" in proc.stderr
-    assert visible(dest) == ["1"]  # version 2 was refused; the intact version 1 still came down
+    # Version 2 is refused in one line and marked, so no sidecar tries it again; the intact version 1 is served.
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if "rejected version" in ln]
+    assert line.endswith(f"rejected version 2: file does not match its checksum in _COMPLETE "
+                         f"({models.url_of('2/saved_model.pb')})")
+    assert json.loads(proc.stdout.splitlines()[-1])["rejected"] == [2]
+    assert visible(dest) == ["1"] and models.exists("2/_REJECTED")
 
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
