@@ -12,12 +12,8 @@ Read against the pinned actions (2026-11-29):
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
 import subprocess
-import textwrap
 
 import pytest
 import yaml
@@ -30,6 +26,7 @@ from tests.ci.tools import ROOT, rendered
 from tests.ci.workflow import (
     index_of,
     load,
+    run_comment_script,
     run_step,
     stack_jobs,
     step_using,
@@ -291,38 +288,6 @@ def test_preview_runs_on_the_deployed_images_and_the_prs_own_settings(tmp_path, 
     assert calls[-1].startswith(f"preview --non-interactive --stack {stack} --diff --policy-pack policy")
     # The refresh rewrote the stack file; the PR's own file is back before the preview.
     assert (checkout / "Pulumi.dev.yaml").read_text() == (ROOT / "Pulumi.dev.yaml").read_text()
-
-
-def run_comment_script(script: str, env: dict[str, str], existing: list[dict]) -> list[tuple]:
-    """Runs the github-script step's JavaScript under node the way actions/github-script v8 does (an async
-    function of `require`, `github`, `context`), with an in-memory stand-in for GitHub's REST API that
-    records the calls (GitHub cannot run here)."""
-    harness = textwrap.dedent("""
-        const calls = [];
-        const existing = JSON.parse(process.env.EXISTING);
-        const github = {
-          paginate: async (fn, args) => fn(args),
-          rest: { issues: {
-            listComments: async (args) => { calls.push(['list', args.issue_number]); return existing; },
-            updateComment: async (args) => { calls.push(['update', args.comment_id, args.body]); },
-            createComment: async (args) => { calls.push(['create', args.issue_number, args.body]); },
-          } },
-        };
-        const context = { serverUrl: 'https://github.com', runId: 7, repo: { owner: 'o', repo: 'r' },
-                          payload: { pull_request: { number: 12 } } };
-        const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
-        const fn = new AsyncFunction('require', 'github', 'context', process.env.SCRIPT);
-        fn(require, github, context).then(() => console.log(JSON.stringify(calls)),
-                                          (e) => { console.error(e); process.exit(1); });
-    """)
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is missing: it runs the github-script steps (Debian package nodejs; GitHub's runners "
-                    "have it)")
-    env = {"PATH": os.environ.get("PATH", ""), "SCRIPT": script, "EXISTING": json.dumps(existing), **env}
-    proc = subprocess.run([node, "-e", harness], capture_output=True, text=True, timeout=60, env=env)
-    assert proc.returncode == 0, proc.stderr
-    return [tuple(c) for c in json.loads(proc.stdout)]
 
 
 def test_a_failed_preview_posts_its_failure_and_edits_the_same_comment(tmp_path, preview):
