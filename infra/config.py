@@ -34,7 +34,7 @@ from infra.configcheck import (
     secret,
     whole,
 )
-from infra.configsched import gpu_count, gpu_image, node_labels
+from infra.configsched import cron, gpu_count, gpu_image, node_labels
 from infra.configsched import tolerations as toleration_list
 from infra.servingkeys import ed25519_public_key, fraction
 
@@ -356,6 +356,17 @@ class AccessConfig:
 
 
 @dataclass(frozen=True)
+class RetrainConfig:
+    schedule: str | None = setting(
+        "retrain.schedule",
+        None,
+        "cron schedule (`0 3 * * *`, `@weekly`; the Argo controller's time zone) of an Argo CronWorkflow that "
+        "submits the retrain template; unset: no scheduled retraining",
+        cron,
+    )
+
+
+@dataclass(frozen=True)
 class OperatorConfig:
     install: bool = setting(
         "operator.install",
@@ -426,6 +437,7 @@ class StackConfig:
     sync: SyncConfig
     tensorboard: TensorBoardConfig
     access: AccessConfig
+    retrain: RetrainConfig
     operator: OperatorConfig
     argo: ArgoConfig
     fluid: FluidConfig

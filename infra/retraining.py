@@ -18,6 +18,9 @@ from infra.podspec import S3Access, container, labels, trainer_command
 from infra.training import TrainingArgs, tfjob_spec, train_flags
 
 NAME = "retrain-mnist"
+CRON_NAME = "retrain-mnist-scheduled"
+# Finished scheduled Workflows the controller keeps (for `argo cron get` and the logs), per outcome.
+HISTORY_LIMIT = 3
 RUN = "{{workflow.name}}"
 PARAMS = ("epochs", "batch-size", "learning-rate")
 
@@ -110,6 +113,20 @@ def workflow_template_spec(
     }
 
 
+def cron_workflow_spec(schedule: str, instance: str) -> dict:
+    """A CronWorkflow that submits the retrain template with its default parameters on `schedule` (a cron
+    spec). Forbid: a retrain still running when the next one is due makes the controller skip that one, so two
+    never train at once. What gets served is still the serving sidecar's promotion gate's decision."""
+    return {
+        "schedules": [schedule],
+        "concurrencyPolicy": "Forbid",
+        "successfulJobsHistoryLimit": HISTORY_LIMIT,
+        "failedJobsHistoryLimit": HISTORY_LIMIT,
+        "workflowMetadata": {"labels": labels(instance, "retraining")},
+        "workflowSpec": {"workflowTemplateRef": {"name": NAME}},
+    }
+
+
 class Retraining(pulumi.ComponentResource):
     def __init__(
         self,
@@ -137,5 +154,15 @@ class Retraining(pulumi.ComponentResource):
             spec=spec,
             opts=pulumi.ResourceOptions(parent=self, depends_on=component.depends_on(opts)),
         )
+        self.schedule = None
+        if cfg.retrain.schedule:
+            self.schedule = k8s.apiextensions.CustomResource(
+                "cronworkflow-retrain",
+                api_version="argoproj.io/v1alpha1",
+                kind="CronWorkflow",
+                metadata={"name": CRON_NAME, "namespace": namespace, "labels": labels(cfg.stack, "retraining")},
+                spec=cron_workflow_spec(cfg.retrain.schedule, cfg.stack),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.template]),
+            )
         self.submit = f"argo submit -n {cfg.namespace} --from workflowtemplate/{NAME} --watch"
         self.register_outputs({"submit": self.submit})
