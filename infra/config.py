@@ -36,7 +36,7 @@ from infra.configcheck import (
 )
 from infra.configsched import cron, gpu_count, gpu_image, node_labels
 from infra.configsched import tolerations as toleration_list
-from infra.servingkeys import ed25519_public_key, fraction
+from infra.servingkeys import auto_or_bool, ed25519_public_key, fraction
 
 MAX_WORKERS = 64
 STORAGE_MODES = ("minio", "aws", "external")
@@ -356,6 +356,24 @@ class AccessConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    service_monitor: str = setting(
+        "metrics.serviceMonitor",
+        "auto",
+        "declare a Prometheus Operator ServiceMonitor for serving: `true`, `false`, or `auto` (when `pulumi "
+        "preview` can read the cluster and it has the `servicemonitors.monitoring.coreos.com` CRD)",
+        auto_or_bool,
+    )
+    from_namespace: str | None = setting(
+        "metrics.fromNamespace",
+        None,
+        "namespace of your Prometheus: its pods may scrape the serving pods (8501, 9102); unset, no scrape "
+        "gets through the NetworkPolicies",
+        optional(dns_label()),
+    )
+
+
+@dataclass(frozen=True)
 class RetrainConfig:
     schedule: str | None = setting(
         "retrain.schedule",
@@ -437,6 +455,7 @@ class StackConfig:
     sync: SyncConfig
     tensorboard: TensorBoardConfig
     access: AccessConfig
+    metrics: MetricsConfig
     retrain: RetrainConfig
     operator: OperatorConfig
     argo: ArgoConfig

@@ -10,8 +10,8 @@ dynamic resource whose `create` polls the object's status every `POLL_S` seconds
 it returns when the step succeeds, raises at once when it fails, and raises at the timeout with the last
 status. Everything that needed the step to finish depends on its gate.
 
-This is the one module that reads objects from the cluster itself (the `kubernetes` client), with the
-kubeconfig and context the stack's Kubernetes provider uses. `verdict` and `wait` are plain functions.
+It reads the cluster through `infra.kubeapi` (the `kubernetes` client, with the kubeconfig and context the
+stack's Kubernetes provider uses). `verdict` and `wait` are plain functions.
 """
 
 from __future__ import annotations
@@ -124,12 +124,12 @@ def wait(
 
 
 def _getter(props: dict) -> Callable[[], dict | None]:
-    from kubernetes import client, config
+    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    api = client.CustomObjectsApi(
-        config.new_client_from_config(config_file=props.get("kubeconfig") or None, context=props.get("context") or None)
-    )
+    from infra.kubeapi import api_client
+
+    api = client.CustomObjectsApi(api_client(props.get("kubeconfig"), props.get("context")))
     group, version, plural, _ = KINDS[props["kind"]]
 
     def get() -> dict | None:

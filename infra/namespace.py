@@ -20,6 +20,7 @@ from infra.podspec import (
     selector,
 )
 from infra.s3identities import SERVICE_ACCOUNTS, irsa_role_arn
+from infra.serving import REST_PORT, SYNC_METRICS_PORT
 
 WORKFLOW_POD = {"matchExpressions": [{"key": "workflows.argoproj.io/workflow", "operator": "Exists"}]}
 NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set on every namespace by the API server (Kubernetes >= 1.22)
@@ -231,6 +232,16 @@ def network_policies(cfg: StackConfig) -> dict[str, dict]:
                 "policyTypes": ["Ingress"],
                 "ingress": [{"from": proxy, "ports": [{"protocol": "TCP", "port": p} for p in ports]}],
             }
+    # Prometheus in `metrics.fromNamespace` scrapes the serving pods: TF Serving's endpoint and the sidecar's.
+    if cfg.metrics.from_namespace:
+        policies["allow-metrics-scrape"] = {
+            "podSelector": {"matchLabels": selector("serving")},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: cfg.metrics.from_namespace}}}],
+                "ports": [{"protocol": "TCP", "port": p} for p in (REST_PORT, SYNC_METRICS_PORT)],
+            }],
+        }
     # Fluid's DataLoad loader runs beside the cache, in `<namespace>-cache`: its policy is there (infra.fluid).
     if cfg.storage.mode == "minio":
         policies["allow-minio"] = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import configload, fluid
+from infra import configload, fluid, kubeapi
 from infra.argo import SERVER_PORT, Argo
 from infra.config import StackConfig
 from infra.configcheck import ConfigError
@@ -16,7 +16,7 @@ from infra.namespace import SUBMITTER_ROLE, Namespace
 from infra.operator import TrainingOperator
 from infra.podspec import S3Access
 from infra.retraining import Retraining
-from infra.serving import REST_PORT, Serving, ServingArgs
+from infra.serving import REST_PORT, SERVICE_MONITOR_CRD, Serving, ServingArgs
 from infra.storage import Storage
 from infra.tensorboard import PORT as TENSORBOARD_PORT
 from infra.tensorboard import TensorBoard, TensorBoardArgs
@@ -90,6 +90,19 @@ def tensorboard_args(
     )
 
 
+def wants_service_monitor(cfg: StackConfig) -> bool:
+    """`metrics.serviceMonitor`: `true`/`false` as set; `auto` asks the cluster whether the Prometheus
+    Operator's CRD is there (at preview and up), and declares none when the cluster cannot be read."""
+    choice = cfg.metrics.service_monitor
+    if choice != "auto":
+        return choice == "true"
+    found = kubeapi.crd_exists(SERVICE_MONITOR_CRD, cfg.cluster.kubeconfig, cfg.cluster.context)
+    if found is None:
+        pulumi.log.info(f"metrics.serviceMonitor auto: cannot read the cluster to look for {SERVICE_MONITOR_CRD}; "
+                        "no ServiceMonitor (set metrics.serviceMonitor true to declare one anyway)")
+    return bool(found)
+
+
 def serving_args(
     cfg: StackConfig, *, namespace: pulumi.Input[str], access: S3Access, model_url: pulumi.Input[str]
 ) -> ServingArgs:
@@ -114,6 +127,7 @@ def serving_args(
         awaited=s.wait_for_training,
         access=access,
         model_url=model_url,
+        service_monitor=wants_service_monitor(cfg),
     )
 
 
