@@ -47,8 +47,9 @@ def crd_exists(name: str, kubeconfig: str | None, context: str | None) -> bool |
 
 
 def node_allocatable(kubeconfig: str | None, context: str | None) -> list[dict] | None:
-    """[{"name", "cpu", "memory", "labels", "taints"}] of the schedulable nodes, `cpu` and `memory` as the
-    node's `status.allocatable` quantities (strings); None when the cluster cannot be read."""
+    """[{"name", "cpu", "memory", "gpus", "labels", "taints"}] of the schedulable nodes, `cpu`, `memory` and
+    `gpus` (`nvidia.com/gpu`) as the node's `status.allocatable` quantities (strings); None when the cluster
+    cannot be read."""
     if offline():
         return None
     try:
@@ -66,6 +67,7 @@ def node_allocatable(kubeconfig: str | None, context: str | None) -> list[dict] 
             "name": n.metadata.name,
             "cpu": alloc.get("cpu", "0"),
             "memory": alloc.get("memory", "0"),
+            "gpus": alloc.get("nvidia.com/gpu", "0"),
             "labels": dict(n.metadata.labels or {}),
             "taints": [{"key": t.key, "value": t.value, "effect": t.effect} for t in (n.spec.taints or [])]
             if n.spec else [],

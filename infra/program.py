@@ -6,7 +6,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import configload, fluid, kubeapi
+from infra import capacity, configload, fluid, kubeapi
 from infra.argo import SERVER_PORT, Argo
 from infra.config import StackConfig
 from infra.configcheck import ConfigError
@@ -229,11 +229,25 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
     }
 
 
+def check_capacity(cfg: StackConfig) -> None:
+    """Fails the preview in one line when a pod the stack runs fits on no node (`infra.capacity`); says in a
+    note that it skipped the check when the cluster's nodes cannot be read."""
+    nodes = kubeapi.node_allocatable(cfg.cluster.kubeconfig, cfg.cluster.context)
+    if nodes is None:
+        pulumi.log.info("capacity check skipped: cannot read the cluster's nodes (no kubeconfig, unreachable, "
+                        "or an offline render)")
+        return
+    found = capacity.problem(capacity.pod_requests(cfg), nodes)
+    if found:
+        raise pulumi.RunError(found)
+
+
 def main() -> None:
     try:
         cfg = configload.from_pulumi()
     except ConfigError as e:
         # RunError: pulumi prints "error: <message>" alone, without a Python traceback.
         raise pulumi.RunError(str(e)) from None
+    check_capacity(cfg)
     for key, value in build(cfg).items():
         pulumi.export(key, value)
