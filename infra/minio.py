@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.gate import StepGate
 from infra.podspec import (
     TMP_VOLUME,
     S3Access,
@@ -28,7 +29,7 @@ from infra.podspec import (
 from infra.s3bucket import bucket_policy_statements
 from infra.s3identities import credentials_secret, s3_roles
 from infra.storagemode import RoleKey, StorageMode, role_secret
-from infra.workload import deployment_with_service
+from infra.workload import ROLLOUT_TIMEOUT_S, RolloutGate, deployment_with_service
 
 if TYPE_CHECKING:
     from infra.config import StackConfig
@@ -180,6 +181,7 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
         [("s3", MINIO_PORT)],
         strategy={"type": "Recreate"},  # one ReadWriteOnce volume
         depends_on=[root, pvc, *namespace.ready],
+        rollout=RolloutGate(cfg.cluster.kubeconfig, cfg.cluster.context),
     )
     endpoint = f"http://minio.{cfg.namespace}.svc:{MINIO_PORT}"
     policy = k8s.core.v1.ConfigMap(
@@ -199,7 +201,8 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
     )
     job = k8s.batch.v1.Job(
         "job-minio-bucket",
-        metadata=meta("minio-bucket"),
+        # Awaited by its gate, which also fails fast on a stuck pod (infra.gate).
+        metadata={**meta("minio-bucket"), "annotations": {"pulumi.com/skipAwait": "true"}},
         spec={
             "backoffLimit": 6,
             "template": {
@@ -238,6 +241,8 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
         },
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[server, service, policy, users, *namespace.ready]),
     )
+    job_done = StepGate("gate-job-minio-bucket", job, "Job", ns, "minio-bucket", ROLLOUT_TIMEOUT_S,
+                        cfg.cluster.kubeconfig, cfg.cluster.context, opts=pulumi.ResourceOptions(parent=parent))
     bucket = pulumi.Output.from_input(cfg.storage.bucket)
     accesses = {
         role: S3Access(
@@ -248,4 +253,4 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
         )
         for role in roles
     }
-    return StorageMode(bucket=bucket, accesses=accesses, ready=[job, *role_secrets], keys=keys)
+    return StorageMode(bucket=bucket, accesses=accesses, ready=[job_done, *role_secrets], keys=keys)

@@ -21,6 +21,7 @@ from infra.storage import Storage
 from infra.tensorboard import PORT as TENSORBOARD_PORT
 from infra.tensorboard import TensorBoard, TensorBoardArgs
 from infra.training import Training, TrainingArgs
+from infra.workload import RolloutGate
 
 
 def kubernetes_provider(cfg: StackConfig) -> k8s.Provider:
@@ -31,6 +32,11 @@ def kubernetes_provider(cfg: StackConfig) -> k8s.Provider:
     if cfg.cluster.kubeconfig:
         args["kubeconfig"] = cfg.cluster.kubeconfig
     return k8s.Provider("kubernetes", **args)
+
+
+def rollout_gate(cfg: StackConfig) -> RolloutGate:
+    """Deployments are awaited by gates that read the stack's cluster (`infra.workload`)."""
+    return RolloutGate(cfg.cluster.kubeconfig, cfg.cluster.context)
 
 
 def data_url_for_training(cfg: StackConfig, s3_data_url: pulumi.Input[str]) -> pulumi.Input[str]:
@@ -87,6 +93,7 @@ def tensorboard_args(
         resources=cfg.tensorboard.resources,
         access=access,
         logdir=logdir,
+        rollout=rollout_gate(cfg),
     )
 
 
@@ -128,6 +135,7 @@ def serving_args(
         access=access,
         model_url=model_url,
         service_monitor=wants_service_monitor(cfg),
+        rollout=rollout_gate(cfg),
     )
 
 

@@ -25,7 +25,7 @@ from infra.podspec import (
     selector,
     trainer_command,
 )
-from infra.workload import deployment_with_service
+from infra.workload import RolloutGate, deployment_with_service
 
 GRPC_PORT = 8500
 REST_PORT = 8501
@@ -60,6 +60,7 @@ class ServingArgs:
     access: S3Access  # the serving role's S3 access (read models/)
     model_url: pulumi.Input[str]  # s3://<bucket>/models/<model name>
     service_monitor: bool = False  # declare a Prometheus Operator ServiceMonitor for both metrics endpoints
+    rollout: RolloutGate | None = None  # where awaited, its rollout awaited by a gate (None: by the provider)
 
 
 def pod_metadata(instance: str, irsa: bool) -> dict:
@@ -181,6 +182,7 @@ class Serving(pulumi.ComponentResource):
             template_metadata=pod_metadata(s.instance, s.irsa),
             annotations=None if s.awaited else {"pulumi.com/skipAwait": "true"},
             depends_on=[*component.depends_on(opts), self.monitoring],
+            rollout=s.rollout if s.awaited else None,
         )
         self.service_monitor = None
         if s.service_monitor:
