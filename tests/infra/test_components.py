@@ -86,7 +86,8 @@ def test_storage_minio(declare):
     records = declare(build)
     access = box["storage"].access
     assert access.endpoint == "http://minio.kubeflow-e2e.svc:9000" and access.secret_name == "s3-credentials"
-    assert {type(r).__name__ for r in access.depends_on} == {"Job", "Secret"}  # pods wait for the bucket
+    # pods wait for the bucket: the Job, through its gate (which fails fast on a stuck pod)
+    assert {type(r).__name__ for r in access.depends_on} == {"StepGate", "Secret"}
     job = named(records, "job-minio-bucket")
     secret = named(records, "secret-s3-credentials")
     assert named(records, "secret-minio-users")["urn"] in job["dependencies"]
@@ -368,7 +369,8 @@ def test_serving(declare):
     server, sidecar = spec["containers"]
     assert "--model_name=digits" in server["args"] and "--file_system_poll_wait_seconds=7" in server["args"]
     gate = ["--min-accuracy", "0.95", "--max-regression", "0.01"]
-    assert sidecar["args"] == ["--dest", "/models/digits", "--keep", "3", *gate, "--watch", "--interval", "7"]
+    assert sidecar["args"] == ["--dest", "/models/digits", "--keep", "3", *gate, "--watch", "--interval", "7",
+                               "--metrics-port", "9102"]
     assert spec["initContainers"][0]["args"] == ["--dest", "/models/digits", "--keep", "3", *gate]
     assert server["readinessProbe"]["httpGet"]["path"] == "/v1/models/digits"
 

@@ -393,7 +393,10 @@ def test_irsa_gives_each_account_its_own_role_and_none_to_tf_serving(renders):
     }
     assert len(set(arns.values())) == 3
     meta = r.one("Deployment", "serving")["spec"]["template"]["metadata"]
-    assert meta["annotations"] == {"eks.amazonaws.com/skip-containers": "tf-serving"}
+    assert meta["annotations"]["eks.amazonaws.com/skip-containers"] == "tf-serving"
+    # the rest are the scrape annotations (tests/infra/test_metrics.py)
+    assert {k for k in meta["annotations"] if not k.startswith("prometheus.io/")} == {
+        "eks.amazonaws.com/skip-containers"}
     server = argo_values(r)["server"]["serviceAccount"]
     assert server["name"] == "argo-workflows-server"
     role = server["annotations"]["eks.amazonaws.com/role-arn"].rsplit("/", 1)[1]
