@@ -262,7 +262,7 @@ def pods(cluster, selector: str) -> list[dict]:
 
 
 def log(cluster, pod: str, container: str) -> str:
-    return get(cluster, f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}/log?container={container}")["raw"]
+    return cluster.api(f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}/log?container={container}", text=True)["raw"]
 
 
 def test_awaits_order_data_prep_training_serving(stack, cluster):
