@@ -37,7 +37,7 @@ _COMMON = ("namespace", "storage.", "image.pullPolicy", "cluster.")
 FEEDS = {
     "data prep": (*_COMMON, "workers", "data.", "dataprep.", "image.trainer"),
     "training": (*_COMMON, "workers", "data.", "training.", "image.trainer", "image.trainerGpu", "fluid."),
-    "serving": (*_COMMON, "serving.", "sync.", "image.serving", "image.sidecar"),
+    "serving": (*_COMMON, "serving.", "sync.", "metrics.", "image.serving", "image.sidecar"),
 }
 
 
