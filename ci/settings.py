@@ -210,7 +210,8 @@ def registry(env: Mapping[str, str]) -> dict[str, str]:
 
 def awaited_seconds(resources: list[dict]) -> int:
     """Sum of the waits `pulumi up` makes in turn, over a render's resources: every gate (`infra.gate`: data
-    prep, Fluid's DataLoad, the TFJob; its `timeoutSeconds`), and any Kubernetes object still awaited by the
+    prep, Fluid's DataLoad, the TFJob, the Deployments' rollouts and MinIO's bucket Job; its `timeoutSeconds`),
+    and any Kubernetes object still awaited by the
     provider with a `pulumi.com/timeoutSeconds` annotation. They run one after another (each depends on the one
     before), so the worst case is their sum."""
     total = 0

@@ -48,7 +48,10 @@ def all_stack_jobs(preview, deploy):
 
 def waits_from_stack_file(stack: str) -> int:
     """The waits `pulumi up` makes on `stack`, recomputed from Pulumi.<stack>.yaml and the key defaults:
-    data prep, then (Fluid with data.source volume) the DataLoad, then (serving.waitForTraining) the TFJob."""
+    (MinIO) its Deployment's and its bucket Job's, data prep, then (Fluid with data.source volume) the DataLoad,
+    then (serving.waitForTraining) the TFJob and serving's rollout; and TensorBoard's rollout."""
+    from infra.workload import ROLLOUT_TIMEOUT_S
+
     values = stack_values(stack_config(stack)[0])  # structured config, as dotted keys
 
     def get(name):
@@ -59,8 +62,10 @@ def waits_from_stack_file(stack: str) -> int:
     if get("fluid.enabled").lower() == "true" and get("data.source") == "volume":
         total += dataprep
     if get("serving.waitForTraining").lower() == "true":
-        total += int(get("training.timeoutSeconds"))
-    return total
+        total += int(get("training.timeoutSeconds")) + ROLLOUT_TIMEOUT_S
+    if get("storage.mode") == "minio":
+        total += 2 * ROLLOUT_TIMEOUT_S
+    return total + ROLLOUT_TIMEOUT_S
 
 
 @pytest.mark.parametrize("stack", STACKS)
