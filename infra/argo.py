@@ -103,8 +103,10 @@ class Argo(pulumi.ComponentResource):
         self.server_service = "argo-workflows-server"
         self.chart: k8s.helm.v4.Chart | None = None
         if not cfg.argo.install:
+            # A scheduled retrain (`retrain.schedule`) is a CronWorkflow: the cluster's Argo must serve that too.
+            needed = crds.ARGO + (crds.ARGO_CRON if cfg.retrain.schedule else ())
             self.ready: list[pulumi.Resource] = crds.require(
-                "argo.install", crds.ARGO, pulumi.ResourceOptions(parent=self)
+                "argo.install", needed, pulumi.ResourceOptions(parent=self)
             )
             # The cluster's controller knows nothing of our bucket: Argo reads a namespace's own default
             # artifact repository from the ConfigMap `artifact-repositories` in that namespace.

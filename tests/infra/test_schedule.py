@@ -63,3 +63,12 @@ def test_a_bad_schedule_is_a_config_error_naming_the_key_and_the_fix(schedule, p
     assert text.startswith("config kubeflow-e2e:retrain.schedule is not a cron schedule: it ")
     assert problem in text and f"({schedule})" in text
     assert "pulumi config set --path kubeflow-e2e:retrain.schedule '0 3 * * *'" in text
+
+
+def test_the_clusters_own_argo_must_serve_cron_workflows_when_a_schedule_is_set(renders):
+    def reads(overrides):
+        return {r["name"] for r in renders("dev", {"argo.install": False, **overrides}).reads()}
+
+    needed = "crd-cronworkflows.argoproj.io-needed-as-argo.install-is-false"
+    assert needed not in reads({})
+    assert needed in reads({"retrain.schedule": "@daily"})
