@@ -7,17 +7,19 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import configload, fluid
-from infra.argo import SERVER_PORT, Argo
+from infra.argo import SERVER_PORT, Argo, ArgoArgs
 from infra.config import StackConfig
 from infra.configcheck import ConfigError
-from infra.dataprep import DataPrep
-from infra.fluid import Fluid
-from infra.namespace import SUBMITTER_ROLE, Namespace
-from infra.operator import TrainingOperator
+from infra.dataprep import DataPrep, DataPrepArgs
+from infra.fluid import Fluid, FluidArgs
+from infra.namespace import SUBMITTER_ROLE, Namespace, NamespaceArgs
+from infra.operator import TrainingOperator, TrainingOperatorArgs
 from infra.podspec import S3Access
-from infra.retraining import Retraining
+from infra.retraining import Retraining, RetrainingArgs
+from infra.s3identities import SERVICE_ACCOUNTS, irsa_role_arn, irsa_role_names, irsa_subjects, s3_roles
 from infra.serving import REST_PORT, Serving, ServingArgs
 from infra.storage import Storage
+from infra.storagemode import StorageArgs
 from infra.tensorboard import PORT as TENSORBOARD_PORT
 from infra.tensorboard import TensorBoard, TensorBoardArgs
 from infra.training import Training, TrainingArgs
@@ -36,6 +38,85 @@ def kubernetes_provider(cfg: StackConfig) -> k8s.Provider:
 def data_url_for_training(cfg: StackConfig, s3_data_url: pulumi.Input[str]) -> pulumi.Input[str]:
     """`data.source: volume` reads the Fluid-cached copy through the dataset's PVC."""
     return f"file://{fluid.MOUNT_PATH}" if cfg.data.source == "volume" else s3_data_url
+
+
+def namespace_args(cfg: StackConfig) -> NamespaceArgs:
+    return NamespaceArgs(
+        name=cfg.namespace,
+        instance=cfg.stack,
+        minio=cfg.storage.mode == "minio",
+        s3_endpoint=cfg.storage.endpoint,
+        gpus=cfg.training.gpus,
+        proxy_namespace=cfg.access.from_namespace,
+        argo_namespace=cfg.argo.namespace,
+        irsa_role_arns={sa: arn for sa in SERVICE_ACCOUNTS if (arn := irsa_role_arn(cfg, sa))},  # IRSA only
+    )
+
+
+def storage_args(cfg: StackConfig) -> StorageArgs:
+    return StorageArgs(
+        project=cfg.project,
+        instance=cfg.stack,
+        namespace=cfg.namespace,
+        storage=cfg.storage,
+        roles=tuple(s3_roles(cfg)),
+        irsa_subjects=irsa_subjects(cfg),
+        irsa_role_names=irsa_role_names(cfg),
+        minio_size=cfg.minio.size,
+        minio_image=cfg.image.minio,
+        mc_image=cfg.image.mc,
+        pull_policy=cfg.image.pull_policy,
+        minio_resources=cfg.minio.resources,
+        bucket_job_resources=cfg.sync.resources,
+    )
+
+
+def argo_args(cfg: StackConfig, *, namespace: pulumi.Input[str], access: S3Access) -> ArgoArgs:
+    return ArgoArgs(
+        install=cfg.argo.install,
+        chart_version=cfg.argo.chart_version,
+        argo_namespace=cfg.argo.namespace,
+        namespace=namespace,
+        instance=cfg.stack,
+        bucket=cfg.storage.bucket,
+        access=access,
+        server_role_arn=irsa_role_arn(cfg, "argo-server"),  # None without IRSA
+    )
+
+
+def dataprep_args(
+    cfg: StackConfig, *, namespace: pulumi.Input[str], access: S3Access, data_url: pulumi.Input[str]
+) -> DataPrepArgs:
+    return DataPrepArgs(
+        namespace=namespace,
+        instance=cfg.stack,
+        image=cfg.image.trainer,
+        pull_policy=cfg.image.pull_policy,
+        resources=cfg.dataprep.resources,
+        prepare_source=cfg.data.prepare_source,
+        workers=cfg.workers,
+        access=access,
+        data_url=data_url,
+        timeout_seconds=cfg.dataprep.timeout_seconds,
+        kubeconfig=cfg.cluster.kubeconfig,
+        context=cfg.cluster.context,
+    )
+
+
+def fluid_args(cfg: StackConfig) -> FluidArgs:
+    f = cfg.fluid
+    return FluidArgs(
+        install=f.install,
+        chart_version=f.chart_version,
+        controllers_namespace=f.namespace,
+        cache_namespace=cfg.cache_namespace,
+        instance=cfg.stack,
+        replicas=f.replicas,
+        cache_size=f.cache_size,
+        load_timeout_seconds=cfg.dataprep.timeout_seconds,
+        kubeconfig=cfg.cluster.kubeconfig,
+        context=cfg.cluster.context,
+    )
 
 
 def training_args(
@@ -73,6 +154,19 @@ def training_args(
         node_selector=t.node_selector,
         tolerations=t.tolerations,
         signing_key=t.signing_key,
+    )
+
+
+def retraining_args(
+    cfg: StackConfig, *, namespace: pulumi.Input[str], prep: DataPrepArgs, training: TrainingArgs
+) -> RetrainingArgs:
+    """Each retrain runs the stack's data prep and TFJob; the workflow may take both their waits."""
+    return RetrainingArgs(
+        namespace=namespace,
+        namespace_name=cfg.namespace,
+        prep=prep,
+        training=training,
+        timeout_seconds=cfg.dataprep.timeout_seconds + cfg.training.timeout_seconds,
     )
 
 
@@ -124,8 +218,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
     def opts(**more) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(**more))
 
-    ns = Namespace("namespace", cfg, opts=opts())
-    storage = Storage("storage", cfg, ns, opts=opts())
+    ns = Namespace("namespace", args=namespace_args(cfg), opts=opts())
+    storage = Storage("storage", args=storage_args(cfg), ns=ns, opts=opts())
     access = storage.access
     data_url = access.url(cfg.data_prefix)
     run_url = access.url(cfg.run_prefix)
@@ -134,21 +228,16 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
     # which grows with the runs kept (docs/performance.md, "TensorBoard over many runs").
     logdir = access.url(f"{cfg.run_prefix}/logs/")
 
-    operator = TrainingOperator("training-operator", cfg, opts=opts())
-    argo = Argo("argo", cfg, access, ns.name, opts=opts(depends_on=[ns.namespace]))
+    operator_args = TrainingOperatorArgs(install=cfg.operator.install, version=cfg.operator.version)
+    operator = TrainingOperator("training-operator", args=operator_args, opts=opts())
+    argo = Argo("argo", args=argo_args(cfg, namespace=ns.name, access=access), opts=opts(depends_on=[ns.namespace]))
 
     # data -> train -> serve: each step depends on the previous one's awaited resource.
-    prep = DataPrep(
-        "dataprep",
-        cfg,
-        ns.name,
-        access,
-        data_url,
-        opts=opts(depends_on=[*argo.ready, *access.depends_on, *ns.ready]),
-    )
+    prepare = dataprep_args(cfg, namespace=ns.name, access=access, data_url=data_url)
+    prep = DataPrep("dataprep", args=prepare, opts=opts(depends_on=[*argo.ready, *access.depends_on, *ns.ready]))
     data_ready: list[pulumi.Resource] = [prep.gate]
     if cfg.fluid.enabled:
-        volume = Fluid("fluid", cfg, opts=opts())
+        volume = Fluid("fluid", args=fluid_args(cfg), opts=opts())
         # The cache exists only when training reads from it (`data.source: volume`, which config refuses
         # with IRSA: Alluxio would run without credentials).
         if cfg.data.source == "volume":
@@ -172,13 +261,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
     )
     retraining = Retraining(
         "retraining",
-        cfg,
-        ns.name,
-        access,
-        data_url,
-        model_url,
+        args=retraining_args(cfg, namespace=ns.name, prep=prepare, training=train),
         opts=opts(depends_on=[*argo.ready, *operator.ready, prep.gate, *ns.ready]),
-        training=train,
     )
 
     n = cfg.namespace
