@@ -95,9 +95,9 @@ def test_a_longer_training_wait_asks_for_a_longer_job(deploy):
 
 
 def rendered_with(stack, overrides):
-    from render import render
+    from tests.render.renders import RENDERS
 
-    return render(stack, overrides)
+    return RENDERS(stack, overrides)
 
 
 def test_the_timeout_command_prints_the_deploy_timeout(deploy):
