@@ -1,4 +1,4 @@
-"""Issue 14: what the preview and deploy workflows meet on their first real run, read from their YAML and,
+"""What the preview and deploy workflows meet on their first real run, read from their YAML and,
 where a step is plain bash or JavaScript, by running that step here.
 
 Read against the pinned actions (2026-11-29):
