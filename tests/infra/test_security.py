@@ -200,6 +200,7 @@ def test_generated_credentials_are_secret_in_the_state(variant):
         for r in held:
             values = r["inputs"].get("stringData") or r["inputs"]["data"]
             assert set(values.values()) == {"[secret]"}, r["name"]
+    # The mocks answer an access key's secret in plain text: "[secret]" here means the resource marks it.
     for r in variant.by_type("aws:iam/accessKey:AccessKey"):
         assert r["state"].get("secret") == "[secret]" and "secret" in r["options"]["additionalSecretOutputs"]
 
