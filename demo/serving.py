@@ -1,34 +1,8 @@
-"""A stand-in for TF Serving's REST API, for the tests and the local demo.
-
-It stands in for TensorFlow Serving (`tensorflow_model_server`), which cannot be installed here: no Docker
-engine, and no binary on PyPI or Debian. It does the part the project relies on, the way TF Serving does it:
-
-- serves the SavedModels under `--model_base_path`, laid out as `<base>/<integer version>/saved_model.pb ...`,
-  polling the folder every `--file_system_poll_wait_seconds` and switching to the newest version (TF Serving's
-  default "latest 1" version policy); a folder without `saved_model.pb` is not a version;
-- `GET  /v1/models/<name>[/versions/<v>]`        model status (`model_version_status`, state AVAILABLE); 404
-  "Could not find any versions of model <name>" for a model with no version loaded, whether its name is
-  unknown or its folder is still empty (TF Serving's `get_model_status_impl.cc` cannot tell them apart either)
-- `GET  /v1/models/<name>/metadata`              the signature's inputs and outputs
-- `POST /v1/models/<name>[/versions/<v>]:predict` in row (`instances`) or columnar (`inputs`) format ->
-  `{"predictions": ...}` / `{"outputs": ...}`, by the rules of TF Serving's REST API document
-  (tensorflow/serving, `tensorflow_serving/g3doc/api_rest.md`, "Predict API" and "JSON mapping"): rows are plain
-  values when the signature has one input, or objects keyed by input name (always accepted, required with
-  several inputs); columns are a plain value (one input) or an object of input name -> tensor; one output
-  tensor is answered without its name, several as objects;
-- `POST /v1/models/<name>[/versions/<v>]:classify` and `:regress`: the stand-in serves predict signatures
-  only (what `tf.saved_model.save` writes), so these answer as TF Serving does for such a signature: the body is
-  checked first (`json_tensor.cc`, `FillClassifyRegressRequestFromJson`), then the signature
-  (`servables/tensorflow/classifier.cc` / `regressor.cc`): 400 "No classification inputs found in
-  SignatureDef: ..." (TF Serving's default, `--enable_signature_method_name_check=false`, with no input named
-  `inputs`) or, with that flag on, 400 "Expected classification signature method_name to be
-  tensorflow/serving/classify. Was: tensorflow/serving/predict" (likewise "regression" for `:regress`);
-- bad requests get the error text TF Serving gives (`tensorflow_serving/util/json_tensor.cc`,
-  `FillPredictRequestFromJson`; `model_servers/http_rest_api_handler.cc`), as `{"error": "..."}` with 400
-  (InvalidArgument), 404 (unknown model or version) or 501 (a dtype JSON cannot carry). Where TF Serving
-  quotes a JSON value it is shown here as compact JSON cut at 256 characters (rapidjson's layout differs).
-  A tensor of the wrong shape for the signature fails when TF Serving runs the graph, with TensorFlow's own
-  text; the stand-in checks the shape first and says so in its own words (also 400).
+"""A stand-in for TF Serving's REST API, for the tests and the local demo (`tensorflow_model_server` cannot be
+installed here). It serves the newest `<model_base_path>/<integer version>/` that holds a `saved_model.pb`,
+polling for new ones (TF Serving's "latest 1" policy), and answers model status, metadata, `:predict` in row
+or columnar format, `:classify` and `:regress` by TF Serving's rules and with its error texts. What it
+answers, and from which TF Serving sources: docs/trainer.md, "The TF Serving stand-in".
 
 - with `--monitoring_config_file` naming a file with `prometheus_config { enable: true, path: "<path>" }` (TF
   Serving's `MonitoringConfig` text proto), `GET <path>` answers Prometheus text with TF Serving's own names

@@ -13,6 +13,7 @@ CRD deletes every Workflow of that kind in the cluster, other teams' included.""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import pulumi
@@ -20,17 +21,35 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from infra import crds
-from infra.config import StackConfig
 from infra.podspec import S3Access, executor_security, labels
-from infra.s3identities import ARGO_SERVER_SA, CREDENTIALS_SECRET, irsa_role_arn
+from infra.s3identities import ARGO_SERVER_SA, CREDENTIALS_SECRET
 
 REPO = "https://argoproj.github.io/argo-helm"
 SERVER_PORT = 2746
+# The controller, executor and server images run this release, not the chart's own v4.0.6: the Go module
+# proxy serves no v4.0.6, so `make e2e` builds and runs v4.0.7 (e2e/tools.py), and the stack deploys what the
+# e2e proved. The chart's CRDs stay the chart's: a patch release keeps the CRD schema.
+ARGO_VERSION = "v4.0.7"
 
 
-def artifact_repository(cfg: StackConfig, access: S3Access) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class ArgoArgs:
+    """What Argo takes, built from the `argo.*` settings and the storage by `infra.program.argo_args`."""
+
+    install: bool  # install the chart; False: use the cluster's own Argo (its Workflow CRDs must exist)
+    chart_version: str  # of the `argo-workflows` chart (`1.0.18`)
+    argo_namespace: str  # where the chart installs the controller and the server
+    namespace: pulumi.Input[str]  # ours: without the chart, our artifact repository's ConfigMap goes here
+    instance: str  # the stack's name (`app.kubernetes.io/instance`)
+    bucket: str  # the artifact repository's bucket, as configured (`storage.bucket`)
+    access: S3Access  # the pipeline role's: the workflow pods archive their logs with it
+    server_role_arn: str | None  # under IRSA, the IAM role the server's ServiceAccount assumes; else None
+    cron: bool = False  # a scheduled retrain (a CronWorkflow) is declared
+
+
+def artifact_repository(bucket: str, access: S3Access) -> dict:
     s3: dict = {
-        "bucket": cfg.storage.bucket,
+        "bucket": bucket,
         "region": access.region,
         "keyFormat": "argo/{{workflow.name}}/{{pod.name}}",
     }
@@ -48,20 +67,21 @@ def artifact_repository(cfg: StackConfig, access: S3Access) -> dict:
     return {"archiveLogs": True, "s3": s3}
 
 
-def server_account(cfg: StackConfig) -> dict:
+def server_account(role_arn: str | None) -> dict:
     account: dict = {"create": True, "name": ARGO_SERVER_SA}
-    if cfg.storage.credentials == "irsa":
-        account["annotations"] = {"eks.amazonaws.com/role-arn": irsa_role_arn(cfg, "argo-server")}
+    if role_arn:
+        account["annotations"] = {"eks.amazonaws.com/role-arn": role_arn}
     return account
 
 
-def chart_values(cfg: StackConfig, access: S3Access) -> dict:
+def chart_values(a: ArgoArgs) -> dict:
     small = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
     return {
         # Minified CRDs as plain templates: the "full" CRDs come from a Helm hook Job that downloads them,
         # and pulumi's Chart v4 does not run hooks.
         "crds": {"install": True, "full": False, "keep": True},
         "singleNamespace": False,  # cluster-wide: see the module docstring
+        "images": {"tag": ARGO_VERSION},
         "controller": {
             "resources": {
                 "requests": {"cpu": "100m", "memory": "128Mi"},
@@ -74,15 +94,15 @@ def chart_values(cfg: StackConfig, access: S3Access) -> dict:
         "server": {
             "serviceType": "ClusterIP",
             # The name the IRSA role trusts; under IRSA the server reads archived logs (`argo/`) with it.
-            "serviceAccount": server_account(cfg),
+            "serviceAccount": server_account(a.server_role_arn),
             "authModes": ["client"],
             "resources": {
                 "requests": {"cpu": "50m", "memory": "64Mi"},
                 "limits": {"cpu": "500m", "memory": "256Mi"},
             },
         },
-        "useStaticCredentials": bool(access.secret_name),
-        "artifactRepository": artifact_repository(cfg, access),
+        "useStaticCredentials": bool(a.access.secret_name),
+        "artifactRepository": artifact_repository(a.bucket, a.access),
     }
 
 
@@ -90,21 +110,13 @@ class Argo(pulumi.ComponentResource):
     """`ready`: what a Workflow or WorkflowTemplate waits for (the chart, or the reads of the cluster's Argo
     CRDs when `argo.install` is false)."""
 
-    def __init__(
-        self,
-        name: str,
-        cfg: StackConfig,
-        access: S3Access,
-        namespace: pulumi.Input[str] | None = None,
-        opts: pulumi.ResourceOptions | None = None,
-    ):
+    def __init__(self, name: str, *, args: ArgoArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kubeflow-e2e:infra:Argo", name, None, opts)
-        namespace = namespace or cfg.namespace
         self.server_service = "argo-workflows-server"
         self.chart: k8s.helm.v4.Chart | None = None
-        if not cfg.argo.install:
+        if not args.install:
             # A scheduled retrain (`retrain.schedule`) is a CronWorkflow: the cluster's Argo must serve that too.
-            needed = crds.ARGO + (crds.ARGO_CRON if cfg.retrain.schedule else ())
+            needed = crds.ARGO + (crds.ARGO_CRON if args.cron else ())
             self.ready: list[pulumi.Resource] = crds.require(
                 "argo.install", needed, pulumi.ResourceOptions(parent=self)
             )
@@ -115,26 +127,26 @@ class Argo(pulumi.ComponentResource):
                     "artifact-repositories",
                     metadata={
                         "name": "artifact-repositories",
-                        "namespace": namespace,
-                        "labels": labels(cfg.stack, "argo"),
+                        "namespace": args.namespace,
+                        "labels": labels(args.instance, "argo"),
                         "annotations": {"workflows.argoproj.io/default-artifact-repository": "default"},
                     },
-                    data={"default": yaml.safe_dump(artifact_repository(cfg, access), sort_keys=True)},
+                    data={"default": yaml.safe_dump(artifact_repository(args.bucket, args.access), sort_keys=True)},
                     opts=pulumi.ResourceOptions(parent=self),
                 )
             )
             self.register_outputs({})
             return
         ns = k8s.core.v1.Namespace(
-            "argo-namespace", metadata={"name": cfg.argo.namespace}, opts=pulumi.ResourceOptions(parent=self)
+            "argo-namespace", metadata={"name": args.argo_namespace}, opts=pulumi.ResourceOptions(parent=self)
         )
         self.chart = k8s.helm.v4.Chart(
             "argo-workflows",
             chart="argo-workflows",
-            version=cfg.argo.chart_version,
+            version=args.chart_version,
             repository_opts={"repo": REPO},
-            namespace=cfg.argo.namespace,
-            values=chart_values(cfg, access),
+            namespace=args.argo_namespace,
+            values=chart_values(args),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
         )
         self.ready = [self.chart]

@@ -5,12 +5,12 @@ tests/infra/test_connectivity.py checks the result path by path with a NetworkPo
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.config import StackConfig
 from infra.podspec import (
     ANYWHERE,
     EXECUTOR_SA,
@@ -19,7 +19,7 @@ from infra.podspec import (
     labels,
     selector,
 )
-from infra.s3identities import SERVICE_ACCOUNTS, irsa_role_arn
+from infra.s3identities import SERVICE_ACCOUNTS
 from infra.serving import REST_PORT, SYNC_METRICS_PORT
 
 WORKFLOW_POD = {"matchExpressions": [{"key": "workflows.argoproj.io/workflow", "operator": "Exists"}]}
@@ -29,16 +29,32 @@ NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set on every namespace by the 
 ARGO_SERVER = "argo-workflows-server"
 
 
+@dataclass(frozen=True, kw_only=True)
+class NamespaceArgs:
+    """What the namespace, its accounts and its NetworkPolicies take, built by `infra.program.namespace_args`."""
+
+    name: str  # the namespace (`namespace`)
+    instance: str  # the stack's name (`app.kubernetes.io/instance`)
+    minio: bool  # the object store is MinIO in this namespace (`storage.mode: minio`): its pods get the S3 traffic
+    s3_endpoint: str | None  # otherwise its URL (`storage.endpoint`; None: AWS S3 over HTTPS)
+    gpus: int  # per training process (`training.gpus`): NCCL's ports open between training pods when > 0
+    proxy_namespace: str | None  # `access.fromNamespace`: may reach serving and TensorBoard; None: nobody
+    argo_namespace: str  # where Argo's server runs (`argo.namespace`): it reads archived logs from MinIO
+    metrics_namespace: str | None = None  # `metrics.fromNamespace`: its Prometheus may scrape serving; None: nobody
+    # ServiceAccount -> the IAM role it assumes (`storage.credentials: irsa`); empty: pods get keys instead
+    irsa_role_arns: dict[str, str] = field(default_factory=dict)
+
+
 class Namespace(pulumi.ComponentResource):
-    def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, *, args: NamespaceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kubeflow-e2e:infra:Namespace", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.cfg = cfg
+        self.args = args
         self.namespace = k8s.core.v1.Namespace(
             "namespace",
             metadata={
-                "name": cfg.namespace,
-                "labels": pod_security_labels(cfg) | labels(cfg.stack, "namespace"),
+                "name": args.name,
+                "labels": pod_security_labels() | labels(args.instance, "namespace"),
             },
             opts=child,
         )
@@ -48,15 +64,15 @@ class Namespace(pulumi.ComponentResource):
 
         self.service_accounts = {}
         for sa in SERVICE_ACCOUNTS:
-            meta = {"name": sa, "namespace": self.name, "labels": labels(cfg.stack, sa)}
-            if cfg.storage.credentials == "irsa":
-                meta["annotations"] = {"eks.amazonaws.com/role-arn": irsa_role_arn(cfg, sa)}
+            meta = {"name": sa, "namespace": self.name, "labels": labels(args.instance, sa)}
+            if args.irsa_role_arns:
+                meta["annotations"] = {"eks.amazonaws.com/role-arn": args.irsa_role_arns[sa]}
             self.service_accounts[sa] = k8s.core.v1.ServiceAccount(
                 f"sa-{sa}", metadata=meta, automount_service_account_token=False, opts=inside
             )
         executor = k8s.core.v1.ServiceAccount(
             f"sa-{EXECUTOR_SA}",
-            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(cfg.stack, EXECUTOR_SA)},
+            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(args.instance, EXECUTOR_SA)},
             automount_service_account_token=False,
             opts=inside,
         )
@@ -67,7 +83,7 @@ class Namespace(pulumi.ComponentResource):
             metadata={
                 "name": EXECUTOR_TOKEN_SECRET,
                 "namespace": self.name,
-                "labels": labels(cfg.stack, EXECUTOR_SA),
+                "labels": labels(args.instance, EXECUTOR_SA),
                 "annotations": {"kubernetes.io/service-account.name": EXECUTOR_SA},
             },
             type="kubernetes.io/service-account-token",
@@ -78,7 +94,7 @@ class Namespace(pulumi.ComponentResource):
         # step creates and watches a TFJob.
         role = k8s.rbac.v1.Role(
             "role-executor",
-            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(cfg.stack, EXECUTOR_SA)},
+            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(args.instance, EXECUTOR_SA)},
             rules=[
                 {
                     "apiGroups": ["argoproj.io"],
@@ -95,21 +111,21 @@ class Namespace(pulumi.ComponentResource):
         )
         binding = k8s.rbac.v1.RoleBinding(
             "rolebinding-executor",
-            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(cfg.stack, EXECUTOR_SA)},
+            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(args.instance, EXECUTOR_SA)},
             role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": EXECUTOR_SA},
-            subjects=[{"kind": "ServiceAccount", "name": EXECUTOR_SA, "namespace": cfg.namespace}],
+            subjects=[{"kind": "ServiceAccount", "name": EXECUTOR_SA, "namespace": args.name}],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[role, executor]),
         )
 
         # For people who run retrains: bind it to a user or group (docs/deploy.md, "Security").
         self.submitter = k8s.rbac.v1.Role(
             "role-retrain-submitter",
-            metadata={"name": SUBMITTER_ROLE, "namespace": self.name, "labels": labels(cfg.stack, SUBMITTER_ROLE)},
+            metadata={"name": SUBMITTER_ROLE, "namespace": self.name, "labels": labels(args.instance, SUBMITTER_ROLE)},
             rules=submitter_rules(),
             opts=inside,
         )
 
-        self.policies = [self._policy(name, spec, inside) for name, spec in network_policies(cfg).items()]
+        self.policies = [self._policy(name, spec, inside) for name, spec in network_policies(args).items()]
         # What a pod of ours needs in place before it starts: its account, its rights, its network allows.
         self.ready: list[pulumi.Resource] = [
             self.namespace,
@@ -125,7 +141,7 @@ class Namespace(pulumi.ComponentResource):
     def _policy(self, name: str, spec: dict, opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
         return k8s.networking.v1.NetworkPolicy(
             f"netpol-{name}",
-            metadata={"name": name, "namespace": self.name, "labels": labels(self.cfg.stack, "network-policy")},
+            metadata={"name": name, "namespace": self.name, "labels": labels(self.args.instance, "network-policy")},
             spec=spec,
             opts=opts,
         )
@@ -149,15 +165,15 @@ def submitter_rules() -> list[dict]:
     ]
 
 
-def pod_security_labels(cfg: StackConfig) -> dict[str, str]:
+def pod_security_labels() -> dict[str, str]:
     """Pod Security Admission: every pod in our namespace meets "restricted", in every stack. Fluid's cache
     runtime (which needs the host network and privileged FUSE) lives in its own namespace (`infra.fluid`)."""
     return {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")}
 
 
-def s3_egress(cfg: StackConfig) -> list[dict]:
+def s3_egress(a: NamespaceArgs) -> list[dict]:
     """Where the object store is: MinIO pods in the namespace, or any address on the endpoint's port."""
-    if cfg.storage.mode == "minio":
+    if a.minio:
         return [
             {
                 "to": [{"podSelector": {"matchLabels": selector("minio")}}],
@@ -165,23 +181,23 @@ def s3_egress(cfg: StackConfig) -> list[dict]:
             }
         ]
     port = 443
-    if cfg.storage.endpoint:
-        url = urlparse(cfg.storage.endpoint)
+    if a.s3_endpoint:
+        url = urlparse(a.s3_endpoint)
         port = url.port or (443 if url.scheme == "https" else 80)
     return [{"to": ANYWHERE, "ports": [{"protocol": "TCP", "port": port}]}]
 
 
-def training_peer_ports(cfg: StackConfig) -> list[dict]:
+def training_peer_ports(gpus: int) -> list[dict]:
     """The TFJob port; with GPUs also the unprivileged TCP ports, between training pods only: NCCL, which the
     trainer's collectives use on GPUs, opens its bootstrap and data sockets between the processes on ports the
     kernel picks (NCCL has no setting that fixes them)."""
     ports = [{"protocol": "TCP", "port": 2222}]
-    if cfg.training.gpus:
+    if gpus:
         ports.append({"protocol": "TCP", "port": 1024, "endPort": 65535})
     return ports
 
 
-def network_policies(cfg: StackConfig) -> dict[str, dict]:
+def network_policies(a: NamespaceArgs) -> dict[str, dict]:
     s3_pods = {"matchLabels": {S3_LABEL: "true"}}
     policies: dict[str, dict] = {
         "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
@@ -190,7 +206,7 @@ def network_policies(cfg: StackConfig) -> dict[str, dict]:
             "policyTypes": ["Egress"],
             "egress": [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}],
         },
-        "allow-s3": {"podSelector": s3_pods, "policyTypes": ["Egress"], "egress": s3_egress(cfg)},
+        "allow-s3": {"podSelector": s3_pods, "policyTypes": ["Egress"], "egress": s3_egress(a)},
         # Argo's executor (init and wait containers) talks to the API server.
         "allow-apiserver": {
             "podSelector": WORKFLOW_POD,
@@ -209,13 +225,13 @@ def network_policies(cfg: StackConfig) -> dict[str, dict]:
             "ingress": [
                 {
                     "from": [{"podSelector": {"matchLabels": selector("training")}}],
-                    "ports": training_peer_ports(cfg),
+                    "ports": training_peer_ports(a.gpus),
                 }
             ],
             "egress": [
                 {
                     "to": [{"podSelector": {"matchLabels": selector("training")}}],
-                    "ports": training_peer_ports(cfg),
+                    "ports": training_peer_ports(a.gpus),
                 }
             ],
         },
@@ -224,8 +240,8 @@ def network_policies(cfg: StackConfig) -> dict[str, dict]:
     # pod through the kubelet, which NetworkPolicy does not govern, and the kubelet's probes are always allowed
     # ("traffic to and from the node where a Pod is running is always allowed": kubernetes.io, Concepts >
     # Network Policies). An authenticating proxy or Ingress controller gets in only from its own namespace.
-    if cfg.access.from_namespace:
-        proxy = [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: cfg.access.from_namespace}}}]
+    if a.proxy_namespace:
+        proxy = [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: a.proxy_namespace}}}]
         for name, ports in (("serving", (8500, 8501)), ("tensorboard", (6006,))):
             policies[f"allow-{name}"] = {
                 "podSelector": {"matchLabels": selector(name)},
@@ -233,17 +249,17 @@ def network_policies(cfg: StackConfig) -> dict[str, dict]:
                 "ingress": [{"from": proxy, "ports": [{"protocol": "TCP", "port": p} for p in ports]}],
             }
     # Prometheus in `metrics.fromNamespace` scrapes the serving pods: TF Serving's endpoint and the sidecar's.
-    if cfg.metrics.from_namespace:
+    if a.metrics_namespace:
         policies["allow-metrics-scrape"] = {
             "podSelector": {"matchLabels": selector("serving")},
             "policyTypes": ["Ingress"],
             "ingress": [{
-                "from": [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: cfg.metrics.from_namespace}}}],
+                "from": [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: a.metrics_namespace}}}],
                 "ports": [{"protocol": "TCP", "port": p} for p in (REST_PORT, SYNC_METRICS_PORT)],
             }],
         }
     # Fluid's DataLoad loader runs beside the cache, in `<namespace>-cache`: its policy is there (infra.fluid).
-    if cfg.storage.mode == "minio":
+    if a.minio:
         policies["allow-minio"] = {
             "podSelector": {"matchLabels": selector("minio")},
             "policyTypes": ["Ingress"],
@@ -253,7 +269,7 @@ def network_policies(cfg: StackConfig) -> dict[str, dict]:
                         {"podSelector": s3_pods},
                         # Argo's server reads the archived step logs from the artifact repository (our bucket).
                         {
-                            "namespaceSelector": {"matchLabels": {NAMESPACE_NAME: cfg.argo.namespace}},
+                            "namespaceSelector": {"matchLabels": {NAMESPACE_NAME: a.argo_namespace}},
                             "podSelector": {"matchLabels": {"app.kubernetes.io/name": ARGO_SERVER}},
                         },
                     ],

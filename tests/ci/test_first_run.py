@@ -1,4 +1,4 @@
-"""Issue 14: what the preview and deploy workflows meet on their first real run, read from their YAML and,
+"""What the preview and deploy workflows meet on their first real run, read from their YAML and,
 where a step is plain bash or JavaScript, by running that step here.
 
 Read against the pinned actions (2026-11-29):
@@ -97,9 +97,9 @@ def test_a_longer_training_wait_asks_for_a_longer_job(deploy):
 
 
 def rendered_with(stack, overrides):
-    from render import render
+    from tests.render.renders import RENDERS
 
-    return render(stack, overrides)
+    return RENDERS(stack, overrides)
 
 
 def test_the_timeout_command_prints_the_deploy_timeout(deploy):

@@ -148,7 +148,7 @@ def test_the_reads_go_to_the_stacks_context_over_http(monkeypatch, tmp_path):
 def test_the_program_fails_before_declaring_anything_when_a_pod_fits_nowhere(monkeypatch, tmp_path):
     import pulumi
 
-    from infra.program import check_capacity
+    from infra.preview import check_capacity
 
     monkeypatch.delenv(kubeapi.OFFLINE_ENV, raising=False)
     server = FakeAPIServer(tmp_path, [api_node("a", "1500m", "2Gi")], set())

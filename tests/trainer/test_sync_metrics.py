@@ -15,7 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ROOT, trainer_env
-from tests.trainer.test_sync import make_version, visible, wait_for
+from tests.helpers.versions import make_dir
+from tests.trainer.test_sync import visible, wait_for
 from trainer.publish import publish_dir
 from trainer.store import open_store
 
@@ -39,7 +40,7 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
 
 
 def publish_scored(models, version: int, tmp_path, accuracy: float | None):
-    src = make_version(tmp_path / f"src-{version}", version)
+    src = make_dir(tmp_path / f"src-{version}", version)
     if accuracy is not None:  # the chief's evaluation, inside the version before _COMPLETE
         (src / "_EVAL.json").write_text(json.dumps({"accuracy": accuracy, "loss": 0.1, "examples": 100,
                                                     "run_url": "s3://b/runs/r"}))

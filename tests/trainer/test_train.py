@@ -5,20 +5,19 @@ on from its checkpoint."""
 
 from __future__ import annotations
 
-import signal
 import struct
 import subprocess
 import sys
 import threading
 import time
-import uuid
 
-import boto3
 import pytest
 
 from demo.s3server import free_port
 from demo.supervisor import last_json, tf_config
 from tests.conftest import ROOT, trainer_env
+from tests.helpers.process import Proc
+from tests.helpers.s3 import module_bucket
 from trainer import publish
 from trainer.store import open_store
 from trainer.train import DEFAULTS
@@ -28,60 +27,6 @@ pytestmark = pytest.mark.slow
 EPOCHS = DEFAULTS["epochs"]  # the default
 TRAIN_COUNT, TEST_COUNT, BATCH = 1437, 360, 64
 STEPS_PER_EPOCH = TRAIN_COUNT // BATCH  # 22
-
-
-class Proc:
-    """A real `python -m <module>` process; stdout and stderr lines are kept with the time they arrived."""
-
-    def __init__(self, args: list[str], env: dict[str, str], module: str = "trainer"):
-        self.popen = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.out: list[tuple[float, str]] = []
-        self.err: list[str] = []
-        self.exited_at: float | None = None
-        self._threads = [threading.Thread(target=self._read, args=(self.popen.stdout, True), daemon=True),
-                         threading.Thread(target=self._read, args=(self.popen.stderr, False), daemon=True)]
-        for t in self._threads:
-            t.start()
-        threading.Thread(target=self._wait, daemon=True).start()
-
-    def _read(self, stream, is_out: bool) -> None:
-        for line in stream:
-            if is_out:
-                self.out.append((time.monotonic(), line.rstrip("\n")))
-            else:
-                self.err.append(line.rstrip("\n"))
-
-    def _wait(self) -> None:
-        self.popen.wait()
-        self.exited_at = time.monotonic()
-
-    def wait(self, timeout: float) -> int:
-        try:
-            rc = self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
-        for t in self._threads:
-            t.join(timeout=10)
-        while self.exited_at is None:
-            time.sleep(0.01)
-        return rc
-
-    def kill(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGKILL)
-            self.popen.wait()
-
-    @property
-    def lines(self) -> list[str]:
-        return [line for _, line in self.out]
-
-    def result(self) -> dict | None:
-        return last_json(self.lines)
-
-    def log(self) -> str:
-        return "\n".join(self.lines[-20:] + self.err[-40:])
 
 
 def event_scalars(raw: bytes) -> dict[str, list[tuple[int, float]]]:
@@ -116,12 +61,7 @@ def read_logs(store) -> dict[str, dict[str, list[tuple[int, float]]]]:
 @pytest.fixture(scope="module")
 def s3(s3_server):
     """A bucket for the module, and this process's boto3 pointed at the server."""
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in s3_server.env().items():
-            mp.setenv(key, value)
-        name = f"train-{uuid.uuid4().hex[:10]}"
-        client = boto3.client("s3", endpoint_url=s3_server.endpoint, region_name="us-east-1")
-        client.create_bucket(Bucket=name)
+    with module_bucket(s3_server, "train") as name:
         yield {"bucket": name, "server": s3_server, "data_url": f"s3://{name}/data/digits"}
 
 
