@@ -37,7 +37,7 @@ KUBERNETES = "v1.36.1"
 # module github.com/kubeflow/training-operator, so the wrapper requires the old path and replaces it.
 TRAINING_OPERATOR = "v1.9.4"
 # Argo Workflows: v4.0.6 (the chart 1.0.18 release) is not served by the module proxy; v4.0.7 is the nearest
-# served release after it, so the stack pins v4.0.7 too (infra/versions.py).
+# served release after it, so the stack's chart values run v4.0.7 too (infra/argo.py, ARGO_VERSION).
 ARGO = "v4.0.7"
 ARGO_MOD = "github.com/argoproj/argo-workflows/v4"
 # Cluster DNS for the real node's pods (Service names such as minio.<namespace>.svc).

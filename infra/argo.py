@@ -26,6 +26,10 @@ from infra.s3identities import ARGO_SERVER_SA, CREDENTIALS_SECRET
 
 REPO = "https://argoproj.github.io/argo-helm"
 SERVER_PORT = 2746
+# The controller, executor and server images run this release, not the chart's own v4.0.6: the Go module
+# proxy serves no v4.0.6, so `make e2e` builds and runs v4.0.7 (e2e/tools.py), and the stack deploys what the
+# e2e proved. The chart's CRDs stay the chart's: a patch release keeps the CRD schema.
+ARGO_VERSION = "v4.0.7"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +80,7 @@ def chart_values(a: ArgoArgs) -> dict:
         # and pulumi's Chart v4 does not run hooks.
         "crds": {"install": True, "full": False, "keep": True},
         "singleNamespace": False,  # cluster-wide: see the module docstring
+        "images": {"tag": ARGO_VERSION},
         "controller": {
             "resources": {
                 "requests": {"cpu": "100m", "memory": "128Mi"},

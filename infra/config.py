@@ -377,7 +377,10 @@ class ArgoConfig:
         boolean,
     )
     chart_version: str = setting(
-        "argo.chartVersion", "1.0.18", "`argo-workflows` Helm chart version (Argo Workflows v4.0.6)", chart_version
+        "argo.chartVersion",
+        "1.0.18",
+        "`argo-workflows` Helm chart version (its images run Argo Workflows v4.0.7)",
+        chart_version,
     )
     namespace: str = setting("argo.namespace", "argo", "namespace of the Argo controller and server", dns_label())
 
