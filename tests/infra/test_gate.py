@@ -174,3 +174,14 @@ current-context: other
     )
     assert len(api.requests) == 3
     api.server.shutdown()
+
+
+def test_a_changed_spec_replaces_the_gate_so_the_new_rollout_is_checked():
+    """A Deployment updated in place keeps its uid but gets a new generation: its gate is replaced, so a new
+    rollout that cannot come up (a wrong image) fails `pulumi up` instead of passing unseen."""
+    olds = {"kind": "Deployment", "namespace": "ns", "name": "tensorboard", "uid": "u1", "generation": 1,
+            "timeoutSeconds": 600, "kubeconfig": "", "context": ""}
+    provider = gate._GateProvider()
+    rolled = provider.diff("id", olds, {**olds, "generation": 2})
+    assert rolled.changes and rolled.replaces == ["generation"]
+    assert not provider.diff("id", olds, {**olds, "timeoutSeconds": 900}).changes
