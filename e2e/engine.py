@@ -53,6 +53,7 @@ class Engine:
         self.tools_root = Path(tools_root)
         self.dir = Path(run_dir)
         self.state = self.dir / "state"
+        self.kubeconfig = Path(kubeconfig)
         self.home = self.dir / "pulumi-home"
         self.work = self.dir / "work"
         for d in (self.state, self.home, self.work):
@@ -124,7 +125,12 @@ class Engine:
             ),
         )
         st = auto.create_or_select_stack(stack_name=name, project_name=PROJECT, program=program, opts=opts)
-        self.set_config(st, {**{k.split(":", 1)[1]: v for k, v in dev_config().items()}, **(config or {})})
+        # The program runs inline, in this process, which has no KUBECONFIG of its own (only the CLI and its
+        # plugins get `self.env`): the program's own reads of the cluster (the capacity check, CRD lookups)
+        # find it through the config, as a user's stack may name it.
+        kubeconfig = {"cluster.kubeconfig": str(self.kubeconfig)}
+        self.set_config(st, {**{k.split(":", 1)[1]: v for k, v in dev_config().items()}, **kubeconfig,
+                             **(config or {})})
         return st
 
     @staticmethod
