@@ -273,7 +273,13 @@ class TrainingConfig:
         "more `tolerations` of the TFJob's pods, a list of Kubernetes toleration objects",
         toleration_list,
     )
-    backoff_limit: int = setting("training.backoffLimit", 3, "TFJob `runPolicy.backoffLimit`", whole(0, 100))
+    backoff_limit: int = setting(
+        "training.backoffLimit",
+        3,
+        "restarts of the whole job before it fails: the TFJob's `runPolicy.backoffLimit` is this times the "
+        "processes (chief + workers), as the operator sums restarts over all pods and a lost peer restarts every one",
+        whole(0, 100),
+    )
     timeout_seconds: int = setting(
         "training.timeoutSeconds",
         3600,

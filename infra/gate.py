@@ -99,21 +99,22 @@ def wait(
     poll_s: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    urn: str = "",
 ) -> str:
-    """Polls `get()` until the step succeeds (returns what happened) or fails or times out (StepFailed)."""
+    """Polls `get()` until the step succeeds (returns what happened) or fails or times out (StepFailed).
+    `urn`: the step object's Pulumi URN, for the command that runs a failed step again."""
     what = KINDS[kind][3]
     poll_s = POLL_S if poll_s is None else poll_s
     deadline = clock() + timeout_s
     last = "not created yet"
+    first = True
     while True:
         state, detail = verdict(kind, get())
         if state == "succeeded":
             return detail
         if state == "failed":
-            raise StepFailed(
-                f"{what} {name} failed: {detail}; see `kubectl describe` and the pod logs, fix it, then "
-                "`pulumi up` again (a changed spec replaces the step)"
-            )
+            raise StepFailed(f"{what} {name} failed: {detail}; {rerun_hint(urn, before=first)}")
+        first = False
         last = detail
         if clock() >= deadline:
             raise StepFailed(
@@ -121,6 +122,17 @@ def wait(
                 "timeout in the stack config or look at the step's pods"
             )
         sleep(poll_s)
+
+
+def rerun_hint(urn: str, *, before: bool) -> str:
+    """What to run after a failed step. The failed object stays in the cluster and in the stack's state, so a
+    plain `pulumi up` with an unchanged spec finds it Failed again at once: `--replace` deletes and recreates it."""
+    again = f"`pulumi up --replace '{urn}'`" if urn else "`pulumi up --replace <URN>` (`pulumi stack --show-urns`)"
+    already = "it had already failed before this `pulumi up`; " if before else ""
+    return (
+        f"{already}see `kubectl describe` and the pod logs; to run it again unchanged: {again} "
+        "(a changed spec replaces it on a plain `pulumi up`)"
+    )
 
 
 def _getter(props: dict) -> Callable[[], dict | None]:
@@ -146,7 +158,9 @@ def _getter(props: dict) -> Callable[[], dict | None]:
 class _GateProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         name = f"{props['namespace']}/{props['name']}"
-        detail = wait(_getter(props), props["kind"], name, float(props["timeoutSeconds"]))
+        detail = wait(
+            _getter(props), props["kind"], name, float(props["timeoutSeconds"]), urn=props.get("urn") or ""
+        )
         return CreateResult(id_=f"{name}/{props.get('uid') or ''}", outs={**props, "result": detail})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -178,6 +192,7 @@ class StepGate(pulumi.dynamic.Resource):
             "namespace": namespace,
             "name": name,
             "uid": uid,
+            "urn": obj.urn,  # for the command that runs a failed step again (not part of the diff)
             "timeoutSeconds": timeout_s,
             "kubeconfig": kubeconfig or "",
             "context": context or "",

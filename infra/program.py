@@ -60,7 +60,9 @@ def training_args(
         epochs=t.epochs,
         batch_size=t.batch_size,
         learning_rate=t.learning_rate,
-        backoff_limit=t.backoff_limit,
+        # The operator sums container restarts over all pods (training-operator v1.9.4 `pkg/core/job.go`), and
+        # one lost peer makes every survivor exit and restart: so a limit per incident, times the processes.
+        backoff_limit=t.backoff_limit * (cfg.workers + 1),
         from_volume=cfg.data.source == "volume",
         access=access,
         data_url=data_url,

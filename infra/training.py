@@ -40,7 +40,7 @@ class TrainingArgs:
     epochs: int
     batch_size: int  # global: split over the chief and the workers
     learning_rate: str  # as configured (`0.003`): the flag gets it as written
-    backoff_limit: int  # TFJob `runPolicy.backoffLimit`
+    backoff_limit: int  # TFJob `runPolicy.backoffLimit`: restarts summed over all the job's pods
     from_volume: bool  # read the dataset from the Fluid PVC mounted at `fluid.MOUNT_PATH`, not from DATA_URL on S3
     access: S3Access  # the pipeline role's S3 access
     data_url: pulumi.Input[str]  # s3://<bucket>/data/mnist
