@@ -1,5 +1,7 @@
 """Argo Workflows from the official `argo-workflows` Helm chart (pinned). The server stays ClusterIP with
-client-token auth, and the default artifact repository is our bucket.
+client-token auth. The stack's default artifact repository (our bucket) is the ConfigMap `artifact-repositories`
+in the stack's namespace, never the controller's configuration: a cluster-wide one would make every workflow pod
+in every namespace mount our `s3-credentials` Secret name (and archive other teams' logs into our bucket).
 
 What it watches, exactly: chart 1.0.18 with `singleNamespace: false` gives the controller and the server a
 ClusterRole and no `--namespaced` flag, so they watch Workflows in every namespace of the cluster (the chart's
@@ -55,7 +57,7 @@ def server_account(cfg: StackConfig) -> dict:
     return account
 
 
-def chart_values(cfg: StackConfig, access: S3Access) -> dict:
+def chart_values(cfg: StackConfig) -> dict:
     small = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
     return {
         # Minified CRDs as plain templates: the "full" CRDs come from a Helm hook Job that downloads them,
@@ -81,9 +83,24 @@ def chart_values(cfg: StackConfig, access: S3Access) -> dict:
                 "limits": {"cpu": "500m", "memory": "256Mi"},
             },
         },
-        "useStaticCredentials": bool(access.secret_name),
-        "artifactRepository": artifact_repository(cfg, access),
     }
+
+
+def artifact_repositories(
+    cfg: StackConfig, access: S3Access, namespace: pulumi.Input[str], parent: pulumi.Resource
+) -> k8s.core.v1.ConfigMap:
+    """Argo reads a namespace's own default artifact repository from its ConfigMap `artifact-repositories`."""
+    return k8s.core.v1.ConfigMap(
+        "artifact-repositories",
+        metadata={
+            "name": "artifact-repositories",
+            "namespace": namespace,
+            "labels": labels(cfg.stack, "argo"),
+            "annotations": {"workflows.argoproj.io/default-artifact-repository": "default"},
+        },
+        data={"default": yaml.safe_dump(artifact_repository(cfg, access), sort_keys=True)},
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
 
 
 class Argo(pulumi.ComponentResource):
@@ -102,25 +119,12 @@ class Argo(pulumi.ComponentResource):
         namespace = namespace or cfg.namespace
         self.server_service = "argo-workflows-server"
         self.chart: k8s.helm.v4.Chart | None = None
+        repositories = artifact_repositories(cfg, access, namespace, self)
         if not cfg.argo.install:
             self.ready: list[pulumi.Resource] = crds.require(
                 "argo.install", crds.ARGO, pulumi.ResourceOptions(parent=self)
             )
-            # The cluster's controller knows nothing of our bucket: Argo reads a namespace's own default
-            # artifact repository from the ConfigMap `artifact-repositories` in that namespace.
-            self.ready.append(
-                k8s.core.v1.ConfigMap(
-                    "artifact-repositories",
-                    metadata={
-                        "name": "artifact-repositories",
-                        "namespace": namespace,
-                        "labels": labels(cfg.stack, "argo"),
-                        "annotations": {"workflows.argoproj.io/default-artifact-repository": "default"},
-                    },
-                    data={"default": yaml.safe_dump(artifact_repository(cfg, access), sort_keys=True)},
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
-            )
+            self.ready.append(repositories)
             self.register_outputs({})
             return
         ns = k8s.core.v1.Namespace(
@@ -132,8 +136,8 @@ class Argo(pulumi.ComponentResource):
             version=cfg.argo.chart_version,
             repository_opts={"repo": REPO},
             namespace=cfg.argo.namespace,
-            values=chart_values(cfg, access),
+            values=chart_values(cfg),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
         )
-        self.ready = [self.chart]
+        self.ready = [self.chart, repositories]
         self.register_outputs({})

@@ -7,6 +7,7 @@ import json
 
 import pulumi
 import pytest
+import yaml
 
 from infra.configcheck import NS
 from infra.podspec import S3Access
@@ -234,8 +235,9 @@ def test_argo(declare):
     assert chart["repositoryOpts"]["repo"] == "https://argoproj.github.io/argo-helm"
     v = chart["values"]
     assert v["server"]["authModes"] == ["client"] and v["crds"]["full"] is False
-    assert v["artifactRepository"]["s3"]["endpoint"] == "minio.kubeflow-e2e.svc:9000"
-    assert v["artifactRepository"]["s3"]["insecure"] is True
+    assert "artifactRepository" not in v
+    repo = yaml.safe_load(named(records, "artifact-repositories")["inputs"]["data"]["default"])
+    assert repo["s3"]["endpoint"] == "minio.kubeflow-e2e.svc:9000" and repo["s3"]["insecure"] is True
     assert named(records, "argo-namespace")["urn"] in named(records, "argo-workflows")["dependencies"]
 
 

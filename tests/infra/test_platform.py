@@ -4,6 +4,8 @@ the preview naming the missing CRD."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from infra.crds import read_name
@@ -88,15 +90,20 @@ def test_each_piece_switches_alone(renders):
     assert {x["name"] for x in r.by_type("kubernetes:helm.sh/v4:Chart")} == {"argo-workflows"}
 
 
-def test_cluster_argo_gets_our_bucket_as_the_namespace_artifact_repository(renders):
+def test_argo_gets_our_bucket_only_as_the_namespace_artifact_repository(renders):
+    """Installed or the cluster's own, Argo finds our bucket in our namespace's `artifact-repositories`
+    ConfigMap; the controller's configuration names no repository, so no other namespace's workflow pod mounts
+    our Secret name or archives into our bucket."""
     import yaml
 
     installed = renders("prod")
-    chart_repo = installed.by_type("kubernetes:helm.sh/v4:Chart")
-    chart_repo = next(c for c in chart_repo if c["name"] == "argo-workflows")["inputs"]["values"]["artifactRepository"]
-    r = renders("prod", OFF)
-    cm = r.one("ConfigMap", "artifact-repositories")
-    assert cm["metadata"]["namespace"] == "kubeflow-e2e"
-    key = cm["metadata"]["annotations"]["workflows.argoproj.io/default-artifact-repository"]
-    assert yaml.safe_load(cm["data"][key]) == chart_repo
-    assert not installed.find("ConfigMap", "artifact-repositories")
+    values = next(c for c in installed.by_type("kubernetes:helm.sh/v4:Chart") if c["name"] == "argo-workflows")
+    values = values["inputs"]["values"]
+    assert "artifactRepository" not in values and "useStaticCredentials" not in values
+    assert "artifactRepository" not in json.dumps(values)
+    for r in (installed, renders("prod", OFF)):
+        cm = r.one("ConfigMap", "artifact-repositories")
+        assert cm["metadata"]["namespace"] == "kubeflow-e2e"
+        key = cm["metadata"]["annotations"]["workflows.argoproj.io/default-artifact-repository"]
+        repo = yaml.safe_load(cm["data"][key])
+        assert repo["archiveLogs"] is True and repo["s3"]["bucket"] == r.outputs["bucket"]
