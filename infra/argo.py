@@ -24,10 +24,18 @@ import yaml
 from infra import crds
 from infra.config import StackConfig
 from infra.podspec import S3Access, executor_security, labels
+from infra.podspec import pod_security_level as pod_security
 from infra.s3identities import ARGO_SERVER_SA, CREDENTIALS_SECRET, irsa_role_arn
 
 REPO = "https://argoproj.github.io/argo-helm"
 SERVER_PORT = 2746
+RESTRICTION = "Secure"  # the controller's `workflowRestrictions.templateReferencing`
+# What the server does with its own account under `client` auth (argo-workflows v4.0.6
+# `server/apiserver/argoserver.go`): read and watch its namespace's controller ConfigMap, and record events.
+SERVER_RULES = [
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+]
 
 
 def artifact_repository(cfg: StackConfig, access: S3Access) -> dict:
@@ -69,6 +77,13 @@ def chart_values(cfg: StackConfig) -> dict:
                 "requests": {"cpu": "100m", "memory": "128Mi"},
                 "limits": {"cpu": "1", "memory": "512Mi"},
             },
+            # Workflows only run a WorkflowTemplate, unchanged while they run, and (argo-workflows >= 4.0.5,
+            # `workflow/util/merge.go`) may set only allow-listed fields besides its parameters: so whoever
+            # may create a Workflow cannot pick its ServiceAccount, volumes (Secrets) or pod spec.
+            "workflowRestrictions": {"templateReferencing": RESTRICTION},
+            # The chart's containers are non-root, drop ALL and forbid escalation; with a seccomp profile the
+            # pods meet Pod Security "restricted", which the argo namespace enforces.
+            "podSecurityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         },
         # We create the pipeline ServiceAccount and its Role ourselves (namespace component).
         "workflow": {"serviceAccount": {"create": False}, "rbac": {"create": False}},
@@ -78,6 +93,12 @@ def chart_values(cfg: StackConfig) -> dict:
             # The name the IRSA role trusts; under IRSA the server reads archived logs (`argo/`) with it.
             "serviceAccount": server_account(cfg),
             "authModes": ["client"],
+            "podSecurityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            # TLS with the certificate the server makes itself at start (the chart's probes follow), and not
+            # the chart's ClusterRole (every Secret in the cluster, Workflows everywhere): with `client` auth
+            # each request runs with the caller's token, and the server's own account needs only `SERVER_RULES`.
+            "secure": True,
+            "rbac": {"create": False},
             "resources": {
                 "requests": {"cpu": "50m", "memory": "64Mi"},
                 "limits": {"cpu": "500m", "memory": "256Mi"},
@@ -128,7 +149,9 @@ class Argo(pulumi.ComponentResource):
             self.register_outputs({})
             return
         ns = k8s.core.v1.Namespace(
-            "argo-namespace", metadata={"name": cfg.argo.namespace}, opts=pulumi.ResourceOptions(parent=self)
+            "argo-namespace",
+            metadata={"name": cfg.argo.namespace, "labels": pod_security("restricted")},
+            opts=pulumi.ResourceOptions(parent=self),
         )
         self.chart = k8s.helm.v4.Chart(
             "argo-workflows",
@@ -139,5 +162,19 @@ class Argo(pulumi.ComponentResource):
             values=chart_values(cfg),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
         )
-        self.ready = [self.chart, repositories]
+        meta = {"name": ARGO_SERVER_SA, "namespace": cfg.argo.namespace, "labels": labels(cfg.stack, "argo")}
+        role = k8s.rbac.v1.Role(
+            "role-argo-server",
+            metadata=meta,
+            rules=SERVER_RULES,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
+        )
+        binding = k8s.rbac.v1.RoleBinding(
+            "rolebinding-argo-server",
+            metadata=meta,
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ARGO_SERVER_SA},
+            subjects=[{"kind": "ServiceAccount", "name": ARGO_SERVER_SA, "namespace": cfg.argo.namespace}],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role]),
+        )
+        self.ready = [self.chart, repositories, role, binding]
         self.register_outputs({})

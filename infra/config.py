@@ -152,8 +152,9 @@ class StorageConfig:
     )
     protect: bool = setting(
         "storage.protect",
-        False,
-        "`aws` only: protect and retain the bucket on delete (otherwise force_destroy)",
+        True,
+        "`aws` only: protect and retain the bucket on delete; `false`: `pulumi destroy` empties and deletes it "
+        "(force_destroy), for a throwaway bucket (the dev stack file sets it)",
         boolean,
     )
     versioning: bool = setting("storage.versioning", False, "`aws` only: turn on bucket versioning", boolean)
@@ -495,8 +496,8 @@ class StackConfig:
 
     @property
     def cache_namespace(self) -> str:
-        """Where Fluid's cache runtime runs (`data.source: volume`): its pods need the host network and
-        privileged FUSE, which our namespace's restricted Pod Security level refuses."""
+        """Where Fluid's cache runtime runs (`data.source: volume`): its FUSE pods are privileged, which our
+        namespace's restricted Pod Security level refuses."""
         return f"{self.namespace[:57].rstrip('-')}-cache"
 
 

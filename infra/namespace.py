@@ -10,11 +10,15 @@ from urllib.parse import urlparse
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.bounds import limit_range_spec, quota_spec
 from infra.config import StackConfig
 from infra.podspec import (
     ANYWHERE,
+    CLUSTER_DNS,
+    DNS_PORTS,
     EXECUTOR_SA,
     EXECUTOR_TOKEN_SECRET,
+    OFF_NODE,
     S3_LABEL,
     labels,
     selector,
@@ -108,7 +112,18 @@ class Namespace(pulumi.ComponentResource):
             opts=inside,
         )
 
-        self.policies = [self._policy(name, spec, inside) for name, spec in network_policies(cfg).items()]
+        # The API server's own addresses and port, read from the cluster at preview and up.
+        endpoints = k8s.core.v1.Endpoints.get("apiserver-endpoints", "default/kubernetes", opts=child)
+        self.policies = [
+            self._policy(name, spec, inside)
+            for name, spec in network_policies(cfg, endpoints.subsets.apply(apiserver_egress)).items()
+        ]
+        # Before any pod: a pod admitted before its LimitRange existed would keep no limits.
+        meta = {"name": "kubeflow-e2e-bounds", "namespace": self.name, "labels": labels(cfg.stack, "bounds")}
+        self.bounds = [
+            k8s.core.v1.ResourceQuota("quota", metadata=meta, spec=quota_spec(cfg), opts=inside),
+            k8s.core.v1.LimitRange("limitrange", metadata=meta, spec=limit_range_spec(cfg), opts=inside),
+        ]
         # What a pod of ours needs in place before it starts: its account, its rights, its network allows.
         self.ready: list[pulumi.Resource] = [
             self.namespace,
@@ -118,6 +133,7 @@ class Namespace(pulumi.ComponentResource):
             role,
             binding,
             *self.policies,
+            *self.bounds,
         ]
         self.register_outputs({"name": self.name})
 
@@ -150,12 +166,13 @@ def submitter_rules() -> list[dict]:
 
 def pod_security_labels(cfg: StackConfig) -> dict[str, str]:
     """Pod Security Admission: every pod in our namespace meets "restricted", in every stack. Fluid's cache
-    runtime (which needs the host network and privileged FUSE) lives in its own namespace (`infra.fluid`)."""
+    runtime (which needs privileged FUSE) lives in its own namespace (`infra.fluid`)."""
     return {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")}
 
 
 def s3_egress(cfg: StackConfig) -> list[dict]:
-    """Where the object store is: MinIO pods in the namespace, or any address on the endpoint's port."""
+    """Where the object store is: MinIO pods in the namespace, or any address but the link-local ones (cloud
+    metadata) on the endpoint's port."""
     if cfg.storage.mode == "minio":
         return [
             {
@@ -167,7 +184,7 @@ def s3_egress(cfg: StackConfig) -> list[dict]:
     if cfg.storage.endpoint:
         url = urlparse(cfg.storage.endpoint)
         port = url.port or (443 if url.scheme == "https" else 80)
-    return [{"to": ANYWHERE, "ports": [{"protocol": "TCP", "port": port}]}]
+    return [{"to": OFF_NODE, "ports": [{"protocol": "TCP", "port": port}]}]
 
 
 def training_peer_ports(cfg: StackConfig) -> list[dict]:
@@ -180,27 +197,47 @@ def training_peer_ports(cfg: StackConfig) -> list[dict]:
     return ports
 
 
-def network_policies(cfg: StackConfig) -> dict[str, dict]:
+def apiserver_egress(subsets: list | None) -> list[dict]:
+    """Egress to the addresses and ports the `kubernetes` Service's Endpoints list (the API server itself, where
+    a CNI evaluates egress after kube-proxy has translated the Service address, as Calico, kindnet and the
+    AWS VPC CNI do; Cilium needs `toEntities: [kube-apiserver]`, docs/deploy.md)."""
+
+
+    def field(obj, name: str):  # a plain dict (mocks) or the SDK's output type
+        return obj.get(name) if isinstance(obj, dict) and name in obj else getattr(obj, name, None)
+
+    rules = []
+    for subset in subsets or []:
+        addresses = sorted(field(a, "ip") for a in field(subset, "addresses") or [])
+        ports = field(subset, "ports") or []
+        if addresses and ports:
+            rules.append(
+                {
+                    "to": [{"ipBlock": {"cidr": f"{ip}/{128 if ':' in ip else 32}"}} for ip in addresses],
+                    "ports": [{"protocol": field(p, "protocol") or "TCP", "port": field(p, "port")} for p in ports],
+                }
+            )
+    if not rules:
+        raise ValueError("the kubernetes Service in namespace default lists no endpoints: is this a cluster?")
+    return rules
+
+
+def network_policies(cfg: StackConfig, apiserver: pulumi.Input[list] | None = None) -> dict[str, dict]:
+    """The namespace's policies; `apiserver`: the egress rules to the API server (`apiserver_egress`), by
+    default any address on 443 and 6443."""
+    if apiserver is None:
+        apiserver = [{"to": ANYWHERE, "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]}]
     s3_pods = {"matchLabels": {S3_LABEL: "true"}}
     policies: dict[str, dict] = {
         "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
         "allow-dns": {
             "podSelector": {},
             "policyTypes": ["Egress"],
-            "egress": [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}],
+            "egress": [{"to": CLUSTER_DNS, "ports": DNS_PORTS}],
         },
         "allow-s3": {"podSelector": s3_pods, "policyTypes": ["Egress"], "egress": s3_egress(cfg)},
         # Argo's executor (init and wait containers) talks to the API server.
-        "allow-apiserver": {
-            "podSelector": WORKFLOW_POD,
-            "policyTypes": ["Egress"],
-            "egress": [
-                {
-                    "to": ANYWHERE,
-                    "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}],
-                }
-            ],
-        },
+        "allow-apiserver": {"podSelector": WORKFLOW_POD, "policyTypes": ["Egress"], "egress": apiserver},
         # TF's collectives: every replica of the TFJob talks to every other on the TFJob port.
         "allow-training-peers": {
             "podSelector": {"matchLabels": selector("training")},

@@ -62,6 +62,11 @@ def pod_metadata(instance: str, irsa: bool) -> dict:
 
 
 SERVER = "tf-serving"
+MODELS_SIZE = "2Gi"  # the `models` emptyDir's sizeLimit: past it the kubelet evicts the pod
+MODELS_BYTES = 2 * 2**30
+# The largest gRPC request TF Serving takes (its default is 2 GiB, `SetMaxMessageSize(INT_MAX)` in
+# `model_servers/server.cc`): a batch of 10,000 28x28 float images is ~31 MiB.
+MAX_REQUEST_BYTES = 32 * 2**20
 
 
 class Serving(pulumi.ComponentResource):
@@ -72,8 +77,9 @@ class Serving(pulumi.ComponentResource):
         models_mount = {"name": "models", "mountPath": MODELS}
         sync_env = s.access.pod_env(MODEL_URL=s.model_url)
         # The promotion gate: both containers apply it, so the version the server starts with passed it too.
+        # `--max-bytes`: a version that cannot fit the models volume is refused, not fetched until eviction.
         sync_args = ["--dest", dest, "--keep", str(s.keep_versions), "--min-accuracy", s.min_accuracy,
-                     "--max-regression", s.max_regression]
+                     "--max-regression", s.max_regression, "--max-bytes", str(MODELS_BYTES)]
         if s.public_key:
             sync_args += ["--public-key", s.public_key]
 
@@ -101,6 +107,7 @@ class Serving(pulumi.ComponentResource):
                 f"--model_name={s.model_name}",
                 f"--model_base_path={dest}",
                 f"--file_system_poll_wait_seconds={s.poll_seconds}",
+                f"--grpc_channel_arguments=grpc.max_receive_message_length={MAX_REQUEST_BYTES}",
             ],
             mounts=[{**models_mount, "readOnly": True}],
             ports=[
@@ -130,7 +137,7 @@ class Serving(pulumi.ComponentResource):
                     server,
                     sync("sync-model", "--watch", "--interval", str(s.poll_seconds)),
                 ],
-                "volumes": [TMP_VOLUME, {"name": "models", "emptyDir": {"sizeLimit": "2Gi"}}],
+                "volumes": [TMP_VOLUME, {"name": "models", "emptyDir": {"sizeLimit": MODELS_SIZE}}],
             },
             [("grpc", GRPC_PORT), ("http", REST_PORT)],
             replicas=s.replicas,

@@ -53,6 +53,7 @@ class TrainingArgs:
     node_selector: tuple[tuple[str, str], ...] = ()  # the pods' nodeSelector, as (label, value) pairs
     tolerations: tuple[str, ...] = ()  # more tolerations of the pods, each as JSON
     signing_key: Any = None  # the PEM private key that signs versions (a Pulumi secret); None: unsigned
+    ttl_seconds: int | None = None  # `runPolicy.ttlSecondsAfterFinished`; None: kept (the stack's job is Pulumi's)
 
     def placement(self) -> dict:
         """The pod spec's `nodeSelector` and `tolerations` ({} when neither is set and there are no GPUs)."""
@@ -124,7 +125,13 @@ def tfjob_spec(a: TrainingArgs, flags: tuple[str, str, str] | None = None) -> di
         }
 
     return {
-        "runPolicy": {"backoffLimit": a.backoff_limit, "cleanPodPolicy": "None"},
+        # "Running": when the job ends, pods still running (workers after the chief finished) go and free the
+        # quota; finished pods stay for their logs.
+        "runPolicy": {
+            "backoffLimit": a.backoff_limit,
+            "cleanPodPolicy": "Running",
+            **({"ttlSecondsAfterFinished": a.ttl_seconds} if a.ttl_seconds is not None else {}),
+        },
         "tfReplicaSpecs": {"Chief": replica(1), "Worker": replica(a.workers)},
     }
 

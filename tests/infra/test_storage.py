@@ -49,7 +49,7 @@ def test_prod_keeps_its_bucket_and_versions(prod):
     versioning = only(prod, "aws:s3/bucketVersioning:BucketVersioning")["inputs"]
     assert versioning["versioningConfiguration"] == {"status": "Enabled"}
     # The bucket and what hardens it are kept (tests/infra/test_destroy.py); the rest goes.
-    kept = {r["name"] for r in prod.resources if r["options"]["protect"] or r["options"]["retainOnDelete"]}
+    kept = {r["name"] for r in prod.resources if r["options"].get("protect") or r["options"].get("retainOnDelete")}
     assert kept == {
         "bucket",
         "bucket-ownership",
