@@ -22,7 +22,7 @@ IMAGE_REPO ?= kubeflow-e2e
 
 install: $(STAMP) $(SCAN_STAMP) $(NETPOL_STAMP)
 
-$(STAMP): requirements/dev.txt requirements/trainer.txt requirements/infra.txt requirements/constraints.txt
+$(STAMP): requirements/dev.txt requirements/trainer.txt requirements/infra.txt requirements/sidecar.txt requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
 	touch $(STAMP)

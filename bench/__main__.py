@@ -1,44 +1,12 @@
-"""`python -m bench` (`make bench`): six ratios, each measured side by side in one run on the same data, and
-the figures that put them in context.
+"""`python -m bench` (`make bench`): each figure a ratio measured side by side in one run on the same data
+(S3 on the embedded server vs local disk, two processes vs one, ours vs plain Keras), printed as a table and,
+as the last line, one JSON object with the keys in `KEYS`; logs and details go to `.bench/<timestamp>/`.
 
     python -m bench [--tiny] [--only input,train,workers,tensorboard,uploads,publish,render,tbruns,keras]
 
-1. input        the training split read from S3 through the trainer's data path vs the same shard files read
-                from local disk with tf.data (bench/input_pipeline.py; one cold pass)          goal >= 0.9
-                (and input_s3_warm_vs_local: the same with the shard cache filled)
-2. train        `train` with DATA_URL, RUN_URL and MODEL_URL on S3 vs all three file:///, same steps, one
-                process: local / S3 wall time of the whole command, median over back-to-back pairs  >= 0.95
-3. workers      global examples/s, chief + 1 worker vs a lone chief, each process pinned to its own core and
-                held to one TF thread (TF_NUM_INTRAOP_THREADS=1, TF_NUM_INTEROP_THREADS=1); the per-process
-                batch is the same (64), so 2 workers train a global batch of 128; median over rounds  >= 1.6
-                (and the scaling curve examples_per_s_1, _2, _3: 3 processes share the 2 cores)
-4. tensorboard  seconds from a scalar being written by the trainer's summary writer to it being readable
-                from the event file on S3 (the worst case over every scalar written)          goal <= 10
-4b. uploads     MB the summary writer uploads in the 1st and the 10th hour of a simulated 10-hour run
-                (summary_upload_mb_hour_1, summary_upload_mb_hour_10): flat, not growing with the run
-5. publish      export + upload as a model version to S3 vs the same export saved locally     goal <= 3
-6. render       `python -m render --stack dev` at workers=1 and workers=64 (whole command) goal <= 2 s
-7. tbruns       the stack's TensorBoard on 10, 100 and 200 runs: seconds from its start until the newest run's
-                scalars are listed, with the logdir on every run and on that run's own logs (bench/
-                tensorboard_runs.py; in the table and bench.json's details, not in the JSON line's keys)
-8. keras        `train` vs a plain Keras `model.fit` of the same model (bench/keras_fit.py), one process
-                each, the same shards from local disk, batch size and steps, no augmentation: ours / fit's
-                examples/s, median over back-to-back rounds (trainer_vs_keras_fit)              goal >= 1.0
-1b.             input_s3_vs_local_median3: the input measurement taken three times in the run (at the start,
-                after the middle step and at the end), the median of the three cold ratios      goal >= 0.9;
-                input_s3_server_cpu_share: the S3 server's share of the CPU the cold passes took (server +
-                reader), the median of the three
-
-Training (2, 3) runs on an MNIST-sized split of random pixels, prepared by `prepare-data` like any source.
-The embedded S3 server (moto on 127.0.0.1) stands in for S3. Every `python -m trainer` process is the dev
-stack's own (demo/podspecs.py: the Workflow's prepare-data, the TFJob's replicas), with only what a measurement
-varies set on top (URLs, flags, thread counts). Prints a table, then as its last line one JSON object with the
-keys in KEYS. Logs and the details go to .bench/<timestamp>/.
-`--tiny` runs every measurement on a toy size: it checks the script, not the speed.
-
-Each step is a function of its own module (`RUNS`: input_pipeline.py, training.py, summaries.py, publish.py,
-render_time.py, tensorboard_runs.py) over the shared set-up in harness.py. `python -m bench.gpu` (not part of
-this run) measures the model on the CPU and a GPU at each precision.
+`--tiny` runs every measurement at a toy size: it checks the script, not the speed. Each step is a function
+of its own module (`RUNS`) over the shared set-up in harness.py, with its goal in `GOALS`. What each figure
+measures and why: docs/performance.md, "What each line measures".
 """
 
 from __future__ import annotations

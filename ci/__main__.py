@@ -1,4 +1,4 @@
-"""`python -m ci plan|registry|timeout`: see `ci.settings`."""
+"""`python -m ci plan|registry|timeout|impact`: see `ci.settings`."""
 
 import sys
 

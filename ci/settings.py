@@ -210,7 +210,8 @@ def registry(env: Mapping[str, str]) -> dict[str, str]:
 
 def awaited_seconds(resources: list[dict]) -> int:
     """Sum of the waits `pulumi up` makes in turn, over a render's resources: every gate (`infra.gate`: data
-    prep, Fluid's DataLoad, the TFJob; its `timeoutSeconds`), and any Kubernetes object still awaited by the
+    prep, Fluid's DataLoad, the TFJob, the Deployments' rollouts and MinIO's bucket Job; its `timeoutSeconds`),
+    and any Kubernetes object still awaited by the
     provider with a `pulumi.com/timeoutSeconds` annotation. They run one after another (each depends on the one
     before), so the worst case is their sum."""
     total = 0
@@ -244,7 +245,14 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     sub.add_parser("registry", help="print host and prefix of the image registry")
     t = sub.add_parser("timeout", help="print the deploy job timeout (minutes) the stack's waits need")
     t.add_argument("--stack", required=True)
+    i = sub.add_parser("impact", help="print what a change does to data prep, training and serving (ci.impact)")
+    i.add_argument("base_dir", help="the base's `python -m render --out` folder (one subfolder per stack)")
+    i.add_argument("head_dir", help="the head's")
     args = parser.parse_args(argv)
+    if args.command == "impact":
+        from ci import impact
+
+        return impact.main([args.base_dir, args.head_dir])
     env = os.environ if env is None else env
     try:
         if args.command == "plan":

@@ -8,8 +8,9 @@ Only what must differ on one machine is mapped, here and nowhere else:
   `--bind_all` becomes `--host 127.0.0.1` (nothing listens beyond loopback);
 - `valueFrom.secretKeyRef` on one of the stack's S3 credentials Secrets (one per role) becomes the local S3
   server's keys (the embedded server has one user, so every role reads and writes all of the bucket here);
-- each volume becomes a folder `<workdir>/pods/<pod>/<volume>`: mount paths in flags and env values are
-  rewritten, and a pod whose scratch volume is mounted at /tmp gets TMPDIR there;
+- each volume becomes a folder `<workdir>/pods/<pod>/<volume>` (a ConfigMap's keys written in it as files):
+  mount paths in flags and env values are rewritten, and a pod whose scratch volume is mounted at /tmp gets
+  TMPDIR there;
 - the image's executable becomes this machine's: `python` is this interpreter (with the source tree on
   PYTHONPATH), `tensorflow_model_server` the stand-in `python -m demo.serving`, `tensorboard` the one given;
 - Argo's `{{workflow.name}}` and `{{workflow.parameters.<p>}}` are filled in as Argo fills them.
@@ -189,13 +190,17 @@ class Local:
         raise PodSpecError(f"env {var['name']}: no local value for {json.dumps(var.get('valueFrom'))}")
 
     def _mounts(self, pod: str, pod_spec: Mapping, container: Mapping) -> dict[str, str]:
-        volumes = {v["name"] for v in pod_spec.get("volumes") or []}
+        volumes = {v["name"]: v for v in pod_spec.get("volumes") or []}
         out = {}
         for m in container.get("volumeMounts") or []:
             if m["name"] not in volumes:
                 raise PodSpecError(f"{pod}/{container['name']} mounts {m['name']!r}, which the pod does not declare")
             local = self.workdir / "pods" / pod / m["name"]
             local.mkdir(parents=True, exist_ok=True)
+            config_map = (volumes[m["name"]].get("configMap") or {}).get("name")
+            if config_map:  # its keys as files, as the kubelet projects them
+                for key, text in (self.rendered.one("ConfigMap", config_map).get("data") or {}).items():
+                    (local / key).write_text(text)
             out[m["mountPath"].rstrip("/") or "/"] = str(local)
         return out
 

@@ -1,34 +1,14 @@
-"""A stand-in for TF Serving's REST API, for the tests and the local demo.
+"""A stand-in for TF Serving's REST API, for the tests and the local demo (`tensorflow_model_server` cannot be
+installed here). It serves the newest `<model_base_path>/<integer version>/` that holds a `saved_model.pb`,
+polling for new ones (TF Serving's "latest 1" policy), and answers model status, metadata, `:predict` in row
+or columnar format, `:classify` and `:regress` by TF Serving's rules and with its error texts. What it
+answers, and from which TF Serving sources: docs/trainer.md, "The TF Serving stand-in".
 
-It stands in for TensorFlow Serving (`tensorflow_model_server`), which cannot be installed here: no Docker
-engine, and no binary on PyPI or Debian. It does the part the project relies on, the way TF Serving does it:
-
-- serves the SavedModels under `--model_base_path`, laid out as `<base>/<integer version>/saved_model.pb ...`,
-  polling the folder every `--file_system_poll_wait_seconds` and switching to the newest version (TF Serving's
-  default "latest 1" version policy); a folder without `saved_model.pb` is not a version;
-- `GET  /v1/models/<name>[/versions/<v>]`        model status (`model_version_status`, state AVAILABLE); 404
-  "Could not find any versions of model <name>" for a model with no version loaded, whether its name is
-  unknown or its folder is still empty (TF Serving's `get_model_status_impl.cc` cannot tell them apart either)
-- `GET  /v1/models/<name>/metadata`              the signature's inputs and outputs
-- `POST /v1/models/<name>[/versions/<v>]:predict` in row (`instances`) or columnar (`inputs`) format ->
-  `{"predictions": ...}` / `{"outputs": ...}`, by the rules of TF Serving's REST API document
-  (tensorflow/serving, `tensorflow_serving/g3doc/api_rest.md`, "Predict API" and "JSON mapping"): rows are plain
-  values when the signature has one input, or objects keyed by input name (always accepted, required with
-  several inputs); columns are a plain value (one input) or an object of input name -> tensor; one output
-  tensor is answered without its name, several as objects;
-- `POST /v1/models/<name>[/versions/<v>]:classify` and `:regress`: the stand-in serves predict signatures
-  only (what `tf.saved_model.save` writes), so these answer as TF Serving does for such a signature: the body is
-  checked first (`json_tensor.cc`, `FillClassifyRegressRequestFromJson`), then the signature
-  (`servables/tensorflow/classifier.cc` / `regressor.cc`): 400 "No classification inputs found in
-  SignatureDef: ..." (TF Serving's default, `--enable_signature_method_name_check=false`, with no input named
-  `inputs`) or, with that flag on, 400 "Expected classification signature method_name to be
-  tensorflow/serving/classify. Was: tensorflow/serving/predict" (likewise "regression" for `:regress`);
-- bad requests get the error text TF Serving gives (`tensorflow_serving/util/json_tensor.cc`,
-  `FillPredictRequestFromJson`; `model_servers/http_rest_api_handler.cc`), as `{"error": "..."}` with 400
-  (InvalidArgument), 404 (unknown model or version) or 501 (a dtype JSON cannot carry). Where TF Serving
-  quotes a JSON value it is shown here as compact JSON cut at 256 characters (rapidjson's layout differs).
-  A tensor of the wrong shape for the signature fails when TF Serving runs the graph, with TensorFlow's own
-  text; the stand-in checks the shape first and says so in its own words (also 400).
+- with `--monitoring_config_file` naming a file with `prometheus_config { enable: true, path: "<path>" }` (TF
+  Serving's `MonitoringConfig` text proto), `GET <path>` answers Prometheus text with TF Serving's own names
+  (`tensorflow_serving/servables/tensorflow/util.cc`, "/" written as ":"): `:tensorflow:serving:request_count`
+  {model_name, status} and the histogram `:tensorflow:serving:request_latency` {model_name, API, entrypoint}
+  in microseconds, on its buckets (10 x 1.8^i), for every predict, classify and regress request.
 
 Run: `python -m demo.serving --model_name mnist --model_base_path /models/mnist --rest_api_port 8501`
 (TF Serving's own flag names). It prints `serving <name> at http://host:port` once it listens.
@@ -42,6 +22,7 @@ import os
 import re
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -138,12 +119,66 @@ def _signature_defs(path: Path) -> dict:
     return dict(graph.signature_def)
 
 
+# TF Serving's request latency buckets, in microseconds (util.cc: exponential, 10 x 1.8^i, 33 of them).
+LATENCY_BUCKETS_US = tuple(10 * 1.8**i for i in range(33))
+_MONITORING_PATH = re.compile(r'prometheus_config\s*\{[^}]*\benable\s*:\s*true\b[^}]*\bpath\s*:\s*"([^"]+)"', re.S)
+
+
+def monitoring_path(config_text: str) -> str | None:
+    """The metrics path a `--monitoring_config_file` turns on (None: Prometheus export off)."""
+    found = _MONITORING_PATH.search(config_text)
+    return found.group(1) if found else None
+
+
+class RequestMetrics:
+    """TF Serving's request count and latency, as its Prometheus exporter writes them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: dict[tuple[str, str], int] = {}
+        self.latency: dict[tuple[str, str], list] = {}  # (model, API) -> [bucket counts..., sum, count]
+
+    def record(self, model: str, api: str, status: str, seconds: float) -> None:
+        us = seconds * 1e6
+        with self._lock:
+            self.counts[(model, status)] = self.counts.get((model, status), 0) + 1
+            row = self.latency.setdefault((model, api), [0] * len(LATENCY_BUCKETS_US) + [0.0, 0])
+            for i, le in enumerate(LATENCY_BUCKETS_US):
+                if us <= le:
+                    row[i] += 1
+            row[-2] += us
+            row[-1] += 1
+
+    def text(self) -> str:
+        count, latency = ":tensorflow:serving:request_count", ":tensorflow:serving:request_latency"
+        lines = [f"# TYPE {count} counter"]
+        with self._lock:
+            for (model, status), n in sorted(self.counts.items()):
+                lines.append(f'{count}{{model_name="{model}",status="{status}"}} {n}')
+            lines.append(f"# TYPE {latency} histogram")
+            for (model, api), row in sorted(self.latency.items()):
+                labels = f'model_name="{model}",API="{api}",entrypoint="REST"'
+                for le, n in zip(LATENCY_BUCKETS_US, row, strict=False):
+                    lines.append(f'{latency}_bucket{{{labels},le="{le:g}"}} {n}')
+                lines.append(f'{latency}_bucket{{{labels},le="+Inf"}} {row[-1]}')
+                lines.append(f"{latency}_sum{{{labels}}} {row[-2]:g}")
+                lines.append(f"{latency}_count{{{labels}}} {row[-1]}")
+        return "\n".join(lines) + "\n"
+
+
+# The HTTP status a REST error maps from, back to the canonical code TF Serving counts it under.
+_STATUS = {200: "OK", 400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 501: "UNIMPLEMENTED"}
+
+
 class ModelServer:
     """Serves the newest version under `base_path` as model `name`; `start()` returns once it listens."""
 
     def __init__(self, name: str, base_path, host: str = "127.0.0.1", port: int = 0,
-                 poll_seconds: float = 1.0, method_name_check: bool = False):
+                 poll_seconds: float = 1.0, method_name_check: bool = False, metrics_path: str | None = None):
+        """`metrics_path`: where TF Serving's Prometheus metrics are served (None: not at all)."""
         self.name = name
+        self.metrics_path = metrics_path
+        self.metrics = RequestMetrics()
         self.method_name_check = method_name_check
         self.base_path = Path(base_path)
         self.poll_seconds = poll_seconds
@@ -211,7 +246,13 @@ class ModelServer:
             def log_message(self, *args):  # quiet: the tests and the demo keep their own logs
                 pass
 
+            started: float | None = None  # set for the requests TF Serving counts (predict, classify, regress)
+
             def _send(self, code: int, body: dict) -> None:
+                if self.started is not None:  # counted before the answer goes out: a client then sees it
+                    match = _PATH.match(self.path.split("?", 1)[0])
+                    server.metrics.record(match["name"], match["rest"][1:], _STATUS.get(code, "UNKNOWN"),
+                                          time.monotonic() - self.started)
                 raw = json.dumps(body).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
@@ -272,9 +313,20 @@ class ModelServer:
                     "status": {"error_code": "OK", "error_message": ""}}]})
 
             def do_GET(self):
+                if server.metrics_path and self.path.split("?", 1)[0] == server.metrics_path:
+                    raw = server.metrics.text().encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain; version=0.0.4")
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                    return
                 self._route("GET")
 
             def do_POST(self):
+                match = _PATH.match(self.path.split("?", 1)[0])
+                if match and match["rest"] in (":predict", ":classify", ":regress"):
+                    self.started = time.monotonic()
                 self._route("POST")
 
         return Handler
@@ -293,10 +345,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--enable_signature_method_name_check", nargs="?", const=True,
                         type=lambda v: v.lower() in ("1", "true"), default=False,
                         help="as TF Serving's flag: :classify/:regress check the signature's method_name first")
+    parser.add_argument("--monitoring_config_file", default=None,
+                        help='as TF Serving\'s flag: prometheus_config { enable: true, path: "..." } serves metrics')
     args = parser.parse_args(argv)
+    metrics_path = None
+    if args.monitoring_config_file:
+        metrics_path = monitoring_path(Path(args.monitoring_config_file).read_text())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     server = ModelServer(args.model_name, args.model_base_path, args.rest_api_host, args.rest_api_port,
-                         args.file_system_poll_wait_seconds, args.enable_signature_method_name_check).start()
+                         args.file_system_poll_wait_seconds, args.enable_signature_method_name_check,
+                         metrics_path).start()
     print(f"serving {args.model_name} at {server.url}", flush=True)
     try:
         threading.Event().wait()

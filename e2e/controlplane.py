@@ -129,10 +129,12 @@ class ControlPlane:
         return ctx
 
     def api(
-        self, path: str, method: str = "GET", body: dict | None = None, content_type: str = "application/json"
+        self, path: str, method: str = "GET", body: dict | None = None, content_type: str = "application/json",
+        text: bool = False,
     ) -> dict:
-        """One request to the API server as the admin; returns the decoded JSON body. HTTP errors raise
-        urllib.error.HTTPError (`.code`: 404 for a missing object)."""
+        """One request to the API server as the admin; returns the decoded JSON body, or `{"raw": body}` for a
+        body that is not a JSON object or when `text` is set (a pod log, which may itself be one JSON line).
+        HTTP errors raise urllib.error.HTTPError (`.code`: 404 for a missing object)."""
         req = urllib.request.Request(
             self.server + path,
             method=method,
@@ -141,7 +143,7 @@ class ControlPlane:
         )
         with urllib.request.urlopen(req, context=self._ssl(), timeout=30) as resp:
             raw = resp.read()
-        return json.loads(raw) if raw.strip().startswith(b"{") else {"raw": raw.decode()}
+        return json.loads(raw) if raw.strip().startswith(b"{") and not text else {"raw": raw.decode()}
 
     @staticmethod
     def _healthz(port: int) -> bool:

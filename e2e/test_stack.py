@@ -265,7 +265,7 @@ def pods(cluster, selector: str) -> list[dict]:
 
 
 def log(cluster, pod: str, container: str) -> str:
-    return get(cluster, f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}/log?container={container}")["raw"]
+    return cluster.api(f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}/log?container={container}", text=True)["raw"]
 
 
 def test_awaits_order_data_prep_training_serving(stack, cluster):
@@ -351,7 +351,16 @@ def test_the_model_is_in_the_bucket_and_served(stack, cluster):
     versions = sorted({k.split("/")[2] for k in keys if k.endswith("/_COMPLETE")})
     print(f"model versions in the bucket: {versions}")
     assert versions
-    # The serving pod's sidecar synced it, and TF Serving's stand-in answers through the Service.
+    # Each version carries the chief's evaluation, and the serving pod's sync-model promoted one through the
+    # gate (its first run, the init container, prints its decisions as JSON).
+    assert all(any(k.endswith(f"/{v}/_EVAL.json") for k in keys) for v in versions), keys
+    [pod] = pods(cluster, "app.kubernetes.io/component=serving")
+    lines = [ln for ln in log(cluster, pod["metadata"]["name"], "sync-model-once").splitlines() if ln.startswith("{")]
+    gate = json.loads(lines[-1])["gate"]
+    print(f"serving's promotion gate: min accuracy {gate['min_accuracy']}, promoted {gate['promoted']}")
+    assert gate["promoted"] and all(acc is not None and acc >= float(gate["min_accuracy"])
+                                    for acc in gate["promoted"].values()), gate
+    # TF Serving's stand-in answers through the Service.
     server = f"http://{service_ip(cluster, 'serving')}:8501"
     deadline = time.monotonic() + 120
     while True:

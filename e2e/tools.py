@@ -1,31 +1,15 @@
 """`make e2e-tools`: build the e2e toolchain from Go modules into a cache outside the work tree.
 
-Every binary comes from the Go module proxy (no prebuilt downloads): the Pulumi CLI, the
-pulumi-kubernetes provider plugin, etcd, the Kubernetes binaries (kube-apiserver, kube-controller-manager,
-kube-scheduler, kubelet, kube-proxy, kubectl), CoreDNS, the Kubeflow training operator, Argo's
-workflow-controller and argoexec, MinIO and mc; and the pod sandbox's pause, compiled with gcc from the
-kubernetes module's own source. Each is built inside a small wrapper module generated under
-``<cache>/src/<tool>/`` because the upstream modules carry ``replace`` directives that point into
-their own repositories (``pkg/v3 => ../sdk``, ``k8s.io/X => ./staging/...``), which Go ignores in
-a dependency: the wrapper restates them against published versions.
+Every binary comes from the Go module proxy (no prebuilt downloads), each built inside a small wrapper
+module generated under ``<cache>/src/<tool>/``: the upstream modules carry ``replace`` directives into their
+own repositories, which Go ignores in a dependency, so the wrapper restates them against published versions.
+The tools, their versions and what each wrapper works around: docs/e2e.md, "The tools".
 
 Layout: ``$KUBEFLOW_E2E_TOOLS`` or ``~/.cache/kubeflow-e2e/tools/<versions>/`` with ``bin/`` (the
 binaries), ``images/`` (what ``e2e/images.py`` exports for containerd), ``containerd/`` (the node's image
 store, kept between runs) and ``src/`` (the wrappers).
 Run ``python3 e2e/tools.py`` to build what is missing (one line per binary with its time),
 ``--print-dir`` to print the bin folder. Needs only python3 (stdlib) and go >= 1.26.6.
-
-Sources of the facts below (read from the modules' go.mod files, 2026-11-29):
-- ``github.com/pulumi/pulumi/pkg/v3`` v3.272.0 (the PyPI pin) is not served by the proxy; v3.274.0 is the
-  nearest served. Its go.mod replaces ``sdk/v3 => ../sdk`` and ``atotto/clipboard => tgummerer/clipboard``.
-- The Python language host module (``sdk/python/cmd/pulumi-language-python/v3``) is not served at any
-  version, so the e2e harness runs the program through the Automation API's inline mode, whose language
-  server lives in the Python process (no language host binary is needed).
-- ``github.com/pulumi/pulumi-kubernetes/provider/v4`` is served only as
-  v4.0.0-20260115033456-f47bc2d6f199 (tag v4.25.0). Its ``main.go`` embeds generated files that are not in the
-  module, so the wrapper has its own ``main.go`` calling ``provider.Serve`` with the module's ``schema.json``.
-- ``k8s.io/kubernetes`` requires every ``k8s.io/*`` staging module at v0.0.0 and replaces it with
-  ``./staging/src/k8s.io/*``; the wrapper maps each to the published ``v0.<minor>.<patch>``.
 """
 
 from __future__ import annotations
@@ -53,7 +37,7 @@ KUBERNETES = "v1.36.1"
 # module github.com/kubeflow/training-operator, so the wrapper requires the old path and replaces it.
 TRAINING_OPERATOR = "v1.9.4"
 # Argo Workflows: v4.0.6 (the chart 1.0.18 release) is not served by the module proxy; v4.0.7 is the nearest
-# served release after it, so the stack pins v4.0.7 too (infra/versions.py).
+# served release after it, so the stack's chart values run v4.0.7 too (infra/argo.py, ARGO_VERSION).
 ARGO = "v4.0.7"
 ARGO_MOD = "github.com/argoproj/argo-workflows/v4"
 # Cluster DNS for the real node's pods (Service names such as minio.<namespace>.svc).

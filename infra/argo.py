@@ -15,6 +15,7 @@ CRD deletes every Workflow of that kind in the cluster, other teams' included.""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import pulumi
@@ -22,13 +23,16 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from infra import crds
-from infra.config import StackConfig
 from infra.podspec import S3Access, executor_security, labels
 from infra.podspec import pod_security_level as pod_security
-from infra.s3identities import ARGO_SERVER_SA, CREDENTIALS_SECRET, irsa_role_arn
+from infra.s3identities import ARGO_SERVER_SA, CREDENTIALS_SECRET
 
 REPO = "https://argoproj.github.io/argo-helm"
 SERVER_PORT = 2746
+# The controller, executor and server images run this release, not the chart's own v4.0.6: the Go module
+# proxy serves no v4.0.6, so `make e2e` builds and runs v4.0.7 (e2e/tools.py), and the stack deploys what the
+# e2e proved. The chart's CRDs stay the chart's: a patch release keeps the CRD schema.
+ARGO_VERSION = "v4.0.7"
 RESTRICTION = "Secure"  # the controller's `workflowRestrictions.templateReferencing`
 # What the server does with its own account under `client` auth (argo-workflows v4.0.6
 # `server/apiserver/argoserver.go`): read and watch its namespace's controller ConfigMap, and record events.
@@ -38,9 +42,24 @@ SERVER_RULES = [
 ]
 
 
-def artifact_repository(cfg: StackConfig, access: S3Access) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class ArgoArgs:
+    """What Argo takes, built from the `argo.*` settings and the storage by `infra.program.argo_args`."""
+
+    install: bool  # install the chart; False: use the cluster's own Argo (its Workflow CRDs must exist)
+    chart_version: str  # of the `argo-workflows` chart (`1.0.18`)
+    argo_namespace: str  # where the chart installs the controller and the server
+    namespace: pulumi.Input[str]  # ours: the artifact repository's ConfigMap goes here
+    instance: str  # the stack's name (`app.kubernetes.io/instance`)
+    bucket: str  # the artifact repository's bucket, as configured (`storage.bucket`)
+    access: S3Access  # the pipeline role's: the workflow pods archive their logs with it
+    server_role_arn: str | None  # under IRSA, the IAM role the server's ServiceAccount assumes; else None
+    cron: bool = False  # a scheduled retrain (a CronWorkflow) is declared
+
+
+def artifact_repository(bucket: str, access: S3Access) -> dict:
     s3: dict = {
-        "bucket": cfg.storage.bucket,
+        "bucket": bucket,
         "region": access.region,
         "keyFormat": "argo/{{workflow.name}}/{{pod.name}}",
     }
@@ -58,20 +77,21 @@ def artifact_repository(cfg: StackConfig, access: S3Access) -> dict:
     return {"archiveLogs": True, "s3": s3}
 
 
-def server_account(cfg: StackConfig) -> dict:
+def server_account(role_arn: str | None) -> dict:
     account: dict = {"create": True, "name": ARGO_SERVER_SA}
-    if cfg.storage.credentials == "irsa":
-        account["annotations"] = {"eks.amazonaws.com/role-arn": irsa_role_arn(cfg, "argo-server")}
+    if role_arn:
+        account["annotations"] = {"eks.amazonaws.com/role-arn": role_arn}
     return account
 
 
-def chart_values(cfg: StackConfig) -> dict:
+def chart_values(a: ArgoArgs) -> dict:
     small = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
     return {
         # Minified CRDs as plain templates: the "full" CRDs come from a Helm hook Job that downloads them,
         # and pulumi's Chart v4 does not run hooks.
         "crds": {"install": True, "full": False, "keep": True},
         "singleNamespace": False,  # cluster-wide: see the module docstring
+        "images": {"tag": ARGO_VERSION},
         "controller": {
             "resources": {
                 "requests": {"cpu": "100m", "memory": "128Mi"},
@@ -91,7 +111,7 @@ def chart_values(cfg: StackConfig) -> dict:
         "server": {
             "serviceType": "ClusterIP",
             # The name the IRSA role trusts; under IRSA the server reads archived logs (`argo/`) with it.
-            "serviceAccount": server_account(cfg),
+            "serviceAccount": server_account(a.server_role_arn),
             "authModes": ["client"],
             "podSecurityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
             # TLS with the certificate the server makes itself at start (the chart's probes follow), and not
@@ -107,19 +127,17 @@ def chart_values(cfg: StackConfig) -> dict:
     }
 
 
-def artifact_repositories(
-    cfg: StackConfig, access: S3Access, namespace: pulumi.Input[str], parent: pulumi.Resource
-) -> k8s.core.v1.ConfigMap:
+def artifact_repositories(a: ArgoArgs, parent: pulumi.Resource) -> k8s.core.v1.ConfigMap:
     """Argo reads a namespace's own default artifact repository from its ConfigMap `artifact-repositories`."""
     return k8s.core.v1.ConfigMap(
         "artifact-repositories",
         metadata={
             "name": "artifact-repositories",
-            "namespace": namespace,
-            "labels": labels(cfg.stack, "argo"),
+            "namespace": a.namespace,
+            "labels": labels(a.instance, "argo"),
             "annotations": {"workflows.argoproj.io/default-artifact-repository": "default"},
         },
-        data={"default": yaml.safe_dump(artifact_repository(cfg, access), sort_keys=True)},
+        data={"default": yaml.safe_dump(artifact_repository(a.bucket, a.access), sort_keys=True)},
         opts=pulumi.ResourceOptions(parent=parent),
     )
 
@@ -128,41 +146,35 @@ class Argo(pulumi.ComponentResource):
     """`ready`: what a Workflow or WorkflowTemplate waits for (the chart, or the reads of the cluster's Argo
     CRDs when `argo.install` is false)."""
 
-    def __init__(
-        self,
-        name: str,
-        cfg: StackConfig,
-        access: S3Access,
-        namespace: pulumi.Input[str] | None = None,
-        opts: pulumi.ResourceOptions | None = None,
-    ):
+    def __init__(self, name: str, *, args: ArgoArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kubeflow-e2e:infra:Argo", name, None, opts)
-        namespace = namespace or cfg.namespace
         self.server_service = "argo-workflows-server"
         self.chart: k8s.helm.v4.Chart | None = None
-        repositories = artifact_repositories(cfg, access, namespace, self)
-        if not cfg.argo.install:
+        repositories = artifact_repositories(args, self)
+        if not args.install:
+            # A scheduled retrain (`retrain.schedule`) is a CronWorkflow: the cluster's Argo must serve that too.
+            needed = crds.ARGO + (crds.ARGO_CRON if args.cron else ())
             self.ready: list[pulumi.Resource] = crds.require(
-                "argo.install", crds.ARGO, pulumi.ResourceOptions(parent=self)
+                "argo.install", needed, pulumi.ResourceOptions(parent=self)
             )
             self.ready.append(repositories)
             self.register_outputs({})
             return
         ns = k8s.core.v1.Namespace(
             "argo-namespace",
-            metadata={"name": cfg.argo.namespace, "labels": pod_security("restricted")},
+            metadata={"name": args.argo_namespace, "labels": pod_security("restricted")},
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.chart = k8s.helm.v4.Chart(
             "argo-workflows",
             chart="argo-workflows",
-            version=cfg.argo.chart_version,
+            version=args.chart_version,
             repository_opts={"repo": REPO},
-            namespace=cfg.argo.namespace,
-            values=chart_values(cfg),
+            namespace=args.argo_namespace,
+            values=chart_values(args),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
         )
-        meta = {"name": ARGO_SERVER_SA, "namespace": cfg.argo.namespace, "labels": labels(cfg.stack, "argo")}
+        meta = {"name": ARGO_SERVER_SA, "namespace": args.argo_namespace, "labels": labels(args.instance, "argo")}
         role = k8s.rbac.v1.Role(
             "role-argo-server",
             metadata=meta,
@@ -173,7 +185,7 @@ class Argo(pulumi.ComponentResource):
             "rolebinding-argo-server",
             metadata=meta,
             role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ARGO_SERVER_SA},
-            subjects=[{"kind": "ServiceAccount", "name": ARGO_SERVER_SA, "namespace": cfg.argo.namespace}],
+            subjects=[{"kind": "ServiceAccount", "name": ARGO_SERVER_SA, "namespace": args.argo_namespace}],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[role]),
         )
         self.ready = [self.chart, repositories, role, binding]

@@ -34,9 +34,9 @@ from infra.configcheck import (
     secret,
     whole,
 )
-from infra.configsched import gpu_count, gpu_image, node_labels
+from infra.configsched import cron, gpu_count, gpu_image, node_labels
 from infra.configsched import tolerations as toleration_list
-from infra.servingkeys import ed25519_public_key, fraction
+from infra.servingkeys import auto_or_bool, ed25519_public_key, fraction
 
 MAX_WORKERS = 64
 STORAGE_MODES = ("minio", "aws", "external")
@@ -363,6 +363,35 @@ class AccessConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    service_monitor: str = setting(
+        "metrics.serviceMonitor",
+        "auto",
+        "declare a Prometheus Operator ServiceMonitor for serving: `true`, `false`, or `auto` (when `pulumi "
+        "preview` can read the cluster and it has the `servicemonitors.monitoring.coreos.com` CRD)",
+        auto_or_bool,
+    )
+    from_namespace: str | None = setting(
+        "metrics.fromNamespace",
+        None,
+        "namespace of your Prometheus: its pods may scrape the serving pods (8501, 9102); unset, no scrape "
+        "gets through the NetworkPolicies",
+        optional(dns_label()),
+    )
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    schedule: str | None = setting(
+        "retrain.schedule",
+        None,
+        "cron schedule (`0 3 * * *`, `@weekly`; the Argo controller's time zone) of an Argo CronWorkflow that "
+        "submits the retrain template; unset: no scheduled retraining",
+        cron,
+    )
+
+
+@dataclass(frozen=True)
 class OperatorConfig:
     install: bool = setting(
         "operator.install",
@@ -384,7 +413,10 @@ class ArgoConfig:
         boolean,
     )
     chart_version: str = setting(
-        "argo.chartVersion", "1.0.18", "`argo-workflows` Helm chart version (Argo Workflows v4.0.6)", chart_version
+        "argo.chartVersion",
+        "1.0.18",
+        "`argo-workflows` Helm chart version (its images run Argo Workflows v4.0.7)",
+        chart_version,
     )
     namespace: str = setting("argo.namespace", "argo", "namespace of the Argo controller and server", dns_label())
 
@@ -433,6 +465,8 @@ class StackConfig:
     sync: SyncConfig
     tensorboard: TensorBoardConfig
     access: AccessConfig
+    metrics: MetricsConfig
+    retrain: RetrainConfig
     operator: OperatorConfig
     argo: ArgoConfig
     fluid: FluidConfig

@@ -1,5 +1,6 @@
-"""Checks of the training's scheduling keys: `training.gpus`, the GPU image that goes with it, the node
-selector and the tolerations (the GPU workers' keys, beside the one-value checks of `infra.configcheck`)."""
+"""Checks of the scheduling keys: the training's `training.gpus`, the GPU image that goes with it, the node
+selector and the tolerations (the GPU workers' keys, beside the one-value checks of `infra.configcheck`),
+and the retraining's cron schedule (`retrain.schedule`)."""
 
 from __future__ import annotations
 
@@ -112,3 +113,65 @@ def tolerations(r: Reader, key: str) -> tuple[str, ...]:
                               literal=True)
         out.append(json.dumps(t, sort_keys=True))
     return tuple(out)
+
+
+# Argo's CronWorkflow schedule: robfig/cron's standard spec (5 fields, names for months and weekdays, `?` for
+# "any" in the day fields) or one of its descriptors.
+CRON_DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_CRON_FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")),
+    ("day of week", 0, 6, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")),
+)
+
+
+def _cron_value(text: str, lo: int, names: tuple[str, ...]) -> int:
+    if text.upper() in names:
+        return names.index(text.upper()) + lo
+    if not text.isdigit():
+        raise ValueError(text)
+    return int(text)
+
+
+def _cron_field_ok(text: str, lo: int, hi: int, names: tuple[str, ...], day: bool) -> bool:
+    for item in text.split(","):
+        span, _, step = item.partition("/")
+        if step and (not step.isdigit() or int(step) < 1):
+            return False
+        if span == "*" or (day and span == "?"):
+            continue
+        first, _, last = span.partition("-")
+        try:
+            a = _cron_value(first, lo, names)
+            b = _cron_value(last, lo, names) if last else a
+        except ValueError:
+            return False
+        if not lo <= a <= b <= hi:
+            return False
+    return True
+
+
+def cron(r: Reader, key: str) -> str | None:
+    """A cron schedule as Argo's CronWorkflow takes it (`0 3 * * *`, `*/30 * * * MON-FRI`, `@daily`);
+    unset: no schedule."""
+    value = r.raw(key)
+    if value is None or str(value).strip() == "":
+        return None
+    text = " ".join(str(value).split())
+    if text in CRON_DESCRIPTORS:
+        return text
+    fields = text.split(" ")
+    problem = None
+    if len(fields) != len(_CRON_FIELDS):
+        problem = f"must have 5 fields (minute hour day-of-month month day-of-week), not {len(fields)}"
+    else:
+        for field, (name, lo, hi, names) in zip(fields, _CRON_FIELDS, strict=True):
+            if not _cron_field_ok(field, lo, hi, names, name.startswith("day")):
+                problem = f"has a bad {name} field {field!r} (numbers {lo}-{hi}, ranges a-b, lists a,b, steps */n)"
+                break
+    if problem:
+        raise ConfigError(key, f"is not a cron schedule: it {problem}", value,
+                          f"{set_to(key, repr('0 3 * * *'))} (daily at 03:00), or one of {', '.join(CRON_DESCRIPTORS)}")
+    return text

@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 OPERATOR = ("tfjobs.kubeflow.org",)
 # The executor of every workflow pod reports through workflowtaskresults.
 ARGO = ("workflows.argoproj.io", "workflowtemplates.argoproj.io", "workflowtaskresults.argoproj.io")
+ARGO_CRON = ("cronworkflows.argoproj.io",)
 FLUID = ("datasets.data.fluid.io", "alluxioruntimes.data.fluid.io", "dataloads.data.fluid.io")
 
 

@@ -1,5 +1,7 @@
-"""Gates: `pulumi up` waits for a step (the data-prep Workflow, the Fluid DataLoad, the TFJob) to succeed, and
-fails within seconds of it failing, naming the step and the reason from the object's status.
+"""Gates: `pulumi up` waits for a step (the data-prep Workflow, the Fluid DataLoad, the TFJob, a Deployment, a
+Job) to succeed, and fails within seconds of it failing, naming the step and the reason from the object's
+status, or of one of its pods getting stuck (`infra.podstatus`: an image that cannot be pulled, a missing
+Secret key, a crash loop, a pod no node can take), naming the pod, the container and the message.
 
 Why a gate and not the provider's await: `pulumi.com/waitFor` only watches for success
 (pulumi/pulumi-kubernetes#4428, open), so a step that fails holds `pulumi up` for the whole timeout (30 minutes
@@ -10,8 +12,8 @@ dynamic resource whose `create` polls the object's status every `POLL_S` seconds
 it returns when the step succeeds, raises at once when it fails, and raises at the timeout with the last
 status. Everything that needed the step to finish depends on its gate.
 
-This is the one module that reads objects from the cluster itself (the `kubernetes` client), with the
-kubeconfig and context the stack's Kubernetes provider uses. `verdict` and `wait` are plain functions.
+It reads the cluster through `infra.kubeapi` (the `kubernetes` client, with the kubeconfig and context the
+stack's Kubernetes provider uses). `verdict` and `wait` are plain functions.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
 
+from infra import podstatus
+
 POLL_S = 5.0
 
 # kind -> (group, version, plural, what the user calls it)
@@ -30,7 +34,17 @@ KINDS = {
     "Workflow": ("argoproj.io", "v1alpha1", "workflows", "data prep Workflow"),
     "TFJob": ("kubeflow.org", "v1", "tfjobs", "TFJob"),
     "DataLoad": ("data.fluid.io", "v1alpha1", "dataloads", "Fluid DataLoad"),
+    "Deployment": ("apps", "v1", "deployments", "Deployment"),
+    "Job": ("batch", "v1", "jobs", "Job"),
 }
+# kind -> the label selector of its pods ({name}: the object's name); the DataLoad's run in Fluid's namespace.
+POD_SELECTORS = {
+    "Workflow": "workflows.argoproj.io/workflow={name}",
+    "TFJob": "training.kubeflow.org/job-name={name}",
+    "Job": "job-name={name}",
+}
+# A TFJob's replicas restart in place by design (a peer lost: exit 2, resume); its backoffLimit decides.
+CRASH_LOOP_IS_FAILURE = {"Workflow": True, "TFJob": False, "Job": True, "Deployment": True}
 
 
 class StepFailed(Exception):
@@ -87,7 +101,29 @@ def verdict(kind: str, obj: dict | None) -> tuple[str, str]:
             cond = _true_condition(status, "Failed") or {}
             return "failed", f"{cond.get('reason', 'Failed')}: {cond.get('message', '')}".rstrip(": ")
         return "running", phase
+    if kind == "Deployment":
+        return _deployment(obj or {}, status)
+    if kind == "Job":
+        if _true_condition(status, "Complete"):
+            return "succeeded", "Complete"
+        failed = _true_condition(status, "Failed")
+        if failed:
+            return "failed", f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}".rstrip(": ")
+        return "running", f"{int(status.get('active') or 0)} active, {int(status.get('failed') or 0)} failed"
     raise ValueError(f"no gate for kind {kind!r}")
+
+
+def _deployment(obj: dict, status: dict) -> tuple[str, str]:
+    """Rolled out: the controller has seen this generation and every replica is updated and available."""
+    want = int((obj.get("spec") or {}).get("replicas", 1))
+    available, updated = int(status.get("availableReplicas") or 0), int(status.get("updatedReplicas") or 0)
+    seen = int(status.get("observedGeneration") or 0) >= int((obj.get("metadata") or {}).get("generation") or 0)
+    if obj and seen and updated >= want and available >= want and int(status.get("replicas") or 0) <= want:
+        return "succeeded", f"{available}/{want} available"
+    for c in status.get("conditions") or []:
+        if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded":
+            return "failed", f"ProgressDeadlineExceeded: {c.get('message', '')}".rstrip(": ")
+    return "running", f"{available}/{want} available"
 
 
 def wait(
@@ -100,14 +136,19 @@ def wait(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     urn: str = "",
+    pods: Callable[[], list[dict]] | None = None,
+    events: Callable[[str], list[dict]] | None = None,
 ) -> str:
     """Polls `get()` until the step succeeds (returns what happened) or fails or times out (StepFailed).
-    `urn`: the step object's Pulumi URN, for the command that runs a failed step again."""
+    `pods()`: the step's pods as the API server lists them, checked each poll (`infra.podstatus`);
+    `events(pod)`: that pod's events, read for the message of a stuck one; `urn`: the step object's URN, for
+    the command that runs a failed step again."""
     what = KINDS[kind][3]
     poll_s = POLL_S if poll_s is None else poll_s
     deadline = clock() + timeout_s
     last = "not created yet"
     first = True
+    unschedulable_since: dict[str, float] = {}
     while True:
         state, detail = verdict(kind, get())
         if state == "succeeded":
@@ -115,6 +156,13 @@ def wait(
         if state == "failed":
             raise StepFailed(f"{what} {name} failed: {detail}; {rerun_hint(urn, before=first)}")
         first = False
+        stuck = _stuck_pod(pods() if pods else [], unschedulable_since, clock(), CRASH_LOOP_IS_FAILURE.get(kind, True))
+        if stuck:
+            event = podstatus.newest_warning(events(stuck.pod)) if events else None
+            raise StepFailed(
+                f"{what} {name} cannot come up: {stuck.describe(event)}; fix the image, the config or the "
+                "requests, then `pulumi up` again"
+            )
         last = detail
         if clock() >= deadline:
             raise StepFailed(
@@ -135,13 +183,26 @@ def rerun_hint(urn: str, *, before: bool) -> str:
     )
 
 
+def _stuck_pod(pods: list[dict], since: dict[str, float], now: float, crash_loops: bool):
+    for pod in pods:
+        pod_name = (pod.get("metadata") or {}).get("name", "?")
+        if podstatus.unschedulable(pod) is None:
+            since.pop(pod_name, None)
+        else:
+            since.setdefault(pod_name, now)
+        failure = podstatus.pod_failure(pod, now - since.get(pod_name, now))
+        if failure and (crash_loops or failure.reason != "CrashLoopBackOff"):
+            return failure
+    return None
+
+
 def _getter(props: dict) -> Callable[[], dict | None]:
-    from kubernetes import client, config
+    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    api = client.CustomObjectsApi(
-        config.new_client_from_config(config_file=props.get("kubeconfig") or None, context=props.get("context") or None)
-    )
+    from infra.kubeapi import api_client
+
+    api = client.CustomObjectsApi(api_client(props.get("kubeconfig"), props.get("context")))
     group, version, plural, _ = KINDS[props["kind"]]
 
     def get() -> dict | None:
@@ -155,12 +216,40 @@ def _getter(props: dict) -> Callable[[], dict | None]:
     return get
 
 
+def _pod_readers(props: dict) -> tuple[Callable[[], list[dict]] | None, Callable[[str], list[dict]] | None]:
+    """(the step's pods, a pod's events) as plain dicts, or (None, None) when the step has no pod selector."""
+    selector = props.get("podSelector")
+    if not selector:
+        return None, None
+    import json
+
+    from kubernetes import client
+
+    from infra.kubeapi import api_client
+
+    core = client.CoreV1Api(api_client(props.get("kubeconfig"), props.get("context")))
+
+    # The JSON as served (no model classes): their required-field checks would reject a partial status.
+    def pods() -> list[dict]:
+        listed = core.list_namespaced_pod(props["namespace"], label_selector=selector, _preload_content=False)
+        return json.loads(listed.data).get("items") or []
+
+    def events(pod: str) -> list[dict]:
+        listed = core.list_namespaced_event(
+            props["namespace"], field_selector=f"involvedObject.name={pod}", _preload_content=False
+        )
+        return json.loads(listed.data).get("items") or []
+
+    return pods, events
+
+
 class _GateProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         name = f"{props['namespace']}/{props['name']}"
-        detail = wait(
-            _getter(props), props["kind"], name, float(props["timeoutSeconds"]), urn=props.get("urn") or ""
-        )
+        pods, events = _pod_readers(props)
+        timeout = float(props["timeoutSeconds"])
+        urn = props.get("urn") or ""
+        detail = wait(_getter(props), props["kind"], name, timeout, pods=pods, events=events, urn=urn)
         return CreateResult(id_=f"{name}/{props.get('uid') or ''}", outs={**props, "result": detail})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -184,7 +273,9 @@ class StepGate(pulumi.dynamic.Resource):
         kubeconfig: str | None,
         context: str | None,
         opts: pulumi.ResourceOptions | None = None,
+        pod_selector: str | None = None,
     ):
+        """`pod_selector`: the label selector of the step's pods (default: `POD_SELECTORS` for its kind)."""
         metadata = getattr(obj, "metadata", None)
         uid = pulumi.Output.from_input(metadata).apply(lambda m: (m or {}).get("uid") or "") if metadata else ""
         props = {
@@ -196,6 +287,7 @@ class StepGate(pulumi.dynamic.Resource):
             "timeoutSeconds": timeout_s,
             "kubeconfig": kubeconfig or "",
             "context": context or "",
+            "podSelector": pod_selector or POD_SELECTORS.get(kind, "").format(name=name),
             "result": None,
         }
         super().__init__(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.gate import StepGate
 from infra.podspec import (
     TMP_VOLUME,
     S3Access,
@@ -26,12 +27,11 @@ from infra.podspec import (
     pod_security,
 )
 from infra.s3bucket import bucket_policy_statements
-from infra.s3identities import credentials_secret, s3_roles
-from infra.storagemode import RoleKey, StorageMode, role_secret
+from infra.s3identities import credentials_secret
+from infra.storagemode import RoleKey, StorageArgs, StorageMode, role_secret
 from infra.workload import deployment_with_service
 
 if TYPE_CHECKING:
-    from infra.config import StackConfig
     from infra.namespace import Namespace
 
 MINIO_PORT = 9000
@@ -86,12 +86,12 @@ def kept(secret: k8s.core.v1.Secret, key: str) -> pulumi.Output[str]:
     return pulumi.Output.secret(pulumi.Output.all(secret.data, secret.string_data).apply(pick))
 
 
-def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> StorageMode:
+def declare(parent: pulumi.Resource, args: StorageArgs, namespace: Namespace) -> StorageMode:
     """MinIO in the namespace: generated credentials, a volume, the server, and the bucket Job, each a child
     of PARENT (the Storage component)."""
     child = pulumi.ResourceOptions(parent=parent)
     ns = namespace.name
-    meta = lambda name: {"name": name, "namespace": ns, "labels": labels(cfg.stack, "minio")}  # noqa: E731
+    meta = lambda name: {"name": name, "namespace": ns, "labels": labels(args.instance, "minio")}  # noqa: E731
 
     root_user, root_password = generated_credential()
     root = k8s.core.v1.Secret(
@@ -117,10 +117,10 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
         string_data=users_data,
         opts=pulumi.ResourceOptions(parent=parent, **KEEP),
     )
-    roles = s3_roles(cfg)
+    roles = args.roles
     keys = {role: RoleKey(kept(users, f"{role}.id"), kept(users, f"{role}.key"), []) for role in roles}
     # Our pods' Secrets (the cache's goes to the cache namespace, `infra.fluid`).
-    role_secrets = [role_secret(parent, cfg, role, keys[role], ns) for role in roles if role != "cache"]
+    role_secrets = [role_secret(parent, args, role, keys[role], ns) for role in roles if role != "cache"]
     pvc = k8s.core.v1.PersistentVolumeClaim(
         "pvc-minio",
         # Local clusters bind a claim only when its first pod is scheduled (WaitForFirstConsumer), and
@@ -128,7 +128,7 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
         metadata={**meta("minio-data"), "annotations": {"pulumi.com/skipAwait": "true"}},
         spec={
             "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": cfg.minio.size}},
+            "resources": {"requests": {"storage": args.minio_size}},
         },
         opts=child,
     )
@@ -138,7 +138,7 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
     ]
     server, service = deployment_with_service(
         parent,
-        cfg.stack,
+        args.instance,
         "minio",
         ns,
         {
@@ -147,9 +147,9 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
             "containers": [
                 container(
                     "minio",
-                    cfg.image.minio,
-                    cfg.image.pull_policy,
-                    cfg.resources["minio"],
+                    args.minio_image,
+                    args.pull_policy,
+                    args.minio_resources,
                     command=["minio"],
                     args=[
                         "server",
@@ -180,8 +180,9 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
         [("s3", MINIO_PORT)],
         strategy={"type": "Recreate"},  # one ReadWriteOnce volume
         depends_on=[root, pvc, *namespace.ready],
+        rollout=args.rollout,
     )
-    endpoint = f"http://minio.{cfg.namespace}.svc:{MINIO_PORT}"
+    endpoint = f"http://minio.{args.namespace}.svc:{MINIO_PORT}"
     policy = k8s.core.v1.ConfigMap(
         "configmap-minio-policy",
         metadata=meta("minio-bucket-policy"),
@@ -189,7 +190,7 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
             f"{role}.json": json.dumps(
                 {
                     "Version": "2012-10-17",
-                    "Statement": bucket_policy_statements(f"arn:aws:s3:::{cfg.storage.bucket}", role),
+                    "Statement": bucket_policy_statements(f"arn:aws:s3:::{args.storage.bucket}", role),
                 },
                 indent=2,
             )
@@ -199,11 +200,13 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
     )
     job = k8s.batch.v1.Job(
         "job-minio-bucket",
-        metadata=meta("minio-bucket"),
+        # With a rollout gate, awaited by its gate, which also fails fast on a stuck pod (infra.gate).
+        metadata={**meta("minio-bucket"),
+                  **({"annotations": {"pulumi.com/skipAwait": "true"}} if args.rollout else {})},
         spec={
             "backoffLimit": 6,
             "template": {
-                "metadata": {"labels": labels(cfg.stack, "minio-bucket", s3=True)},
+                "metadata": {"labels": labels(args.instance, "minio-bucket", s3=True)},
                 "spec": {
                     "restartPolicy": "OnFailure",
                     "automountServiceAccountToken": False,
@@ -211,13 +214,13 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
                     "containers": [
                         container(
                             "mc",
-                            cfg.image.mc,
-                            cfg.image.pull_policy,
-                            cfg.resources["sync"],
+                            args.mc_image,
+                            args.pull_policy,
+                            args.bucket_job_resources,
                             command=["/bin/sh", "-c", MINIO_SETUP],
                             env=[
                                 {"name": "S3_ENDPOINT", "value": endpoint},
-                                {"name": "BUCKET", "value": cfg.storage.bucket},
+                                {"name": "BUCKET", "value": args.storage.bucket},
                                 {"name": "MC_CONFIG_DIR", "value": "/tmp/.mc"},
                                 {"name": "ROLES", "value": " ".join(roles)},
                                 *root_env,
@@ -238,14 +241,18 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, namespace: Namespace) -> 
         },
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[server, service, policy, users, *namespace.ready]),
     )
-    bucket = pulumi.Output.from_input(cfg.storage.bucket)
+    job_done: pulumi.Resource = job
+    if args.rollout:
+        job_done = StepGate("gate-job-minio-bucket", job, "Job", ns, "minio-bucket", args.rollout.timeout_s,
+                            args.rollout.kubeconfig, args.rollout.context, opts=pulumi.ResourceOptions(parent=parent))
+    bucket = pulumi.Output.from_input(args.storage.bucket)
     accesses = {
         role: S3Access(
             bucket=bucket,
-            region=cfg.storage.region,
+            region=args.storage.region,
             endpoint=endpoint,
             secret_name=credentials_secret(role),
         )
         for role in roles
     }
-    return StorageMode(bucket=bucket, accesses=accesses, ready=[job, *role_secrets], keys=keys)
+    return StorageMode(bucket=bucket, accesses=accesses, ready=[job_done, *role_secrets], keys=keys)

@@ -5,13 +5,12 @@ tests/infra/test_connectivity.py checks the result path by path with a NetworkPo
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.bounds import limit_range_spec, quota_spec
-from infra.config import StackConfig
 from infra.podspec import (
     ANYWHERE,
     CLUSTER_DNS,
@@ -23,7 +22,8 @@ from infra.podspec import (
     labels,
     selector,
 )
-from infra.s3identities import SERVICE_ACCOUNTS, irsa_role_arn
+from infra.s3identities import SERVICE_ACCOUNTS
+from infra.serving import REST_PORT, SYNC_METRICS_PORT
 
 WORKFLOW_POD = {"matchExpressions": [{"key": "workflows.argoproj.io/workflow", "operator": "Exists"}]}
 NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set on every namespace by the API server (Kubernetes >= 1.22)
@@ -32,16 +32,34 @@ NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set on every namespace by the 
 ARGO_SERVER = "argo-workflows-server"
 
 
+@dataclass(frozen=True, kw_only=True)
+class NamespaceArgs:
+    """What the namespace, its accounts and its NetworkPolicies take, built by `infra.program.namespace_args`."""
+
+    name: str  # the namespace (`namespace`)
+    instance: str  # the stack's name (`app.kubernetes.io/instance`)
+    minio: bool  # the object store is MinIO in this namespace (`storage.mode: minio`): its pods get the S3 traffic
+    s3_endpoint: str | None  # otherwise its URL (`storage.endpoint`; None: AWS S3 over HTTPS)
+    gpus: int  # per training process (`training.gpus`): NCCL's ports open between training pods when > 0
+    proxy_namespace: str | None  # `access.fromNamespace`: may reach serving and TensorBoard; None: nobody
+    argo_namespace: str  # where Argo's server runs (`argo.namespace`): it reads archived logs from MinIO
+    metrics_namespace: str | None = None  # `metrics.fromNamespace`: its Prometheus may scrape serving; None: nobody
+    # ServiceAccount -> the IAM role it assumes (`storage.credentials: irsa`); empty: pods get keys instead
+    irsa_role_arns: dict[str, str] = field(default_factory=dict)
+    quota: dict = field(default_factory=dict)  # the ResourceQuota's spec (`infra.bounds.quota_spec`)
+    limit_range: dict = field(default_factory=dict)  # the LimitRange's spec (`infra.bounds.limit_range_spec`)
+
+
 class Namespace(pulumi.ComponentResource):
-    def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, *, args: NamespaceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kubeflow-e2e:infra:Namespace", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.cfg = cfg
+        self.args = args
         self.namespace = k8s.core.v1.Namespace(
             "namespace",
             metadata={
-                "name": cfg.namespace,
-                "labels": pod_security_labels(cfg) | labels(cfg.stack, "namespace"),
+                "name": args.name,
+                "labels": pod_security_labels() | labels(args.instance, "namespace"),
             },
             opts=child,
         )
@@ -51,15 +69,15 @@ class Namespace(pulumi.ComponentResource):
 
         self.service_accounts = {}
         for sa in SERVICE_ACCOUNTS:
-            meta = {"name": sa, "namespace": self.name, "labels": labels(cfg.stack, sa)}
-            if cfg.storage.credentials == "irsa":
-                meta["annotations"] = {"eks.amazonaws.com/role-arn": irsa_role_arn(cfg, sa)}
+            meta = {"name": sa, "namespace": self.name, "labels": labels(args.instance, sa)}
+            if args.irsa_role_arns:
+                meta["annotations"] = {"eks.amazonaws.com/role-arn": args.irsa_role_arns[sa]}
             self.service_accounts[sa] = k8s.core.v1.ServiceAccount(
                 f"sa-{sa}", metadata=meta, automount_service_account_token=False, opts=inside
             )
         executor = k8s.core.v1.ServiceAccount(
             f"sa-{EXECUTOR_SA}",
-            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(cfg.stack, EXECUTOR_SA)},
+            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(args.instance, EXECUTOR_SA)},
             automount_service_account_token=False,
             opts=inside,
         )
@@ -70,7 +88,7 @@ class Namespace(pulumi.ComponentResource):
             metadata={
                 "name": EXECUTOR_TOKEN_SECRET,
                 "namespace": self.name,
-                "labels": labels(cfg.stack, EXECUTOR_SA),
+                "labels": labels(args.instance, EXECUTOR_SA),
                 "annotations": {"kubernetes.io/service-account.name": EXECUTOR_SA},
             },
             type="kubernetes.io/service-account-token",
@@ -81,7 +99,7 @@ class Namespace(pulumi.ComponentResource):
         # step creates and watches a TFJob.
         role = k8s.rbac.v1.Role(
             "role-executor",
-            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(cfg.stack, EXECUTOR_SA)},
+            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(args.instance, EXECUTOR_SA)},
             rules=[
                 {
                     "apiGroups": ["argoproj.io"],
@@ -98,16 +116,16 @@ class Namespace(pulumi.ComponentResource):
         )
         binding = k8s.rbac.v1.RoleBinding(
             "rolebinding-executor",
-            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(cfg.stack, EXECUTOR_SA)},
+            metadata={"name": EXECUTOR_SA, "namespace": self.name, "labels": labels(args.instance, EXECUTOR_SA)},
             role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": EXECUTOR_SA},
-            subjects=[{"kind": "ServiceAccount", "name": EXECUTOR_SA, "namespace": cfg.namespace}],
+            subjects=[{"kind": "ServiceAccount", "name": EXECUTOR_SA, "namespace": args.name}],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[role, executor]),
         )
 
         # For people who run retrains: bind it to a user or group (docs/deploy.md, "Security").
         self.submitter = k8s.rbac.v1.Role(
             "role-retrain-submitter",
-            metadata={"name": SUBMITTER_ROLE, "namespace": self.name, "labels": labels(cfg.stack, SUBMITTER_ROLE)},
+            metadata={"name": SUBMITTER_ROLE, "namespace": self.name, "labels": labels(args.instance, SUBMITTER_ROLE)},
             rules=submitter_rules(),
             opts=inside,
         )
@@ -116,13 +134,13 @@ class Namespace(pulumi.ComponentResource):
         endpoints = k8s.core.v1.Endpoints.get("apiserver-endpoints", "default/kubernetes", opts=child)
         self.policies = [
             self._policy(name, spec, inside)
-            for name, spec in network_policies(cfg, endpoints.subsets.apply(apiserver_egress)).items()
+            for name, spec in network_policies(args, endpoints.subsets.apply(apiserver_egress)).items()
         ]
         # Before any pod: a pod admitted before its LimitRange existed would keep no limits.
-        meta = {"name": "kubeflow-e2e-bounds", "namespace": self.name, "labels": labels(cfg.stack, "bounds")}
+        meta = {"name": "kubeflow-e2e-bounds", "namespace": self.name, "labels": labels(args.instance, "bounds")}
         self.bounds = [
-            k8s.core.v1.ResourceQuota("quota", metadata=meta, spec=quota_spec(cfg), opts=inside),
-            k8s.core.v1.LimitRange("limitrange", metadata=meta, spec=limit_range_spec(cfg), opts=inside),
+            k8s.core.v1.ResourceQuota("quota", metadata=meta, spec=args.quota, opts=inside),
+            k8s.core.v1.LimitRange("limitrange", metadata=meta, spec=args.limit_range, opts=inside),
         ]
         # What a pod of ours needs in place before it starts: its account, its rights, its network allows.
         self.ready: list[pulumi.Resource] = [
@@ -140,7 +158,7 @@ class Namespace(pulumi.ComponentResource):
     def _policy(self, name: str, spec: dict, opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
         return k8s.networking.v1.NetworkPolicy(
             f"netpol-{name}",
-            metadata={"name": name, "namespace": self.name, "labels": labels(self.cfg.stack, "network-policy")},
+            metadata={"name": name, "namespace": self.name, "labels": labels(self.args.instance, "network-policy")},
             spec=spec,
             opts=opts,
         )
@@ -164,16 +182,16 @@ def submitter_rules() -> list[dict]:
     ]
 
 
-def pod_security_labels(cfg: StackConfig) -> dict[str, str]:
+def pod_security_labels() -> dict[str, str]:
     """Pod Security Admission: every pod in our namespace meets "restricted", in every stack. Fluid's cache
     runtime (which needs privileged FUSE) lives in its own namespace (`infra.fluid`)."""
     return {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")}
 
 
-def s3_egress(cfg: StackConfig) -> list[dict]:
+def s3_egress(a: NamespaceArgs) -> list[dict]:
     """Where the object store is: MinIO pods in the namespace, or any address but the link-local ones (cloud
     metadata) on the endpoint's port."""
-    if cfg.storage.mode == "minio":
+    if a.minio:
         return [
             {
                 "to": [{"podSelector": {"matchLabels": selector("minio")}}],
@@ -181,18 +199,18 @@ def s3_egress(cfg: StackConfig) -> list[dict]:
             }
         ]
     port = 443
-    if cfg.storage.endpoint:
-        url = urlparse(cfg.storage.endpoint)
+    if a.s3_endpoint:
+        url = urlparse(a.s3_endpoint)
         port = url.port or (443 if url.scheme == "https" else 80)
     return [{"to": OFF_NODE, "ports": [{"protocol": "TCP", "port": port}]}]
 
 
-def training_peer_ports(cfg: StackConfig) -> list[dict]:
+def training_peer_ports(gpus: int) -> list[dict]:
     """The TFJob port; with GPUs also the unprivileged TCP ports, between training pods only: NCCL, which the
     trainer's collectives use on GPUs, opens its bootstrap and data sockets between the processes on ports the
     kernel picks (NCCL has no setting that fixes them)."""
     ports = [{"protocol": "TCP", "port": 2222}]
-    if cfg.training.gpus:
+    if gpus:
         ports.append({"protocol": "TCP", "port": 1024, "endPort": 65535})
     return ports
 
@@ -201,7 +219,6 @@ def apiserver_egress(subsets: list | None) -> list[dict]:
     """Egress to the addresses and ports the `kubernetes` Service's Endpoints list (the API server itself, where
     a CNI evaluates egress after kube-proxy has translated the Service address, as Calico, kindnet and the
     AWS VPC CNI do; Cilium needs `toEntities: [kube-apiserver]`, docs/deploy.md)."""
-
 
     def field(obj, name: str):  # a plain dict (mocks) or the SDK's output type
         return obj.get(name) if isinstance(obj, dict) and name in obj else getattr(obj, name, None)
@@ -222,7 +239,7 @@ def apiserver_egress(subsets: list | None) -> list[dict]:
     return rules
 
 
-def network_policies(cfg: StackConfig, apiserver: pulumi.Input[list] | None = None) -> dict[str, dict]:
+def network_policies(a: NamespaceArgs, apiserver: pulumi.Input[list] | None = None) -> dict[str, dict]:
     """The namespace's policies; `apiserver`: the egress rules to the API server (`apiserver_egress`), by
     default any address on 443 and 6443."""
     if apiserver is None:
@@ -235,7 +252,7 @@ def network_policies(cfg: StackConfig, apiserver: pulumi.Input[list] | None = No
             "policyTypes": ["Egress"],
             "egress": [{"to": CLUSTER_DNS, "ports": DNS_PORTS}],
         },
-        "allow-s3": {"podSelector": s3_pods, "policyTypes": ["Egress"], "egress": s3_egress(cfg)},
+        "allow-s3": {"podSelector": s3_pods, "policyTypes": ["Egress"], "egress": s3_egress(a)},
         # Argo's executor (init and wait containers) talks to the API server.
         "allow-apiserver": {"podSelector": WORKFLOW_POD, "policyTypes": ["Egress"], "egress": apiserver},
         # TF's collectives: every replica of the TFJob talks to every other on the TFJob port.
@@ -245,13 +262,13 @@ def network_policies(cfg: StackConfig, apiserver: pulumi.Input[list] | None = No
             "ingress": [
                 {
                     "from": [{"podSelector": {"matchLabels": selector("training")}}],
-                    "ports": training_peer_ports(cfg),
+                    "ports": training_peer_ports(a.gpus),
                 }
             ],
             "egress": [
                 {
                     "to": [{"podSelector": {"matchLabels": selector("training")}}],
-                    "ports": training_peer_ports(cfg),
+                    "ports": training_peer_ports(a.gpus),
                 }
             ],
         },
@@ -260,16 +277,26 @@ def network_policies(cfg: StackConfig, apiserver: pulumi.Input[list] | None = No
     # pod through the kubelet, which NetworkPolicy does not govern, and the kubelet's probes are always allowed
     # ("traffic to and from the node where a Pod is running is always allowed": kubernetes.io, Concepts >
     # Network Policies). An authenticating proxy or Ingress controller gets in only from its own namespace.
-    if cfg.access.from_namespace:
-        proxy = [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: cfg.access.from_namespace}}}]
+    if a.proxy_namespace:
+        proxy = [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: a.proxy_namespace}}}]
         for name, ports in (("serving", (8500, 8501)), ("tensorboard", (6006,))):
             policies[f"allow-{name}"] = {
                 "podSelector": {"matchLabels": selector(name)},
                 "policyTypes": ["Ingress"],
                 "ingress": [{"from": proxy, "ports": [{"protocol": "TCP", "port": p} for p in ports]}],
             }
+    # Prometheus in `metrics.fromNamespace` scrapes the serving pods: TF Serving's endpoint and the sidecar's.
+    if a.metrics_namespace:
+        policies["allow-metrics-scrape"] = {
+            "podSelector": {"matchLabels": selector("serving")},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: a.metrics_namespace}}}],
+                "ports": [{"protocol": "TCP", "port": p} for p in (REST_PORT, SYNC_METRICS_PORT)],
+            }],
+        }
     # Fluid's DataLoad loader runs beside the cache, in `<namespace>-cache`: its policy is there (infra.fluid).
-    if cfg.storage.mode == "minio":
+    if a.minio:
         policies["allow-minio"] = {
             "podSelector": {"matchLabels": selector("minio")},
             "policyTypes": ["Ingress"],
@@ -279,7 +306,7 @@ def network_policies(cfg: StackConfig, apiserver: pulumi.Input[list] | None = No
                         {"podSelector": s3_pods},
                         # Argo's server reads the archived step logs from the artifact repository (our bucket).
                         {
-                            "namespaceSelector": {"matchLabels": {NAMESPACE_NAME: cfg.argo.namespace}},
+                            "namespaceSelector": {"matchLabels": {NAMESPACE_NAME: a.argo_namespace}},
                             "podSelector": {"matchLabels": {"app.kubernetes.io/name": ARGO_SERVER}},
                         },
                     ],

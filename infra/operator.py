@@ -5,11 +5,12 @@ is used: nothing is installed, and the TFJob CRD is read from the cluster instea
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import crds
-from infra.config import StackConfig
 from infra.podspec import pod_security_level
 
 NAMESPACE = "kubeflow"  # where the standalone overlay installs the operator
@@ -23,14 +24,22 @@ def manifests_url(version: str) -> str:
     return f"{REPO}/{OVERLAY}?ref={version}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrainingOperatorArgs:
+    """The `operator.*` settings, as `infra.program` hands them over."""
+
+    install: bool  # install it; False: use the cluster's own, whose TFJob CRD must exist
+    version: str  # the training-operator release (`v1.9.4`): the git ref of its manifests
+
+
 class TrainingOperator(pulumi.ComponentResource):
     """`ready`: what a TFJob waits for (the installed manifests, or the read of the cluster's TFJob CRD)."""
 
-    def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, *, args: TrainingOperatorArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kubeflow-e2e:infra:TrainingOperator", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.url = manifests_url(cfg.operator.version) if cfg.operator.install else None
-        if cfg.operator.install:
+        self.url = manifests_url(args.version) if args.install else None
+        if args.install:
             # kustomize.v2.Directory renders in the provider and applies server-side (the CRDs are too large
             # for client-side apply's last-applied annotation).
             directory = k8s.kustomize.v2.Directory("training-operator", directory=self.url, opts=child)

@@ -6,18 +6,20 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import configload, fluid
-from infra.argo import SERVER_PORT, Argo
+from infra import bounds, configload, fluid, preview
+from infra.argo import SERVER_PORT, Argo, ArgoArgs
 from infra.config import StackConfig
 from infra.configcheck import ConfigError
-from infra.dataprep import DataPrep
-from infra.fluid import Fluid
-from infra.namespace import SUBMITTER_ROLE, Namespace
-from infra.operator import TrainingOperator
+from infra.dataprep import DataPrep, DataPrepArgs
+from infra.fluid import Fluid, FluidArgs
+from infra.namespace import SUBMITTER_ROLE, Namespace, NamespaceArgs
+from infra.operator import TrainingOperator, TrainingOperatorArgs
 from infra.podspec import S3Access
-from infra.retraining import Retraining
+from infra.retraining import Retraining, RetrainingArgs
+from infra.s3identities import SERVICE_ACCOUNTS, irsa_role_arn, irsa_role_names, irsa_subjects, s3_roles
 from infra.serving import REST_PORT, Serving, ServingArgs
 from infra.storage import Storage
+from infra.storagemode import StorageArgs
 from infra.tensorboard import PORT as TENSORBOARD_PORT
 from infra.tensorboard import TensorBoard, TensorBoardArgs
 from infra.training import Training, TrainingArgs
@@ -27,15 +29,96 @@ def kubernetes_provider(cfg: StackConfig) -> k8s.Provider:
     """The one Kubernetes provider every Kubernetes resource of the stack uses: the cluster named by
     `cluster.context` (in `cluster.kubeconfig`, or `$KUBECONFIG` / `~/.kube/config`), never whichever
     context happens to be current."""
-    args: dict = {"context": cfg.cluster.context}
-    if cfg.cluster.kubeconfig:
-        args["kubeconfig"] = cfg.cluster.kubeconfig
-    return k8s.Provider("kubernetes", **args)
+    kubeconfig = {"kubeconfig": cfg.cluster.kubeconfig} if cfg.cluster.kubeconfig else {}
+    return k8s.Provider("kubernetes", context=cfg.cluster.context, **kubeconfig)
 
 
 def data_url_for_training(cfg: StackConfig, s3_data_url: pulumi.Input[str]) -> pulumi.Input[str]:
     """`data.source: volume` reads the Fluid-cached copy through the dataset's PVC."""
     return f"file://{fluid.MOUNT_PATH}" if cfg.data.source == "volume" else s3_data_url
+
+
+def namespace_args(cfg: StackConfig) -> NamespaceArgs:
+    return NamespaceArgs(
+        name=cfg.namespace,
+        instance=cfg.stack,
+        minio=cfg.storage.mode == "minio",
+        s3_endpoint=cfg.storage.endpoint,
+        gpus=cfg.training.gpus,
+        proxy_namespace=cfg.access.from_namespace,
+        argo_namespace=cfg.argo.namespace,
+        metrics_namespace=cfg.metrics.from_namespace,
+        irsa_role_arns={sa: arn for sa in SERVICE_ACCOUNTS if (arn := irsa_role_arn(cfg, sa))},  # IRSA only
+        quota=bounds.quota_spec(cfg), limit_range=bounds.limit_range_spec(cfg),
+    )
+
+
+def storage_args(cfg: StackConfig) -> StorageArgs:
+    return StorageArgs(
+        project=cfg.project,
+        instance=cfg.stack,
+        namespace=cfg.namespace,
+        storage=cfg.storage,
+        roles=tuple(s3_roles(cfg)),
+        irsa_subjects=irsa_subjects(cfg),
+        irsa_role_names=irsa_role_names(cfg),
+        minio_size=cfg.minio.size,
+        minio_image=cfg.image.minio,
+        mc_image=cfg.image.mc,
+        pull_policy=cfg.image.pull_policy,
+        minio_resources=cfg.minio.resources,
+        bucket_job_resources=cfg.sync.resources,
+        rollout=preview.rollout_gate(cfg),
+    )
+
+
+def argo_args(cfg: StackConfig, *, namespace: pulumi.Input[str], access: S3Access) -> ArgoArgs:
+    return ArgoArgs(
+        install=cfg.argo.install,
+        chart_version=cfg.argo.chart_version,
+        argo_namespace=cfg.argo.namespace,
+        namespace=namespace,
+        instance=cfg.stack,
+        bucket=cfg.storage.bucket,
+        access=access,
+        server_role_arn=irsa_role_arn(cfg, "argo-server"),  # None without IRSA
+        cron=cfg.retrain.schedule is not None,
+    )
+
+
+def dataprep_args(
+    cfg: StackConfig, *, namespace: pulumi.Input[str], access: S3Access, data_url: pulumi.Input[str]
+) -> DataPrepArgs:
+    return DataPrepArgs(
+        namespace=namespace,
+        instance=cfg.stack,
+        image=cfg.image.trainer,
+        pull_policy=cfg.image.pull_policy,
+        resources=cfg.dataprep.resources,
+        prepare_source=cfg.data.prepare_source,
+        workers=cfg.workers,
+        access=access,
+        data_url=data_url,
+        timeout_seconds=cfg.dataprep.timeout_seconds,
+        kubeconfig=cfg.cluster.kubeconfig,
+        context=cfg.cluster.context,
+    )
+
+
+def fluid_args(cfg: StackConfig) -> FluidArgs:
+    f = cfg.fluid
+    return FluidArgs(
+        install=f.install,
+        chart_version=f.chart_version,
+        controllers_namespace=f.namespace,
+        cache_namespace=cfg.cache_namespace,
+        instance=cfg.stack,
+        replicas=f.replicas,
+        cache_size=f.cache_size,
+        load_timeout_seconds=cfg.dataprep.timeout_seconds,
+        kubeconfig=cfg.cluster.kubeconfig,
+        context=cfg.cluster.context,
+    )
 
 
 def training_args(
@@ -60,9 +143,7 @@ def training_args(
         epochs=t.epochs,
         batch_size=t.batch_size,
         learning_rate=t.learning_rate,
-        # The operator sums container restarts over all pods (training-operator v1.9.4 `pkg/core/job.go`), and
-        # one lost peer makes every survivor exit and restart: so a limit per incident, times the processes.
-        backoff_limit=t.backoff_limit * (cfg.workers + 1),
+        backoff_limit=t.backoff_limit * (cfg.workers + 1),  # restarts summed over pods: per incident, all restart
         from_volume=cfg.data.source == "volume",
         access=access,
         data_url=data_url,
@@ -78,6 +159,20 @@ def training_args(
     )
 
 
+def retraining_args(
+    cfg: StackConfig, *, namespace: pulumi.Input[str], prep: DataPrepArgs, training: TrainingArgs
+) -> RetrainingArgs:
+    """Each retrain runs the stack's data prep and TFJob; the workflow may take both their waits."""
+    return RetrainingArgs(
+        namespace=namespace,
+        namespace_name=cfg.namespace,
+        prep=prep,
+        training=training,
+        timeout_seconds=cfg.dataprep.timeout_seconds + cfg.training.timeout_seconds,
+        schedule=cfg.retrain.schedule,
+    )
+
+
 def tensorboard_args(
     cfg: StackConfig, *, namespace: pulumi.Input[str], access: S3Access, logdir: pulumi.Input[str]
 ) -> TensorBoardArgs:
@@ -89,6 +184,7 @@ def tensorboard_args(
         resources=cfg.tensorboard.resources,
         access=access,
         logdir=logdir,
+        rollout=preview.rollout_gate(cfg),
     )
 
 
@@ -116,6 +212,8 @@ def serving_args(
         awaited=s.wait_for_training,
         access=access,
         model_url=model_url,
+        service_monitor=preview.wants_service_monitor(cfg),
+        rollout=preview.rollout_gate(cfg),
     )
 
 
@@ -126,40 +224,30 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
     def opts(**more) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(**more))
 
-    ns = Namespace("namespace", cfg, opts=opts())
-    storage = Storage("storage", cfg, ns, opts=opts())
+    ns = Namespace("namespace", args=namespace_args(cfg), opts=opts())
+    storage = Storage("storage", args=storage_args(cfg), ns=ns, opts=opts())
     access = storage.access
-    data_url = access.url(cfg.data_prefix)
-    run_url = access.url(cfg.run_prefix)
-    model_url = access.url(cfg.model_prefix)
+    data_url, run_url, model_url = (access.url(p) for p in (cfg.data_prefix, cfg.run_prefix, cfg.model_prefix))
     # The current run's logs only: TensorBoard loads every run under its logdir before it lists the newest,
     # which grows with the runs kept (docs/performance.md, "TensorBoard over many runs").
     logdir = access.url(f"{cfg.run_prefix}/logs/")
 
-    operator = TrainingOperator("training-operator", cfg, opts=opts())
-    argo = Argo("argo", cfg, access, ns.name, opts=opts(depends_on=[ns.namespace]))
+    operator_args = TrainingOperatorArgs(install=cfg.operator.install, version=cfg.operator.version)
+    operator = TrainingOperator("training-operator", args=operator_args, opts=opts())
+    argo = Argo("argo", args=argo_args(cfg, namespace=ns.name, access=access), opts=opts(depends_on=[ns.namespace]))
 
     # data -> train -> serve: each step depends on the previous one's awaited resource.
-    prep = DataPrep(
-        "dataprep",
-        cfg,
-        ns.name,
-        access,
-        data_url,
-        opts=opts(depends_on=[*argo.ready, *access.depends_on, *ns.ready]),
-    )
+    prepare = dataprep_args(cfg, namespace=ns.name, access=access, data_url=data_url)
+    prep = DataPrep("dataprep", args=prepare, opts=opts(depends_on=[*argo.ready, *access.depends_on, *ns.ready]))
     data_ready: list[pulumi.Resource] = [prep.gate]
     if cfg.fluid.enabled:
-        volume = Fluid("fluid", cfg, opts=opts())
+        volume = Fluid("fluid", args=fluid_args(cfg), opts=opts())
         # The cache exists only when training reads from it (`data.source: volume`, which config refuses
         # with IRSA: Alluxio would run without credentials).
         if cfg.data.source == "volume":
-            data_ready += volume.dataset(
-                ns.name, storage.accesses["cache"], data_url, storage, depends_on=[prep.gate]
-            )
-    train = training_args(
-        cfg, namespace=ns.name, access=access, data_url=data_url, run_url=run_url, model_url=model_url
-    )
+            data_ready += volume.dataset(ns.name, storage.accesses["cache"], data_url, storage, depends_on=[prep.gate])
+    train = training_args(cfg, namespace=ns.name, access=access, data_url=data_url, run_url=run_url,
+                          model_url=model_url)
     training = Training("training", args=train, opts=opts(depends_on=[*operator.ready, *ns.ready, *data_ready]))
     TensorBoard(
         "tensorboard",
@@ -174,17 +262,11 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
     )
     retraining = Retraining(
         "retraining",
-        cfg,
-        ns.name,
-        access,
-        data_url,
-        model_url,
+        args=retraining_args(cfg, namespace=ns.name, prep=prepare, training=train),
         opts=opts(depends_on=[*argo.ready, *operator.ready, prep.gate, *ns.ready]),
-        training=train,
     )
 
-    n = cfg.namespace
-    tb = TENSORBOARD_PORT
+    n, tb = cfg.namespace, TENSORBOARD_PORT
     return {
         "bucket": storage.bucket,
         "endpoint": access.endpoint or f"https://s3.{cfg.storage.region}.amazonaws.com",
@@ -223,5 +305,6 @@ def main() -> None:
     except ConfigError as e:
         # RunError: pulumi prints "error: <message>" alone, without a Python traceback.
         raise pulumi.RunError(str(e)) from None
+    preview.check_capacity(cfg)
     for key, value in build(cfg).items():
         pulumi.export(key, value)

@@ -4,8 +4,7 @@ TFJob and RUN_URL, named after the workflow; the serving sidecar picks up the ne
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -13,12 +12,14 @@ import yaml
 
 from common import rules
 from infra import component
-from infra.config import StackConfig
-from infra.dataprep import prepare_template, workflow_pod_spec
-from infra.podspec import S3Access, container, labels, trainer_command
+from infra.dataprep import DataPrepArgs, prepare_template, workflow_pod_spec
+from infra.podspec import container, labels, trainer_command
 from infra.training import TrainingArgs, tfjob_spec, train_flags
 
 NAME = "retrain-mnist"
+CRON_NAME = "retrain-mnist-scheduled"
+# Finished scheduled Workflows the controller keeps (for `argo cron get` and the logs), per outcome.
+HISTORY_LIMIT = 3
 RUN = "{{workflow.name}}"
 PARAMS = ("epochs", "batch-size", "learning-rate")
 
@@ -44,6 +45,21 @@ TTL = {"secondsAfterSuccess": 86400, "secondsAfterFailure": 7 * 86400}
 CONDITION_TYPES = 6
 TFJOB_FAILURE = ",".join(f"status.conditions.{i}.type == Failed" for i in range(CONDITION_TYPES))
 TFJOB_SUCCESS = "status.completionTime"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetrainingArgs:
+    """What the retraining WorkflowTemplate takes, built by `infra.program.retraining_args`: each run's prepare
+    step is the stack's data prep, its TFJob the stack's but for its URLs and its `train` flags (the template's
+    parameters, defaulting to the stack's)."""
+
+    namespace: pulumi.Input[str]  # where the template lives (the Namespace component's output: it waits for it)
+    # The same namespace as configured, for the printed `argo submit -n` command (known before the deploy).
+    namespace_name: str
+    prep: DataPrepArgs  # the prepare step; its image, pull policy and resources also run the evaluate step
+    training: TrainingArgs
+    timeout_seconds: int  # the workflow's activeDeadlineSeconds: data prep's and training's waits together
+    schedule: str | None = None  # `retrain.schedule`: a cron spec a CronWorkflow submits the template on
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -97,22 +113,22 @@ def parameters(training: TrainingArgs) -> list[dict]:
     return out
 
 
-def workflow_template_spec(
-    cfg: StackConfig, training: TrainingArgs, access: S3Access, data_url: str, bucket: str, model_url: str
-) -> dict:
+def workflow_template_spec(a: RetrainingArgs, data_url: str, bucket: str, model_url: str) -> dict:
+    """The template's spec, once the URLs and the bucket are known (they may be Outputs in `a`)."""
+    training, prep, access = a.training, a.prep, a.prep.access
     evaluate = container(
         "main",
-        cfg.image.trainer,
-        cfg.image.pull_policy,
-        cfg.resources["dataprep"],
+        prep.image,
+        prep.pull_policy,
+        prep.resources,
         command=trainer_command("evaluate"),
         env=access.pod_env(DATA_URL=data_url, RUN_URL=f"s3://{bucket}/runs/{RUN}", MODEL_URL=model_url),
     )
     return {
         "entrypoint": "retrain",
-        **workflow_pod_spec(cfg),
+        **workflow_pod_spec(prep.instance),
         "arguments": {"parameters": parameters(training)},
-        "activeDeadlineSeconds": cfg.dataprep.timeout_seconds + cfg.training.timeout_seconds,
+        "activeDeadlineSeconds": a.timeout_seconds,
         "podGC": {"strategy": "OnWorkflowSuccess"},
         # A submitted retrain is deleted a while after it ends, and its TFJob with it (owner reference).
         "ttlStrategy": TTL,
@@ -125,7 +141,7 @@ def workflow_template_spec(
                     [{"name": "evaluate", "template": "evaluate"}],
                 ],
             },
-            prepare_template(cfg, access, data_url),
+            prepare_template(replace(prep, data_url=data_url)),
             {
                 "name": "train",
                 "resource": {
@@ -138,39 +154,51 @@ def workflow_template_spec(
             },
             {
                 "name": "evaluate",
-                "metadata": {"labels": labels(cfg.stack, "evaluate", s3=True)},
+                "metadata": {"labels": labels(prep.instance, "evaluate", s3=True)},
                 "container": evaluate,
             },
         ],
     }
 
 
+def cron_workflow_spec(schedule: str, instance: str) -> dict:
+    """A CronWorkflow that submits the retrain template with its default parameters on `schedule` (a cron
+    spec). Forbid: a retrain still running when the next one is due makes the controller skip that one, so two
+    never train at once. What gets served is still the serving sidecar's promotion gate's decision."""
+    return {
+        "schedules": [schedule],
+        "concurrencyPolicy": "Forbid",
+        "successfulJobsHistoryLimit": HISTORY_LIMIT,
+        "failedJobsHistoryLimit": HISTORY_LIMIT,
+        "workflowMetadata": {"labels": labels(instance, "retraining")},
+        "workflowSpec": {"workflowTemplateRef": {"name": NAME}},
+    }
+
+
 class Retraining(pulumi.ComponentResource):
-    def __init__(
-        self,
-        name: str,
-        cfg: StackConfig,
-        namespace: pulumi.Input[str],
-        access: S3Access,
-        data_url: Any,
-        model_url: Any,
-        opts: pulumi.ResourceOptions | None = None,
-        *,
-        training: TrainingArgs,
-    ):
-        """`training`: the TFJob's settings, which each retraining run's TFJob takes but for its URLs and its
-        `train` flags (the template's parameters, defaulting to the stack's)."""
+    def __init__(self, name: str, *, args: RetrainingArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kubeflow-e2e:infra:Retraining", name, None, opts)
-        spec = pulumi.Output.all(data_url, access.bucket, model_url).apply(
-            lambda a: workflow_template_spec(cfg, training, access, a[0], a[1], a[2])
+        spec = pulumi.Output.all(args.prep.data_url, args.prep.access.bucket, args.training.model_url).apply(
+            lambda urls: workflow_template_spec(args, urls[0], urls[1], urls[2])
         )
         self.template = k8s.apiextensions.CustomResource(
             "workflowtemplate-retrain",
             api_version="argoproj.io/v1alpha1",
             kind="WorkflowTemplate",
-            metadata={"name": NAME, "namespace": namespace, "labels": labels(cfg.stack, "retraining")},
+            metadata={"name": NAME, "namespace": args.namespace, "labels": labels(args.prep.instance, "retraining")},
             spec=spec,
             opts=pulumi.ResourceOptions(parent=self, depends_on=component.depends_on(opts)),
         )
-        self.submit = f"argo submit -n {cfg.namespace} --from workflowtemplate/{NAME} --watch"
+        self.schedule = None
+        if args.schedule:
+            self.schedule = k8s.apiextensions.CustomResource(
+                "cronworkflow-retrain",
+                api_version="argoproj.io/v1alpha1",
+                kind="CronWorkflow",
+                metadata={"name": CRON_NAME, "namespace": args.namespace,
+                          "labels": labels(args.prep.instance, "retraining")},
+                spec=cron_workflow_spec(args.schedule, args.prep.instance),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.template]),
+            )
+        self.submit = f"argo submit -n {args.namespace_name} --from workflowtemplate/{NAME} --watch"
         self.register_outputs({"submit": self.submit})

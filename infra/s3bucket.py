@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING
 import pulumi
 
 from infra.podspec import S3Access
-from infra.s3identities import S3_ROLES, credentials_secret, irsa_role_names, irsa_subjects, oidc_issuer, s3_roles
-from infra.storagemode import RoleKey, StorageMode, role_secret
+from infra.s3identities import S3_ROLES, credentials_secret, oidc_issuer
+from infra.storagemode import RoleKey, StorageArgs, StorageMode, role_secret
 
 if TYPE_CHECKING:
-    from infra.config import StackConfig
     from infra.namespace import Namespace
 
 
@@ -43,12 +42,12 @@ def policy_document(bucket_arn: str, role: str) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": bucket_policy_statements(bucket_arn, role)})
 
 
-def declare(parent: pulumi.Resource, cfg: StackConfig, ns: Namespace) -> StorageMode:
+def declare(parent: pulumi.Resource, args: StorageArgs, ns: Namespace) -> StorageMode:
     """An S3 bucket on AWS and the IAM access to it (an IAM user key in a Secret, or IRSA), each a child of
     PARENT (the Storage component)."""
     import pulumi_aws as aws
 
-    s = cfg.storage
+    s = args.storage
     provider = aws.Provider("aws", region=s.region, opts=pulumi.ResourceOptions(parent=parent))
     # A kept bucket keeps everything that hardens it: its public access block, encryption, TLS-only policy,
     # versioning and lifecycle are separate resources, and deleting them on destroy would leave the retained
@@ -59,7 +58,7 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, ns: Namespace) -> Storage
         "bucket",
         bucket=s.bucket,
         force_destroy=not s.protect,
-        tags={"project": cfg.project, "stack": cfg.stack},
+        tags={"project": args.project, "stack": args.instance},
         opts=pulumi.ResourceOptions.merge(on_aws, keep),
     )
     iam = on_aws  # access for this stack's pods: goes with the stack
@@ -156,46 +155,46 @@ def declare(parent: pulumi.Resource, cfg: StackConfig, ns: Namespace) -> Storage
     ready: list[pulumi.Resource] = [bucket, ownership, public_block, encryption, tls_only, lifecycle]
     accesses: dict[str, S3Access] = {}
     keys: dict[str, RoleKey] = {}
-    for role in s3_roles(cfg):
+    for role in args.roles:
         # The pipeline's resource names are the ones earlier versions used (no replacement on update).
         prefix = "bucket-access" if role == "pipeline" else f"bucket-access-{role}"
         policy = aws.iam.Policy(
             prefix,
-            name=f"{cfg.project}-{cfg.stack}-{cfg.namespace}-{'bucket' if role == 'pipeline' else role}"[:128],
-            description=f"{role}: its prefixes in the {cfg.project} bucket of stack {cfg.stack}",
+            name=f"{args.project}-{args.instance}-{args.namespace}-{'bucket' if role == 'pipeline' else role}"[:128],
+            description=f"{role}: its prefixes in the {args.project} bucket of stack {args.instance}",
             policy=bucket.arn.apply(lambda arn, role=role: policy_document(arn, role)),
             opts=iam,
         )
         if s.credentials == "irsa":
-            ready.append(_irsa_role(cfg, aws, role, policy, iam))
+            ready.append(_irsa_role(args, aws, role, policy, iam))
             secret_name = None
         else:
-            keys[role] = _user_key(cfg, aws, role, policy, iam)
+            keys[role] = _user_key(args, aws, role, policy, iam)
             if role != "cache":  # the cache's lives in the cache namespace: `infra.fluid` asks Storage for it
-                ready.append(role_secret(parent, cfg, role, keys[role], ns.name))
+                ready.append(role_secret(parent, args, role, keys[role], ns.name))
             secret_name = credentials_secret(role)
         accesses[role] = S3Access(bucket=bucket.bucket, region=s.region, endpoint=None, secret_name=secret_name)
     return StorageMode(bucket=bucket.bucket, accesses=accesses, ready=ready, keys=keys)
 
 
-def _user_key(cfg: StackConfig, aws, role: str, policy, on_aws: pulumi.ResourceOptions) -> RoleKey:
+def _user_key(args: StorageArgs, aws, role: str, policy, on_aws: pulumi.ResourceOptions) -> RoleKey:
     """An IAM user with this role's policy and an access key."""
     base = "pipeline-user" if role == "pipeline" else f"{role}-user"
-    name = f"{cfg.project}-{cfg.stack}-{cfg.namespace}"  # the pipeline's, as earlier versions named it
+    name = f"{args.project}-{args.instance}-{args.namespace}"  # the pipeline's, as earlier versions named it
     user = aws.iam.User(base, name=(name if role == "pipeline" else f"{name}-{role}")[:64], opts=on_aws)
     attach = aws.iam.UserPolicyAttachment(f"{base}-policy", user=user.name, policy_arn=policy.arn, opts=on_aws)
     key = aws.iam.AccessKey(f"{base}-key", user=user.name, opts=on_aws)
     return RoleKey(key.id, key.secret, [attach])
 
 
-def _irsa_role(cfg: StackConfig, aws, role: str, policy, on_aws: pulumi.ResourceOptions):
+def _irsa_role(args: StorageArgs, aws, role: str, policy, on_aws: pulumi.ResourceOptions):
     """A role trusted by the cluster's OIDC provider for exactly one ServiceAccount."""
-    arn = cfg.storage.oidc_provider_arn
+    arn = args.storage.oidc_provider_arn
     issuer = oidc_issuer(arn)
-    namespace, account = irsa_subjects(cfg)[role]
+    namespace, account = args.irsa_subjects[role]
     iam_role = aws.iam.Role(
         "pipeline-role" if role == "pipeline" else f"{role}-role",
-        name=irsa_role_names(cfg)[role],
+        name=args.irsa_role_names[role],
         assume_role_policy=json.dumps(
             {
                 "Version": "2012-10-17",

@@ -1,13 +1,18 @@
 """Serving: the stock `tensorflow/serving` image reading a local directory. The image has not read `s3://`
 since 2.7 (tensorflow/serving#1963), so `sync-model` fills a shared emptyDir: once as an init container
 (the newest complete version is there before the server starts) and then as a watching sidecar (new versions
-appear atomically; TF Serving polls the base path and switches)."""
+appear atomically; TF Serving polls the base path and switches).
+
+Metrics: TF Serving's Prometheus endpoint (`--monitoring_config_file`, on the REST port at MONITORING_PATH) and
+the watching sidecar's (`--metrics-port`, `trainer.syncmetrics`); the pod's `prometheus.io/*` annotations name
+TF Serving's (the annotation convention takes one endpoint), and a ServiceMonitor, where declared, both."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from infra import component
 from infra.config import ResourcesConfig
@@ -17,13 +22,19 @@ from infra.podspec import (
     container,
     labels,
     pod_security,
+    selector,
     trainer_command,
 )
-from infra.workload import deployment_with_service
+from infra.workload import RolloutGate, deployment_with_service
 
 GRPC_PORT = 8500
 REST_PORT = 8501
 MODELS = "/models"
+SYNC_METRICS_PORT = 9102  # the watching sidecar's /metrics
+MONITORING_PATH = "/monitoring/prometheus/metrics"  # TF Serving's, on REST_PORT
+MONITORING_DIR = "/etc/tf-serving"
+MONITORING_CONFIG = "monitoring.config"  # the ConfigMap key: TF Serving's MonitoringConfig, as a text proto
+SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +59,8 @@ class ServingArgs:
     awaited: bool  # `pulumi up` awaits the Deployment and Service (only where a model exists by then)
     access: S3Access  # the serving role's S3 access (read models/)
     model_url: pulumi.Input[str]  # s3://<bucket>/models/<model name>
+    service_monitor: bool = False  # declare a Prometheus Operator ServiceMonitor for both metrics endpoints
+    rollout: RolloutGate | None = None  # where awaited, its rollout awaited by a gate (None: by the provider)
 
 
 def pod_metadata(instance: str, irsa: bool) -> dict:
@@ -55,10 +68,29 @@ def pod_metadata(instance: str, irsa: bool) -> dict:
     giving TF Serving's container the role's token and variables (`eks.amazonaws.com/skip-containers`:
     amazon-eks-pod-identity-webhook README and `pkg/handler/handler.go`). Only the sync-model containers read
     S3; TF Serving reads the local copy and gets no credentials in any mode."""
-    meta: dict = {"labels": labels(instance, "serving", s3=True)}
+    meta: dict = {"labels": labels(instance, "serving", s3=True), "annotations": {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(REST_PORT),
+        "prometheus.io/path": MONITORING_PATH,
+    }}
     if irsa:
-        meta["annotations"] = {"eks.amazonaws.com/skip-containers": SERVER}
+        meta["annotations"]["eks.amazonaws.com/skip-containers"] = SERVER
     return meta
+
+
+def monitoring_config() -> str:
+    return f'prometheus_config {{\n  enable: true\n  path: "{MONITORING_PATH}"\n}}\n'
+
+
+def service_monitor_spec() -> dict:
+    """Both endpoints of every serving pod, through the Service's named ports."""
+    return {
+        "selector": {"matchLabels": selector("serving")},
+        "endpoints": [
+            {"port": "http", "path": MONITORING_PATH, "interval": "30s"},
+            {"port": "sync-metrics", "path": "/metrics", "interval": "30s"},
+        ],
+    }
 
 
 SERVER = "tf-serving"
@@ -83,7 +115,7 @@ class Serving(pulumi.ComponentResource):
         if s.public_key:
             sync_args += ["--public-key", s.public_key]
 
-        def sync(name: str, *extra: str) -> dict:
+        def sync(name: str, *extra: str, ports: list | None = None) -> dict:
             return container(
                 name,
                 s.sidecar_image,
@@ -93,7 +125,15 @@ class Serving(pulumi.ComponentResource):
                 args=[*sync_args, *extra],
                 env=sync_env,
                 mounts=[models_mount],
+                **({"ports": ports} if ports else {}),
             )
+
+        self.monitoring = k8s.core.v1.ConfigMap(
+            "configmap-serving-monitoring",
+            metadata={"name": "serving-monitoring", "namespace": s.namespace, "labels": labels(s.instance, "serving")},
+            data={MONITORING_CONFIG: monitoring_config()},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=component.depends_on(opts)),
+        )
 
         server = container(
             SERVER,
@@ -107,9 +147,11 @@ class Serving(pulumi.ComponentResource):
                 f"--model_name={s.model_name}",
                 f"--model_base_path={dest}",
                 f"--file_system_poll_wait_seconds={s.poll_seconds}",
+                f"--monitoring_config_file={MONITORING_DIR}/{MONITORING_CONFIG}",
                 f"--grpc_channel_arguments=grpc.max_receive_message_length={MAX_REQUEST_BYTES}",
             ],
-            mounts=[{**models_mount, "readOnly": True}],
+            mounts=[{**models_mount, "readOnly": True},
+                    {"name": "monitoring", "mountPath": MONITORING_DIR, "readOnly": True}],
             ports=[
                 {"name": "grpc", "containerPort": GRPC_PORT},
                 {"name": "http", "containerPort": REST_PORT},
@@ -135,14 +177,28 @@ class Serving(pulumi.ComponentResource):
                 "initContainers": [sync("sync-model-once")],
                 "containers": [
                     server,
-                    sync("sync-model", "--watch", "--interval", str(s.poll_seconds)),
+                    sync("sync-model", "--watch", "--interval", str(s.poll_seconds),
+                         "--metrics-port", str(SYNC_METRICS_PORT),
+                         ports=[{"name": "sync-metrics", "containerPort": SYNC_METRICS_PORT}]),
                 ],
-                "volumes": [TMP_VOLUME, {"name": "models", "emptyDir": {"sizeLimit": MODELS_SIZE}}],
+                "volumes": [TMP_VOLUME, {"name": "models", "emptyDir": {"sizeLimit": MODELS_SIZE}},
+                            {"name": "monitoring", "configMap": {"name": "serving-monitoring"}}],
             },
-            [("grpc", GRPC_PORT), ("http", REST_PORT)],
+            [("grpc", GRPC_PORT), ("http", REST_PORT), ("sync-metrics", SYNC_METRICS_PORT)],
             replicas=s.replicas,
             template_metadata=pod_metadata(s.instance, s.irsa),
             annotations=None if s.awaited else {"pulumi.com/skipAwait": "true"},
-            depends_on=component.depends_on(opts),
+            depends_on=[*component.depends_on(opts), self.monitoring],
+            rollout=s.rollout if s.awaited else None,
         )
+        self.service_monitor = None
+        if s.service_monitor:
+            self.service_monitor = k8s.apiextensions.CustomResource(
+                "servicemonitor-serving",
+                api_version="monitoring.coreos.com/v1",
+                kind="ServiceMonitor",
+                metadata={"name": "serving", "namespace": s.namespace, "labels": labels(s.instance, "serving")},
+                spec=service_monitor_spec(),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service]),
+            )
         self.register_outputs({})

@@ -1,5 +1,6 @@
 """The checks of serving's promotion gate and signing keys (`serving.minAccuracy`, `serving.maxRegression`,
-`serving.publicKey`, and the rule that pairs it with `training.signingKey`), beside `infra.configcheck` and
+`serving.publicKey`, and the rule that pairs it with `training.signingKey`) and of its metrics
+(`metrics.serviceMonitor`), beside `infra.configcheck` and
 `infra.configload`, which stay under the layout's size limit."""
 
 from __future__ import annotations
@@ -42,3 +43,15 @@ def signing_keys_come_in_pairs(v: Mapping[str, Any]) -> None:
             ("training.signingKey", "serving.publicKey")
         raise ConfigError(missing, f"must be set with {other}", None,
                           "make a pair with python -m trainer signing-key and set both, or neither", literal=True)
+
+
+AUTO_OR_BOOL = ("auto", "true", "false")
+
+
+def auto_or_bool(r: Reader, key: str) -> str:
+    """`auto`, `true` or `false` (a YAML boolean too), as one of those strings."""
+    value = r.raw(key)
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value).strip().lower()
+    if text not in AUTO_OR_BOOL:
+        raise ConfigError(key, f"must be one of {', '.join(AUTO_OR_BOOL)}", value, set_to(key, "auto"))
+    return text

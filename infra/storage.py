@@ -17,11 +17,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import minio, s3bucket
-from infra.config import StackConfig
 from infra.namespace import Namespace
 from infra.podspec import S3Access
-from infra.s3identities import CREDENTIALS_SECRET, s3_roles
-from infra.storagemode import RoleKey, StorageMode, role_secret
+from infra.s3identities import CREDENTIALS_SECRET
+from infra.storagemode import RoleKey, StorageArgs, StorageMode, role_secret
 
 
 class Storage(pulumi.ComponentResource):
@@ -31,19 +30,22 @@ class Storage(pulumi.ComponentResource):
     ready: list[pulumi.Resource]  # what must exist before a pod uses the bucket
     keys: dict[str, RoleKey]  # per role, every mode but IRSA
 
-    def __init__(self, name: str, cfg: StackConfig, ns: Namespace, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self, name: str, *, args: StorageArgs, ns: Namespace, opts: pulumi.ResourceOptions | None = None
+    ):
+        """`ns`: the Namespace component, whose name and readiness the Secrets and MinIO's pods wait for."""
         super().__init__("kubeflow-e2e:infra:Storage", name, None, opts)
-        self.cfg, self.ns = cfg, ns
-        if cfg.storage.mode == "aws":
-            mode = s3bucket.declare(self, cfg, ns)
-        elif cfg.storage.mode == "external":
-            mode = external(self, cfg, ns)
+        self.args, self.ns = args, ns
+        if args.storage.mode == "aws":
+            mode = s3bucket.declare(self, args, ns)
+        elif args.storage.mode == "external":
+            mode = external(self, args, ns)
         else:
-            mode = minio.declare(self, cfg, ns)
+            mode = minio.declare(self, args, ns)
         self.bucket, self.ready, self.keys = mode.bucket, mode.ready, mode.keys
         # A pod using any role's access waits for what the mode declared (bucket, users, Secrets), and gets the
         # stack's checksum setting whatever the mode.
-        self.accesses = {role: replace(a, depends_on=list(mode.ready), checksums=cfg.storage.checksums)
+        self.accesses = {role: replace(a, depends_on=list(mode.ready), checksums=args.storage.checksums)
                          for role, a in mode.accesses.items()}
         self.access = self.accesses["pipeline"]
         self.register_outputs({"bucket": self.bucket, "endpoint": self.access.endpoint or ""})
@@ -55,7 +57,7 @@ class Storage(pulumi.ComponentResource):
         the others), by default in our namespace; a child of this component."""
         return role_secret(
             self,
-            self.cfg,
+            self.args,
             role,
             self.keys[role],
             self.ns.name if namespace is None else namespace,
@@ -64,12 +66,12 @@ class Storage(pulumi.ComponentResource):
         )
 
 
-def external(parent: pulumi.Resource, cfg: StackConfig, ns: Namespace) -> StorageMode:
+def external(parent: pulumi.Resource, args: StorageArgs, ns: Namespace) -> StorageMode:
     """An existing S3-compatible endpoint: nothing to create but the Secret with its keys. The endpoint
     comes with one key from config, so every role shares it (separate rights need keys made there)."""
-    s = cfg.storage
+    s = args.storage
     bucket = pulumi.Output.from_input(s.bucket)
-    keys = {role: RoleKey(s.access_key_id, s.secret_access_key, []) for role in s3_roles(cfg)}
-    ready = [role_secret(parent, cfg, "pipeline", keys["pipeline"], ns.name)]
+    keys = {role: RoleKey(s.access_key_id, s.secret_access_key, []) for role in args.roles}
+    ready = [role_secret(parent, args, "pipeline", keys["pipeline"], ns.name)]
     access = S3Access(bucket=bucket, region=s.region, endpoint=s.endpoint, secret_name=CREDENTIALS_SECRET)
-    return StorageMode(bucket=bucket, accesses={role: access for role in s3_roles(cfg)}, ready=ready, keys=keys)
+    return StorageMode(bucket=bucket, accesses={role: access for role in args.roles}, ready=ready, keys=keys)

@@ -1,6 +1,6 @@
-"""What a storage mode gives the `Storage` component: each mode (`infra.s3bucket` for `aws`,
-`infra.minio` for `minio`, `infra.storage` itself for `external`) is a function
-`declare(parent, cfg, ns) -> StorageMode` that declares its resources as children of `parent` (the Storage
+"""The contract between the `Storage` component and its modes (`infra.s3bucket` for `aws`, `infra.minio` for
+`minio`, `infra.storage` itself for `external`): each mode is a function `declare(parent, args, ns) ->
+StorageMode` taking a `StorageArgs`, that declares its resources as children of `parent` (the Storage
 component, so their URNs stay those of Storage's children) and returns what it made; it sets nothing on
 its caller. `role_secret` writes a role's keys into a Secret, for the modes and for `Storage.role_secret`."""
 
@@ -13,9 +13,32 @@ from typing import NamedTuple
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.config import StackConfig
+from infra.config import ResourcesConfig, StorageConfig
 from infra.podspec import S3Access, labels
 from infra.s3identities import credentials_secret
+from infra.workload import RolloutGate
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageArgs:
+    """What the `Storage` component and its modes take, built from the config by `infra.program.storage_args`."""
+
+    project: str  # the Pulumi project: with the stack and namespace, the IAM names (`aws`)
+    instance: str  # the stack's name (`app.kubernetes.io/instance`, IAM names and tags)
+    namespace: str  # our namespace as configured: MinIO's endpoint host and the IAM names
+    storage: StorageConfig  # the `storage.*` settings: mode, bucket, region, endpoint, keys, IRSA, bucket rules
+    roles: tuple[str, ...]  # the S3 roles this stack gives access to (`s3identities.s3_roles`)
+    irsa_subjects: dict[str, tuple[str, str]]  # `irsa`: S3 role -> (namespace, ServiceAccount) its IAM role trusts
+    irsa_role_names: dict[str, str]  # `irsa`: S3 role -> its IAM role's name
+    minio_size: str  # `minio`: MinIO's PersistentVolumeClaim request (`10Gi`)
+    minio_image: str
+    mc_image: str  # `minio`: the bucket Job's MinIO client
+    pull_policy: str
+    minio_resources: ResourcesConfig
+    bucket_job_resources: ResourcesConfig  # `minio`: the bucket Job's (the `sync` workload's)
+    # `minio`: the MinIO Deployment and the bucket Job are awaited by gates that read this cluster
+    # (`infra.workload`); None: by the provider
+    rollout: RolloutGate | None = None
 
 
 class RoleKey(NamedTuple):
@@ -48,7 +71,7 @@ def _b64(value: str) -> str:
 
 def role_secret(
     parent: pulumi.Resource,
-    cfg: StackConfig,
+    args: StorageArgs,
     role: str,
     key: RoleKey,
     namespace: pulumi.Input[str],
@@ -63,7 +86,7 @@ def role_secret(
         metadata={
             "name": credentials_secret(role),
             "namespace": namespace,
-            "labels": labels(cfg.stack, "storage"),
+            "labels": labels(args.instance, "storage"),
         },
         type="Opaque",
         # `data`, not `stringData`: the provider records stringData as data, so a stringData whose values
@@ -76,6 +99,6 @@ def role_secret(
             parent=parent,
             depends_on=[*key.needs, *depends_on],
             # MinIO's generated keys: the engine keeps the first run's values (`infra.minio`).
-            ignore_changes=["data", "stringData"] if cfg.storage.mode == "minio" else None,
+            ignore_changes=["data", "stringData"] if args.storage.mode == "minio" else None,
         ),
     )

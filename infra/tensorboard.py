@@ -10,7 +10,7 @@ import pulumi
 from infra import component
 from infra.config import ResourcesConfig
 from infra.podspec import TMP_VOLUME, S3Access, container, labels, pod_security
-from infra.workload import deployment_with_service
+from infra.workload import RolloutGate, deployment_with_service
 
 PORT = 6006
 
@@ -26,6 +26,7 @@ class TensorBoardArgs:
     resources: ResourcesConfig
     access: S3Access  # the tensorboard role's S3 access (read runs/)
     logdir: pulumi.Input[str]  # s3://<bucket>/runs/: every run's logs
+    rollout: RolloutGate | None = None  # its rollout awaited by a gate (None: by the provider)
 
 
 class TensorBoard(pulumi.ComponentResource):
@@ -63,5 +64,6 @@ class TensorBoard(pulumi.ComponentResource):
             [("http", PORT)],
             template_metadata={"labels": labels(args.instance, "tensorboard", s3=True)},
             depends_on=component.depends_on(opts),
+            rollout=args.rollout,
         )
         self.register_outputs({})

@@ -8,9 +8,8 @@ marks secret, and nothing more, so a credential left unmarked shows in it.
 
 Each record also holds `state`: the outputs the engine would store for the resource beyond its inputs, with
 those the program marks secret (`additional_secret_outputs`, which the mock monitor itself ignores) shown as
-"[secret]", as the engine encrypts them. A generated value (a `random:` resource, if the
-program ever declares one again) comes back as "generated:<name>", so a render that holds one in plain text
-shows it.
+"[secret]", as the engine encrypts them. The mocks' own made-up outputs (an access key's secret) are plain
+placeholders, so a secret output nobody marks shows in the render as it is.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 
 REDACTED = "[secret]"
-RANDOM = "generated:"  # prefix of every value the mocks "generate"
 API_SERVER_IP = "172.18.0.2"  # the `kubernetes` Service endpoint the mocks answer with
 ACCOUNT = "000000000000"  # a role's account comes from its trust policy; this is for everything else
 
@@ -109,9 +107,8 @@ class StackMocks(pulumi_mocks.Mocks):
                     "arn": f"arn:aws:iam::{ACCOUNT}:{kind.lower()}/{rname}",
                 }
             if kind == "AccessKey":
-                return "AKIA-RENDER-PLACEHOLDER", {**inputs, "secret": REDACTED}
-        if typ.startswith("random:"):
-            return f"{name}-id", {**inputs, "result": f"{RANDOM}{name}"}
+                # Plain: the record shows "[secret]" only where the secret output is marked secret.
+                return "AKIA-RENDER-PLACEHOLDER", {**inputs, "secret": "render-placeholder-secret-key"}
         return f"{name}-id", inputs
 
     def call(self, args: pulumi_mocks.MockCallArgs):

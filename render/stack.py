@@ -5,7 +5,8 @@ This is not `pulumi preview`: no Pulumi CLI, no provider plugin, no cluster and 
 Helm charts and kustomize manifests are rendered by the provider at deploy time, so here they appear as one
 entry each, with their inputs. Every Kubernetes object the program itself declares is written as YAML under
 `DIR/manifests/<namespace>/`, the other resources (bucket, IAM, charts) to
-`DIR/resources.yaml` (with the outputs their state would hold), and the stack outputs to `DIR/outputs.yaml`.
+`DIR/resources.yaml` (with the outputs their state would hold), the stack outputs to `DIR/outputs.yaml` and the
+config the program ran with, one dotted key a line, to `DIR/config.yaml`.
 Secrets show as "[secret]".
 The output is deterministic, so two renders diff cleanly.
 
@@ -46,6 +47,9 @@ class Rendered:
     stack: str
     resources: list[dict]
     outputs: dict = field(default_factory=dict)
+    # The config the program ran with, one dotted key (`serving.replicas`) a line, secrets as "[secret]":
+    # `python -m ci impact` names the keys a change came from.
+    config: dict = field(default_factory=dict)
 
     @property
     def manifests(self) -> list[dict]:
@@ -100,7 +104,7 @@ class Rendered:
             }
             for r in self.others()
         ]
-        for name, data in (("resources.yaml", others), ("outputs.yaml", self.outputs)):
+        for name, data in (("resources.yaml", others), ("outputs.yaml", self.outputs), ("config.yaml", self.config)):
             (out / name).write_text(_yaml(data))
             written.append(out / name)
         return written
@@ -200,7 +204,30 @@ def render(stack: str, overrides: dict | None = None, root: Path = ROOT) -> Rend
     if proc.returncode != 0:
         raise RuntimeError(f"render of stack {stack} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     result = json.loads(proc.stdout)
-    return Rendered(stack=stack, resources=_order(result["resources"]), outputs=result["outputs"])
+    return Rendered(
+        stack=stack, resources=_order(result["resources"]), outputs=result["outputs"], config=flat_config(values)
+    )
+
+
+def flat_config(values: Mapping[str, str]) -> dict[str, str]:
+    """`stack_config`'s values as dotted keys without the project's namespace (`serving.replicas: "2"`); an
+    object's fields become one key each, other namespaces keep theirs."""
+    out: dict[str, str] = {}
+    for full, value in values.items():
+        ns, _, name = full.partition(":")
+        key = name if ns == NS else full
+        parsed = None
+        if value.startswith("{"):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = None
+        if isinstance(parsed, dict):
+            for field_, v in parsed.items():
+                out[f"{key}.{field_}"] = v if isinstance(v, str) else json.dumps(v)
+        else:
+            out[key] = value
+    return dict(sorted(out.items()))
 
 
 def _env(root: Path) -> dict[str, str]:

@@ -13,7 +13,7 @@ import pytest
 
 from demo import supervisor
 from demo.s3server import S3Server
-from tests.render.renders import VARIANTS, Renders
+from tests.render.renders import RENDERS, VARIANTS, Renders
 
 if TYPE_CHECKING:
     from render import Rendered
@@ -75,7 +75,7 @@ def run_trainer(s3_server):
 
 @pytest.fixture(scope="session")
 def renders() -> Renders:
-    return Renders()
+    return RENDERS
 
 
 @pytest.fixture(scope="session")

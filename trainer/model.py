@@ -16,14 +16,11 @@ OUTPUT_NAME = "probabilities"
 
 
 def build(seed: int = 0, precision: str = "float32") -> keras.Model:
-    """Three 3x3 convolutions (32, 64, 128 filters; max-pooling after the first two), global max pooling and
-    the logits: 93,962 parameters, 0.38 MB of float32 gradient per step (the earlier Flatten -> Dense(64)
-    head had 121,930; Dense(128) before it 225k, most of them in that one layer). Under
-    MultiWorkerMirroredStrategy every step all-reduces the whole gradient, so a smaller one costs less time
-    per step. On the digits data it is as accurate as the Flatten head (docs/trainer.md, "Model tuning"). No
-    BatchNorm or Dropout: their per-step state updates are awkward under the strategy (Dropout before the
-    logits runs, but scored worse on the digits); the training input's random shifts, rotations and zooms
-    and label smoothing (trainer.train) regularise instead.
+    """The classifier: images [batch, 28, 28, 1] float in [0, 1] -> logits [batch, 10] float32. Three 3x3
+    convolutions (32, 64, 128 filters; max-pooling after the first two), global max pooling and the logits:
+    93,962 parameters, kept few because every step all-reduces the whole gradient (docs/trainer.md, "Model
+    tuning", has the heads tried and why). No BatchNorm or Dropout: the training input's random shifts,
+    rotations and zooms and label smoothing (trainer.train) regularise instead. `seed` seeds the initializers.
 
     `precision` is a Keras dtype policy (float32, mixed_float16, mixed_bfloat16) given to each layer rather
     than set globally, so the export's float32 copy can be built in the same process. The variables are

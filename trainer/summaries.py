@@ -1,23 +1,9 @@
-"""TensorBoard scalars: written locally by `tf.summary`, mirrored to `RUN_URL/logs/<task>/` during training.
-
-TF 2.21 cannot write `s3://` itself, so the event files go to a local folder and a background thread flushes
-the writer and uploads every file that changed, every `interval` seconds. So S3 is at most about `interval`
-plus one upload behind the training loop; `close()` flushes and uploads one last time.
-
-S3 objects are immutable: a growing file is re-uploaded whole. So that the bytes uploaded per hour stay flat
-however long the run, the writer rolls to a new event file once the active one holds `roll_bytes` or is
-`roll_secs` old: each round then re-uploads only the small active file, and a finished file goes up one last
-time and is removed locally. TensorBoard reads every event file of a folder as one run, in name order (the
-name starts with the creation time in whole seconds, so rolls are at least a second apart).
-
-Restarts: every attempt of a run starts its first event file with a `SessionLog.START` event at the first step
-it trains (`start_step + 1`); the files it rolls to afterwards carry none. TensorBoard treats the first START
-of a run as its start and every later one as a restart, and then drops every point it has read at that step or
-after (`purge_orphaned_data`, on by default; tensorboard/backend/event_processing/plugin_event_accumulator.py,
-`_CheckForRestartAndMaybePurge`). So after a resume from checkpoint step N, the dead attempt's points after N
-disappear and each step shows once. TF 2.21 has no public call that writes a SessionLog event, so it goes
-through `summary_ops_v2.import_event`, which writes a raw `Event` into the same writer (TF's own file, right
-after its `file_version` event).
+"""TensorBoard scalars: written locally by `tf.summary` (TF 2.21 cannot write `s3://`) and mirrored to
+`RUN_URL/logs/<task>/` by a background thread every `interval` seconds; `close()` flushes and uploads one last
+time. The writer rolls to a new event file once the active one holds `roll_bytes` or is `roll_secs` old, so
+each round re-uploads only the small active file. Each attempt's first file starts with a `SessionLog.START`
+event at the first step it trains, so TensorBoard drops a dead attempt's points after a resume. Why both, and
+what TensorBoard does with them: docs/trainer.md, "TensorBoard summaries".
 """
 
 from __future__ import annotations

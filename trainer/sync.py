@@ -48,6 +48,9 @@ def add_arguments(parser) -> None:
                              "versions while a new one lands) is refused, not fetched (default: no limit)")
     cli.env_arg(parser, "--public-key", "MODEL_PUBLIC_KEY", "serve only versions signed by this Ed25519 key "
                 "(base64 of its 32 bytes; python -m trainer signing-key)", required=False)
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="with --watch: serve Prometheus metrics on this port at /metrics "
+                             "(trainer.syncmetrics; default: none)")
 
 
 class Gate:
@@ -207,6 +210,15 @@ def run(args) -> dict | None:
         raise UserError("--keep must be at least 1", args.keep, "pass --keep 1 or more")
     if args.interval <= 0:
         raise UserError("--interval must be positive", args.interval, "pass --interval 30, for example")
+    metrics = None
+    if args.metrics_port is not None:
+        if not args.watch or not 1 <= args.metrics_port <= 65535:
+            raise UserError("--metrics-port takes a port (1-65535) and goes with --watch", args.metrics_port,
+                            "pass --watch --metrics-port 9102, for example")
+        from trainer.syncmetrics import SyncMetrics
+
+        metrics = SyncMetrics()
+        metrics.serve(args.metrics_port)
     store = open_store(args.model_url, "MODEL_URL")
     dest = Path(args.dest).absolute()
     if not args.watch:
@@ -224,16 +236,17 @@ def run(args) -> dict | None:
                             "see its _REJECTED reason; train a better model, or roll back "
                             "(python -m trainer rollback --to N)")
         return result
-    return watch(store, dest, args.keep, args.interval, gate, args.max_bytes)
+    return watch(store, dest, args.keep, args.interval, gate, metrics, args.max_bytes)
 
 
-def watch(store: Store, dest: Path, keep: int, interval: float, gate: Gate | None = None,
+def watch(store: Store, dest: Path, keep: int, interval: float, gate: Gate | None = None, metrics=None,
           max_bytes: int | None = None) -> None:
     """Syncs every `interval` seconds until SIGTERM/SIGINT; one log line per change. Transient errors (an
     outage, a missing bucket, a corrupt upload) are logged and retried at the next interval: serving goes on
     with what is already on disk. Permanent ones (`UserError.transient` False: a malformed S3_ENDPOINT or
     S3_* setting, credentials that are missing or rejected) raise, so the process exits 2 and Kubernetes
-    restarts the container visibly (CrashLoopBackOff), which also picks up a rotated Secret."""
+    restarts the container visibly (CrashLoopBackOff), which also picks up a rotated Secret. `metrics`: a
+    `trainer.syncmetrics.SyncMetrics` that records every sync (None: none)."""
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     gate = gate or Gate()
@@ -243,6 +256,8 @@ def watch(store: Store, dest: Path, keep: int, interval: float, gate: Gate | Non
     while not stopping:
         try:
             result = sync_once(store, dest, keep, gate, max_bytes)
+            if metrics:
+                metrics.synced(result)
             if failing:
                 log.info("%s reachable again", store.url)
                 failing = False
@@ -255,6 +270,8 @@ def watch(store: Store, dest: Path, keep: int, interval: float, gate: Gate | Non
                 log.info("no complete version under %s yet; waiting", store.url)
                 waiting_logged = True
         except UserError as e:
+            if metrics:
+                metrics.failed(e.transient)
             if not e.transient:
                 log.error("error: %s; not retrying: this needs a configuration change", e)
                 raise

@@ -1,4 +1,4 @@
-"""Issue 14: what the preview and deploy workflows meet on their first real run, read from their YAML and,
+"""What the preview and deploy workflows meet on their first real run, read from their YAML and,
 where a step is plain bash or JavaScript, by running that step here.
 
 Read against the pinned actions (2026-11-29):
@@ -12,12 +12,8 @@ Read against the pinned actions (2026-11-29):
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
 import subprocess
-import textwrap
 
 import pytest
 import yaml
@@ -30,6 +26,7 @@ from tests.ci.tools import ROOT, rendered
 from tests.ci.workflow import (
     index_of,
     load,
+    run_comment_script,
     run_step,
     stack_jobs,
     step_using,
@@ -51,7 +48,10 @@ def all_stack_jobs(preview, deploy):
 
 def waits_from_stack_file(stack: str) -> int:
     """The waits `pulumi up` makes on `stack`, recomputed from Pulumi.<stack>.yaml and the key defaults:
-    data prep, then (Fluid with data.source volume) the DataLoad, then (serving.waitForTraining) the TFJob."""
+    (MinIO) its Deployment's and its bucket Job's, data prep, then (Fluid with data.source volume) the DataLoad,
+    then (serving.waitForTraining) the TFJob and serving's rollout; and TensorBoard's rollout."""
+    from infra.workload import ROLLOUT_TIMEOUT_S
+
     values = stack_values(stack_config(stack)[0])  # structured config, as dotted keys
 
     def get(name):
@@ -62,8 +62,10 @@ def waits_from_stack_file(stack: str) -> int:
     if get("fluid.enabled").lower() == "true" and get("data.source") == "volume":
         total += dataprep
     if get("serving.waitForTraining").lower() == "true":
-        total += int(get("training.timeoutSeconds"))
-    return total
+        total += int(get("training.timeoutSeconds")) + ROLLOUT_TIMEOUT_S
+    if get("storage.mode") == "minio":
+        total += 2 * ROLLOUT_TIMEOUT_S
+    return total + ROLLOUT_TIMEOUT_S
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -95,9 +97,9 @@ def test_a_longer_training_wait_asks_for_a_longer_job(deploy):
 
 
 def rendered_with(stack, overrides):
-    from render import render
+    from tests.render.renders import RENDERS
 
-    return render(stack, overrides)
+    return RENDERS(stack, overrides)
 
 
 def test_the_timeout_command_prints_the_deploy_timeout(deploy):
@@ -291,38 +293,6 @@ def test_preview_runs_on_the_deployed_images_and_the_prs_own_settings(tmp_path, 
     assert calls[-1].startswith(f"preview --non-interactive --stack {stack} --diff --policy-pack policy")
     # The refresh rewrote the stack file; the PR's own file is back before the preview.
     assert (checkout / "Pulumi.dev.yaml").read_text() == (ROOT / "Pulumi.dev.yaml").read_text()
-
-
-def run_comment_script(script: str, env: dict[str, str], existing: list[dict]) -> list[tuple]:
-    """Runs the github-script step's JavaScript under node the way actions/github-script v8 does (an async
-    function of `require`, `github`, `context`), with an in-memory stand-in for GitHub's REST API that
-    records the calls (GitHub cannot run here)."""
-    harness = textwrap.dedent("""
-        const calls = [];
-        const existing = JSON.parse(process.env.EXISTING);
-        const github = {
-          paginate: async (fn, args) => fn(args),
-          rest: { issues: {
-            listComments: async (args) => { calls.push(['list', args.issue_number]); return existing; },
-            updateComment: async (args) => { calls.push(['update', args.comment_id, args.body]); },
-            createComment: async (args) => { calls.push(['create', args.issue_number, args.body]); },
-          } },
-        };
-        const context = { serverUrl: 'https://github.com', runId: 7, repo: { owner: 'o', repo: 'r' },
-                          payload: { pull_request: { number: 12 } } };
-        const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
-        const fn = new AsyncFunction('require', 'github', 'context', process.env.SCRIPT);
-        fn(require, github, context).then(() => console.log(JSON.stringify(calls)),
-                                          (e) => { console.error(e); process.exit(1); });
-    """)
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is missing: it runs the github-script steps (Debian package nodejs; GitHub's runners "
-                    "have it)")
-    env = {"PATH": os.environ.get("PATH", ""), "SCRIPT": script, "EXISTING": json.dumps(existing), **env}
-    proc = subprocess.run([node, "-e", harness], capture_output=True, text=True, timeout=60, env=env)
-    assert proc.returncode == 0, proc.stderr
-    return [tuple(c) for c in json.loads(proc.stdout)]
 
 
 def test_a_failed_preview_posts_its_failure_and_edits_the_same_comment(tmp_path, preview):

@@ -1,4 +1,4 @@
-"""Issue 8 item 4: the deploy workflow builds and pushes the three images before `pulumi up`, tags them with
+"""The deploy workflow builds and pushes the three images before `pulumi up`, tags them with
 the commit and hands the stacks their references by digest.
 
 Read against the pinned actions (2026-11-29): docker/build-push-action v7.3.0 (`action.yml`: inputs `context`,

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
@@ -25,9 +24,8 @@ def tool(name: str) -> Path:
     return path
 
 
-@functools.cache
 def rendered(stack: str):
-    """`render` of a stack as committed, once per test session (it runs the program under mocks)."""
-    from render import render
+    """`render` of a stack as committed, once per test session (the session's cache, tests/render/renders.py)."""
+    from tests.render.renders import RENDERS
 
-    return render(stack)
+    return RENDERS(stack)

@@ -8,12 +8,16 @@ the repository root, with `$GITHUB_OUTPUT`, `$GITHUB_ENV` and `$RUNNER_TEMP` poi
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.ci.tools import ROOT
@@ -108,3 +112,38 @@ def run_step(step: dict, values: dict[str, str], tmp_path: Path, timeout: float 
                           capture_output=True, text=True, timeout=timeout)
     outputs = dict(line.split("=", 1) for line in output.read_text().splitlines() if "=" in line)
     return StepRun(proc.returncode, proc.stdout, proc.stderr, outputs, env_file.read_text(), temp)
+
+
+def run_comment_script(
+    script: str, env: dict[str, str], existing: list[dict], cwd: Path | None = None
+) -> list[tuple]:
+    """Runs the github-script step's JavaScript under node the way actions/github-script v8 does (an async
+    function of `require`, `github`, `context`), with an in-memory stand-in for GitHub's REST API that
+    records the calls (GitHub cannot run here); `cwd`: the runner's workspace (default the test's own)."""
+    harness = textwrap.dedent("""
+        const calls = [];
+        const existing = JSON.parse(process.env.EXISTING);
+        const github = {
+          paginate: async (fn, args) => fn(args),
+          rest: { issues: {
+            listComments: async (args) => { calls.push(['list', args.issue_number]); return existing; },
+            updateComment: async (args) => { calls.push(['update', args.comment_id, args.body]); },
+            createComment: async (args) => { calls.push(['create', args.issue_number, args.body]); },
+          } },
+        };
+        const context = { serverUrl: 'https://github.com', runId: 7, repo: { owner: 'o', repo: 'r' },
+                          payload: { pull_request: { number: 12 } } };
+        const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
+        const fn = new AsyncFunction('require', 'github', 'context', process.env.SCRIPT);
+        fn(require, github, context).then(() => console.log(JSON.stringify(calls)),
+                                          (e) => { console.error(e); process.exit(1); });
+    """)
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is missing: it runs the github-script steps (Debian package nodejs; GitHub's runners "
+                    "have it)")
+    env = {"PATH": os.environ.get("PATH", ""), "SCRIPT": script, "EXISTING": json.dumps(existing), **env}
+    proc = subprocess.run([node, "-e", harness], capture_output=True, text=True, timeout=60, env=env,
+                          cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return [tuple(c) for c in json.loads(proc.stdout)]

@@ -14,7 +14,7 @@ from demo.podspecs import LocalStack, PodSpecError, tf_config
 from demo.s3server import CREDENTIALS
 from demo.supervisor import Supervisor
 from demo.supervisor import tf_config as local_tf_config
-from render import render
+from tests.render.renders import RENDERS
 
 KEYS = {k: v for k, v in CREDENTIALS.items() if k != "AWS_REGION"}
 
@@ -59,8 +59,8 @@ def test_the_trainer_tests_helper_uses_the_same_builder():
 
 
 @pytest.fixture(scope="module")
-def rendered():
-    return render("dev", {"training.run": "podspecs"})
+def rendered(renders):
+    return renders("dev", {"training.run": "podspecs"})
 
 
 def local(rendered, tmp_path, endpoint="http://127.0.0.1:9") -> LocalStack:
@@ -108,7 +108,7 @@ def test_every_process_comes_from_its_pod_spec(rendered, tmp_path):
 
 
 def test_a_flag_changed_in_the_stack_changes_the_demo(tmp_path):
-    stack = local(render("dev", {"training.batchSize": 32, "training.run": "podspecs"}), tmp_path)
+    stack = local(RENDERS("dev", {"training.batchSize": 32, "training.run": "podspecs"}), tmp_path)
     for p in stack.train():
         assert p.cmd[p.cmd.index("--batch-size") + 1] == "32"
 

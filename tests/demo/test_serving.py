@@ -234,3 +234,46 @@ def test_classify_with_the_method_name_check(tmp_path):
         assert post(server, {"examples": [{}]}, "/v1/models/one:regress") == (400, {
             "error": "Expected regression signature method_name to be tensorflow/serving/regress. "
                      "Was: tensorflow/serving/predict"})
+
+
+def test_metrics_with_tf_servings_names_when_the_monitoring_config_turns_them_on(tmp_path):
+    """The stack's own monitoring config (infra.serving) switches the stand-in's endpoint on, as it does TF
+    Serving's; every predict is counted under its status, and its latency lands in TF Serving's buckets."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from demo.serving import LATENCY_BUCKETS_US, monitoring_path
+    from infra.serving import MONITORING_PATH, monitoring_config
+
+    config = tmp_path / "monitoring.config"
+    config.write_text(monitoring_config())
+    assert monitoring_path(config.read_text()) == MONITORING_PATH
+    assert monitoring_path('prometheus_config { enable: false, path: "/m" }') is None
+    module = OneInput()
+    tf.saved_model.save(module, str(tmp_path / "m" / "1"), signatures={"serving_default": module.serve})
+    with ModelServer("one", tmp_path / "m", poll_seconds=60, metrics_path=MONITORING_PATH) as server:
+        assert post(server, {"instances": IMAGES.tolist()})[0] == 200
+        assert post(server, {"instances": IMAGES.tolist()})[0] == 200
+        assert post(server, {"instances": [[1.0]]})[0] == 400
+        assert post(server, {"instances": IMAGES.tolist()}, "/v1/models/nope:predict")[0] == 404
+        with urllib.request.urlopen(server.url + MONITORING_PATH, timeout=10) as response:
+            assert response.headers["Content-Type"].startswith("text/plain")
+            text = response.read().decode()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(text) for s in f.samples}
+    # The counter as TF Serving's exporter writes it: its own name, no `_total` (the parser would add one).
+    lines = text.splitlines()
+    assert "# TYPE :tensorflow:serving:request_count counter" in lines
+    assert ':tensorflow:serving:request_count{model_name="one",status="OK"} 2' in lines
+    assert ':tensorflow:serving:request_count{model_name="one",status="INVALID_ARGUMENT"} 1' in lines
+    assert ':tensorflow:serving:request_count{model_name="nope",status="NOT_FOUND"} 1' in lines
+    latency = ":tensorflow:serving:request_latency"
+    labels = (("API", "predict"), ("entrypoint", "REST"), ("model_name", "one"))
+    assert samples[(latency + "_count", labels)] == 3
+    assert samples[(latency + "_sum", labels)] > 0
+    assert samples[(latency + "_bucket", (*labels[:2], ("le", "+Inf"), labels[2]))] == 3
+    assert len([k for k in samples if k[0] == latency + "_bucket" and ("model_name", "one") in k[1]]) == len(
+        LATENCY_BUCKETS_US) + 1
+    # Without the config, as TF Serving without --monitoring_config_file: no such path.
+    with ModelServer("one", tmp_path / "m", poll_seconds=60) as server:
+        status, _ = get(server, MONITORING_PATH)
+        assert status == 400

@@ -4,7 +4,6 @@ environment, TF_CONFIG as the operator sets it), with the drill's own URLs on to
 
 from __future__ import annotations
 
-import functools
 import time
 import uuid
 
@@ -14,12 +13,12 @@ import pytest
 from demo.podspecs import LocalStack
 from demo.s3server import CREDENTIALS
 from demo.supervisor import Proc, Supervisor
-from render import Rendered, render
+from render import Rendered
+from tests.render.renders import RENDERS
 
 
-@functools.cache
 def dev_render() -> Rendered:
-    return render("dev", {"training.run": "drill"})
+    return RENDERS("dev", {"training.run": "drill"})
 
 
 class Job:

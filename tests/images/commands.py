@@ -1,28 +1,12 @@
 """Every command the rendered manifests run in one of our images, and a way to run it in that image's venv.
 
-**Collecting** (`collect(rendered)`): the render's pods (tests/infra/pods.py: Deployments, Jobs, the TFJob's
-replicas, Argo container templates, the TFJob inside the retraining WorkflowTemplate), init containers and
-containers alike. Argo's `{{workflow.parameters.X}}` take the workflow's own defaults and `{{workflow.name}}`
-a fixed name; a placeholder left over fails. A container's image is ours when its repository ends in
-`/trainer`, `/sidecar` or `/tensorboard` (whatever registry the stack uses); `command`/`args` combine with the
-Dockerfile's ENTRYPOINT/CMD as Kubernetes does. Containers of other images (MinIO, mc, TF Serving) are listed
-as foreign: their commands are upstream's (TF Serving's model loading has its own test, test_serving_compat).
-
-**Running** (`LocalCluster.run`): the command as the container would run it, as a real process in
-`venvs.path(image)` (only the image's requirement file installed), with the image's files laid out from the
-Dockerfile's `COPY` lines in a fresh `/app` stand-in as working directory, the Dockerfile's `ENV` and the
-container's `env`, and nothing inherited from the test process. What must differ on one machine is mapped,
-and only this:
-- the object store: `S3_ENDPOINT` is the local S3 server (moto, 127.0.0.1) for every stack, MinIO or AWS;
-  `secretKeyRef` credentials are its keys; every stack's bucket is the one local bucket `check` (so a prod
-  command that differs from a dev one only in its bucket runs once, and sees what the dev commands wrote);
-- volumes: each mount path (`/tmp`, `/models`, the dataset PVC's `/data/mnist`) is a local folder, rewritten
-  wherever it appears in the env, the args or the image's ENV; a PVC of a Fluid `Dataset` is filled from the
-  Dataset's `mountPoint` on the local S3 server first (what Fluid's DataLoad does on a cluster);
-- ports: a flag value equal to a declared `containerPort` becomes a free local port.
-A TFJob replica runs as one process without `TF_CONFIG` (the multi-process run is the demo's and the
-pipeline tests'). Commands whose argv and env differ only in URL paths and buckets (the two replicas of a
-TFJob, the TFJob and the retraining template's, dev's and prod's) run once.
+`collect(rendered)`: each container and init container of the render's pods (tests/infra/pods.py), its
+`command`/`args` combined with the Dockerfile's ENTRYPOINT/CMD as Kubernetes does, Argo's placeholders filled
+with the workflow's defaults; an image is ours when its repository ends in `/trainer`, `/sidecar` or
+`/tensorboard`, the others are listed as foreign. `LocalCluster.run`: the command as a real process in
+`venvs.path(image)`, with the image's files, its ENV and the container's env, and only the object store,
+the volumes and the ports mapped to this machine. What is mapped, and how: docs/e2e.md, "Every command in
+its image".
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ import re
 
 import pytest
 
-from render import render
 from tests.images import commands, venvs
 from tests.infra.pods import containers
 
@@ -17,12 +16,12 @@ STACKS = ("dev", "prod")
 
 
 @pytest.fixture(scope="module")
-def renders():
-    return {s: render(s) for s in STACKS}
+def stacks(renders):
+    return {s: renders(s) for s in STACKS}
 
 
-def test_every_container_of_our_images_is_collected(renders):
-    for stack, rendered in renders.items():
+def test_every_container_of_our_images_is_collected(stacks):
+    for stack, rendered in stacks.items():
         collected = commands.collect(rendered)
         ours = [where for where, c, _ in containers(rendered) if commands._ours(c["image"])]
         assert sorted(c.where for c in collected if c.ours) == sorted(ours)
@@ -43,9 +42,9 @@ def test_every_container_of_our_images_is_collected(renders):
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
-def test_each_command_runs_in_its_own_image(renders, s3_server, tmp_path):
-    cluster = commands.LocalCluster(list(renders.values()), s3_server, tmp_path)
-    everything = [c for stack in STACKS for c in commands.collect(renders[stack]) if c.ours]
+def test_each_command_runs_in_its_own_image(stacks, s3_server, tmp_path):
+    cluster = commands.LocalCluster(list(stacks.values()), s3_server, tmp_path)
+    everything = [c for stack in STACKS for c in commands.collect(stacks[stack]) if c.ours]
     ran, failures, covered = {}, [], {}
     for c in commands.run_order(everything):
         key = f"{c.stack} {c.where}"
@@ -81,7 +80,7 @@ def test_the_trainer_does_not_hide_a_missing_module():
     assert not hiding, hiding
 
 
-def test_a_missing_module_names_the_image_the_command_and_the_module(renders, s3_server, tmp_path):
+def test_a_missing_module_names_the_image_the_command_and_the_module(stacks, s3_server, tmp_path):
     """What removing boto3 from requirements/sidecar.txt does, without rebuilding the venv: an import hook
     in the image venv's process makes `import boto3` fail as an absent package does."""
     hook = tmp_path / "hook"
@@ -94,8 +93,8 @@ def test_a_missing_module_names_the_image_the_command_and_the_module(renders, s3
         "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
         "sys.meta_path.insert(0, _Absent())\n"
     )
-    cluster = commands.LocalCluster([renders["dev"]], s3_server, tmp_path / "run", extra_env={"PYTHONPATH": str(hook)})
-    once = next(c for c in commands.collect(renders["dev"]) if c.where.endswith("/sync-model-once"))
+    cluster = commands.LocalCluster([stacks["dev"]], s3_server, tmp_path / "run", extra_env={"PYTHONPATH": str(hook)})
+    once = next(c for c in commands.collect(stacks["dev"]) if c.where.endswith("/sync-model-once"))
     with pytest.raises(commands.ImageCommandError) as e:
         cluster.run(once)
     message = str(e.value).splitlines()[0]

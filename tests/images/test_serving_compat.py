@@ -11,7 +11,6 @@ across versions: an op, attribute or signature the older runtime does not know.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 
@@ -20,6 +19,7 @@ import pytest
 
 from infra.config import KEY_NAMES
 from render import render
+from tests.helpers.process import stdout_json
 from tests.images import commands, venvs
 
 ROOT = venvs.ROOT
@@ -102,7 +102,7 @@ def run(venv: str, script: str, *args: str, cwd) -> dict:
         env={"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "HOME": str(cwd)},
     )
     assert proc.returncode == 0, f"{venv}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return stdout_json(proc)
 
 
 @pytest.mark.slow

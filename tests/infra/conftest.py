@@ -49,6 +49,53 @@ def training_args(cfg: StackConfig, run_url: str = "s3://b/runs/r"):
     )
 
 
+def namespace_args(cfg: StackConfig):
+    from infra.program import namespace_args
+
+    return namespace_args(cfg)
+
+
+def storage_args(cfg: StackConfig):
+    from infra.program import storage_args
+
+    return storage_args(cfg)
+
+
+def storage_component(cfg: StackConfig):
+    """The Namespace and Storage components as the program declares them (call it under `declare`)."""
+    from infra.namespace import Namespace
+    from infra.storage import Storage
+
+    return Storage("storage", args=storage_args(cfg), ns=Namespace("namespace", args=namespace_args(cfg)))
+
+
+def argo_args(cfg: StackConfig, access: S3Access = MINIO):
+    from infra.program import argo_args
+
+    return argo_args(cfg, namespace="kubeflow-e2e", access=access)
+
+
+def dataprep_args(cfg: StackConfig):
+    """Data prep's arguments as the program builds them, writing to MINIO's bucket `b`."""
+    from infra.program import dataprep_args
+
+    return dataprep_args(cfg, namespace="kubeflow-e2e", access=MINIO, data_url="s3://b/data/mnist")
+
+
+def fluid_args(cfg: StackConfig):
+    from infra.program import fluid_args
+
+    return fluid_args(cfg)
+
+
+def retraining_args(cfg: StackConfig):
+    from infra.program import retraining_args
+
+    return retraining_args(
+        cfg, namespace="kubeflow-e2e", prep=dataprep_args(cfg), training=training_args(cfg)
+    )
+
+
 def serving_args(cfg: StackConfig, model_url: str = "s3://b/models/mnist"):
     from infra.program import serving_args
 

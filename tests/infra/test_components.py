@@ -13,7 +13,20 @@ from infra.configcheck import NS
 from infra.podspec import S3Access
 from infra.s3identities import irsa_role_arn, irsa_role_names
 
-from .conftest import EXTERNAL, MINIO, make_config, serving_args, tensorboard_args, training_args
+from .conftest import (
+    EXTERNAL,
+    argo_args,
+    dataprep_args,
+    fluid_args,
+    make_config,
+    namespace_args,
+    retraining_args,
+    serving_args,
+    storage_args,
+    storage_component,
+    tensorboard_args,
+    training_args,
+)
 
 ARN = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE0123"
 IRSA = S3Access(bucket="b", region="eu-west-1", endpoint=None, secret_name=None)
@@ -33,7 +46,7 @@ def test_namespace(declare):
     from infra.namespace import Namespace
 
     cfg = make_config()
-    records = declare(lambda: Namespace("namespace", cfg).name)
+    records = declare(lambda: Namespace("namespace", args=namespace_args(cfg)).name)
     (component,) = [r for r in records if r["type"] == f"{NS}:infra:Namespace"]
     assert named(records, "namespace")["parent"] == component["urn"]
     sas = {r["inputs"]["metadata"]["name"]: r["inputs"] for r in records if r["type"].endswith("ServiceAccount")}
@@ -67,7 +80,7 @@ def test_namespace_with_irsa(declare):
     from infra.namespace import Namespace
 
     cfg = make_config(storage__mode="aws", storage__credentials="irsa", storage__oidcProviderArn=ARN)
-    records = declare(lambda: Namespace("namespace", cfg).name)
+    records = declare(lambda: Namespace("namespace", args=namespace_args(cfg)).name)
     for sa in ("pipeline", "serving", "tensorboard"):
         meta = named(records, f"sa-{sa}")["inputs"]["metadata"]
         assert meta["annotations"]["eks.amazonaws.com/role-arn"] == irsa_role_arn(cfg, sa)
@@ -76,20 +89,19 @@ def test_namespace_with_irsa(declare):
 
 
 def test_storage_minio(declare):
-    from infra.namespace import Namespace
-    from infra.storage import Storage
 
     cfg = make_config()
     box = {}
 
     def build():
-        box["storage"] = Storage("storage", cfg, Namespace("namespace", cfg))
+        box["storage"] = storage_component(cfg)
         return box["storage"].access.url("data/mnist")
 
     records = declare(build)
     access = box["storage"].access
     assert access.endpoint == "http://minio.kubeflow-e2e.svc:9000" and access.secret_name == "s3-credentials"
-    assert {type(r).__name__ for r in access.depends_on} == {"Job", "Secret"}  # pods wait for the bucket
+    # pods wait for the bucket: the Job, through its gate (which fails fast on a stuck pod)
+    assert {type(r).__name__ for r in access.depends_on} == {"StepGate", "Secret"}
     job = named(records, "job-minio-bucket")
     secret = named(records, "secret-s3-credentials")
     assert named(records, "secret-minio-users")["urn"] in job["dependencies"]
@@ -136,7 +148,8 @@ def test_a_storage_mode_returns_what_it_made_and_sets_nothing_on_its_parent(decl
     def build():
         parent = pulumi.ComponentResource(f"{NS}:infra:Storage", f"storage-{mode}")
         before = dict(vars(parent))
-        box["result"] = declare_mode(parent, cfg, Namespace(f"namespace-{mode}", cfg))
+        ns = Namespace(f"namespace-{mode}", args=namespace_args(cfg))
+        box["result"] = declare_mode(parent, storage_args(cfg), ns)
         box["changed"] = {k for k in vars(parent) if k not in before or vars(parent)[k] is not before[k]}
         return parent.urn
 
@@ -152,11 +165,9 @@ def test_a_storage_mode_returns_what_it_made_and_sets_nothing_on_its_parent(decl
 
 
 def test_storage_aws_access_key(declare):
-    from infra.namespace import Namespace
-    from infra.storage import Storage
 
     cfg = make_config(storage__mode="aws", storage__protect=True, storage__versioning=True)
-    records = declare(lambda: Storage("storage", cfg, Namespace("namespace", cfg)).bucket)
+    records = declare(lambda: storage_component(cfg).bucket)
     got = {r["type"].split(":")[-1] for r in records if r["type"].startswith("aws:")}
     assert got == {
         "Bucket",
@@ -181,14 +192,12 @@ def test_storage_aws_access_key(declare):
 
 
 def test_storage_irsa(declare):
-    from infra.namespace import Namespace
-    from infra.storage import Storage
 
     cfg = make_config(storage__mode="aws", storage__credentials="irsa", storage__oidcProviderArn=ARN)
     box = {}
 
     def build():
-        box["s"] = Storage("storage", cfg, Namespace("namespace", cfg))
+        box["s"] = storage_component(cfg)
         return box["s"].bucket
 
     records = declare(build)
@@ -201,8 +210,6 @@ def test_storage_irsa(declare):
 
 
 def test_storage_external(declare):
-    from infra.namespace import Namespace
-    from infra.storage import Storage
 
     cfg = make_config(
         storage__mode="external",
@@ -210,16 +217,17 @@ def test_storage_external(declare):
         storage__accessKeyId="AKIAEXAMPLE",
         storage__secretAccessKey="wJalrEXAMPLE",
     )
-    records = declare(lambda: Storage("storage", cfg, Namespace("namespace", cfg)).bucket)
+    records = declare(lambda: storage_component(cfg).bucket)
     secret = named(records, "secret-s3-credentials")["inputs"]
     assert secret["data"] == {"AWS_ACCESS_KEY_ID": "[secret]", "AWS_SECRET_ACCESS_KEY": "[secret]"}
     assert "AKIAEXAMPLE" not in json.dumps(records) and "wJalrEXAMPLE" not in json.dumps(records)
 
 
 def test_training_operator(declare):
-    from infra.operator import TrainingOperator
+    from infra.operator import TrainingOperator, TrainingOperatorArgs
 
-    records = declare(lambda: TrainingOperator("training-operator", make_config(operator__version="v1.9.2")).url)
+    args = TrainingOperatorArgs(install=True, version="v1.9.2")
+    records = declare(lambda: TrainingOperator("training-operator", args=args).url)
     d = named(records, "training-operator")
     assert d["type"] == "kubernetes:kustomize/v2:Directory"
     assert (
@@ -231,7 +239,7 @@ def test_argo(declare):
     from infra.argo import Argo
 
     cfg = make_config(argo__chartVersion="1.0.17")
-    records = declare(lambda: Argo("argo", cfg, MINIO).chart.urn)
+    records = declare(lambda: Argo("argo", args=argo_args(cfg)).chart.urn)
     chart = named(records, "argo-workflows")["inputs"]
     assert (chart["chart"], chart["version"], chart["namespace"]) == ("argo-workflows", "1.0.17", "argo")
     assert chart["repositoryOpts"]["repo"] == "https://argoproj.github.io/argo-helm"
@@ -246,7 +254,7 @@ def test_argo(declare):
 def test_argo_on_aws_with_irsa(declare):
     from infra.argo import artifact_repository
 
-    repo = artifact_repository(make_config(storage__region="eu-west-1"), IRSA)["s3"]
+    repo = artifact_repository("b", IRSA)["s3"]
     assert repo["endpoint"] == "s3.eu-west-1.amazonaws.com" and repo["useSDKCreds"] is True
     assert "accessKeySecret" not in repo
 
@@ -257,11 +265,9 @@ def test_fluid(declare):
     cfg = make_config(**EXTERNAL, fluid__enabled=True, data__source="volume", fluid__replicas=3)
 
     def build():
-        from infra.namespace import Namespace
-        from infra.storage import Storage
 
-        storage = Storage("storage", cfg, Namespace("namespace", cfg))
-        f = Fluid("fluid", cfg)
+        storage = storage_component(cfg)
+        f = Fluid("fluid", args=fluid_args(cfg))
         return f.dataset("kubeflow-e2e", storage.access, "s3://b/data/mnist", storage, depends_on=[])[0].urn
 
     records = declare(build)
@@ -294,7 +300,7 @@ def test_dataprep(declare):
     from infra.dataprep import DataPrep
 
     cfg = make_config(data__prepareSource="https://example.com/mnist.npz", dataprep__timeoutSeconds=600)
-    records = declare(lambda: DataPrep("dataprep", cfg, "kubeflow-e2e", MINIO, "s3://b/data/mnist").workflow.urn)
+    records = declare(lambda: DataPrep("dataprep", args=dataprep_args(cfg)).workflow.urn)
     wf = named(records, "workflow-prepare-data")
     assert wf["options"]["replaceOnChanges"] == ["spec"] and wf["options"]["deleteBeforeReplace"]
     inputs = wf["inputs"]
@@ -375,7 +381,8 @@ def test_serving(declare):
     server, sidecar = spec["containers"]
     assert "--model_name=digits" in server["args"] and "--file_system_poll_wait_seconds=7" in server["args"]
     gate = ["--min-accuracy", "0.95", "--max-regression", "0.01", "--max-bytes", str(2 * 2**30)]
-    assert sidecar["args"] == ["--dest", "/models/digits", "--keep", "3", *gate, "--watch", "--interval", "7"]
+    assert sidecar["args"] == ["--dest", "/models/digits", "--keep", "3", *gate, "--watch", "--interval", "7",
+                               "--metrics-port", "9102"]
     assert spec["initContainers"][0]["args"] == ["--dest", "/models/digits", "--keep", "3", *gate]
     assert server["readinessProbe"]["httpGet"]["path"] == "/v1/models/digits"
 
@@ -384,19 +391,7 @@ def test_retraining(declare):
     from infra.retraining import Retraining
 
     cfg = make_config()
-    records = declare(
-        lambda: (
-            Retraining(
-                "retraining",
-                cfg,
-                "kubeflow-e2e",
-                MINIO,
-                "s3://b/data/mnist",
-                "s3://b/models/mnist",
-                training=training_args(cfg),
-            ).template.urn
-        )
-    )
+    records = declare(lambda: Retraining("retraining", args=retraining_args(cfg)).template.urn)
     spec = named(records, "workflowtemplate-retrain")["inputs"]["spec"]
     manifest = {t["name"]: t for t in spec["templates"]}["train"]["resource"]["manifest"]
     assert "s3://b/runs/{{workflow.name}}" in manifest and "&id" not in manifest
@@ -435,20 +430,11 @@ def test_components_take_depends_on_through_opts(declare, component, waiting):
 
     cfg = make_config()
     build = {
-        "dataprep": lambda o: DataPrep("dataprep", cfg, "kubeflow-e2e", MINIO, "s3://b/data/mnist", opts=o),
+        "dataprep": lambda o: DataPrep("dataprep", args=dataprep_args(cfg), opts=o),
         "training": lambda o: Training("training", args=training_args(cfg), opts=o),
         "tensorboard": lambda o: TensorBoard("tensorboard", args=tensorboard_args(cfg), opts=o),
         "serving": lambda o: Serving("serving", args=serving_args(cfg, "s3://b/models/m"), opts=o),
-        "retraining": lambda o: Retraining(
-            "retraining",
-            cfg,
-            "kubeflow-e2e",
-            MINIO,
-            "s3://b/data/mnist",
-            "s3://b/models/m",
-            opts=o,
-            training=training_args(cfg),
-        ),
+        "retraining": lambda o: Retraining("retraining", args=retraining_args(cfg), opts=o),
     }[component]
 
     def program():

@@ -37,6 +37,7 @@ import pytest
 import yaml
 
 from render import Rendered
+from tests.render.renders import RENDERS
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "kubeflow-e2e"
@@ -124,10 +125,8 @@ def run_nca(work: Path) -> subprocess.CompletedProcess:
 @functools.cache
 def table(name: str) -> list[tuple[str, str, str]]:
     """`nca --connectivity` over the variant's policies and pods: (source, destination, connections) lines."""
-    from render import render
-
     stack, overrides = VARIANTS[name]
-    r = render(stack, overrides)
+    r = RENDERS(stack, overrides)
     work = WORK[-1] / name
     (work / "policies").mkdir(parents=True, exist_ok=True)
     for m in r.find("NetworkPolicy"):

@@ -9,6 +9,8 @@ import copy
 import pytest
 import yaml
 
+from e2e import tools as e2e_tools
+
 from . import validate
 from .validate import CRD_KINDS, K8S_VERSIONS
 
@@ -123,4 +125,6 @@ def test_argo_chart_values(variant):
     assert values["singleNamespace"] is False and "workflowNamespaces" not in values["controller"]
     assert values["crds"] == {"install": True, "full": False, "keep": True}
     assert values["server"]["serviceType"] == "ClusterIP"
+    # The images run the Argo release the real-node e2e builds and runs, not the chart's appVersion.
+    assert values["images"] == {"tag": e2e_tools.ARGO}
     assert "artifactRepository" not in values  # only our namespace's ConfigMap names the bucket

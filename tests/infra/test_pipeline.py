@@ -56,7 +56,8 @@ def test_data_then_train_then_serve(stack):
     assert urn(stack, "dynamic:Resource", "gate-prepare-data") in after[tfjob]
     assert urn(stack, "dynamic:Resource", "gate-tfjob") in after[serving]
     assert prep in after[urn(stack, "dynamic:Resource", "gate-prepare-data")]
-    assert "pulumi.com/skipAwait" not in annotations(stack, "Deployment", "serving")
+    # Serving is awaited too: by its rollout gate, which fails fast on a stuck pod (tests/infra/test_failfast.py).
+    assert serving in after[urn(stack, "dynamic:Resource", "gate-deployment-serving")]
 
 
 def test_prod_preloads_the_dataset_between_data_and_train(prod):
@@ -255,7 +256,8 @@ def test_serving_pod(stack):
     shared = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
     assert "models" in shared
     service = stack.one("Service", "serving")["spec"]
-    assert service["type"] == "ClusterIP" and {p["port"] for p in service["ports"]} == {8500, 8501}
+    # 9102: the sidecar's metrics, for a ServiceMonitor (tests/infra/test_metrics.py)
+    assert service["type"] == "ClusterIP" and {p["port"] for p in service["ports"]} == {8500, 8501, 9102}
 
 
 def test_tfjob_shape(stack):

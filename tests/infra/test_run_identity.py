@@ -4,9 +4,8 @@ real trainer against the test S3 server, at the RUN_URL the stack would give the
 
 from __future__ import annotations
 
-import json
-
 from infra.training import train_flags
+from tests.helpers.process import stdout_json
 
 from .conftest import make_config, training_args
 
@@ -45,7 +44,7 @@ def _train(run_trainer, cfg, bucket: str) -> dict:
         },
         check=True,
     )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return stdout_json(proc)
 
 
 def test_same_spec_resumes_changed_spec_trains_fresh(run_trainer, bucket):

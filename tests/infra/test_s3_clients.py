@@ -10,13 +10,13 @@ signed for the stack's region.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from urllib.parse import urlparse
 
 from tests.conftest import ROOT
+from tests.helpers.process import stdout_json
 from tests.infra.pods import containers, env
 
 # The TensorBoard pod's client, as the pod runs it: TensorBoard's S3FileSystem, boto3's default session.
@@ -64,7 +64,7 @@ def first_request(container: dict, logdir: str) -> dict:
     proc = subprocess.run([sys.executable, "-c", PROBE, logdir], cwd=ROOT, env=run_env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return stdout_json(proc)
 
 
 def check_tensorboard(rendered, region: str, endpoint: str | None) -> None:

@@ -142,12 +142,8 @@ def test_cache_tls_follows_the_endpoint(endpoint, secure):
     from infra import fluid
     from infra.podspec import S3Access
 
-    from .conftest import EXTERNAL, make_config
-
-    # (the cache is refused with MinIO: an external endpoint)
-    cfg = make_config(**EXTERNAL, fluid__enabled=True, data__source="volume")
     access = S3Access(bucket="b", region="us-east-1", endpoint=endpoint, secret_name="s3-credentials")
-    options = fluid.dataset_mount(cfg, access, "s3://b/data/mnist")["options"]
+    options = fluid.dataset_mount(access, "s3://b/data/mnist")["options"]
     assert options["alluxio.underfs.s3.secure.http.enabled"] == secure
     assert options.get("alluxio.underfs.s3.endpoint") == endpoint
 
@@ -204,6 +200,7 @@ def test_generated_credentials_are_secret_in_the_state(variant):
         for r in held:
             values = r["inputs"].get("stringData") or r["inputs"]["data"]
             assert set(values.values()) == {"[secret]"}, r["name"]
+    # The mocks answer an access key's secret in plain text: "[secret]" here means the resource marks it.
     for r in variant.by_type("aws:iam/accessKey:AccessKey"):
         assert r["state"].get("secret") == "[secret]" and "secret" in r["options"]["additionalSecretOutputs"]
 
@@ -212,10 +209,8 @@ def test_generated_credentials_never_show_in_plain_text(declare, monkeypatch):
     """Every credential `infra.minio` generates, made recognisable here, is absent from all the program
     registers: a value the program forgot to mark secret would be recorded as it is, and found."""
     from infra import minio
-    from infra.namespace import Namespace
-    from infra.storage import Storage
 
-    from .conftest import make_config
+    from .conftest import make_config, storage_component
 
     made: list[str] = []
 
@@ -226,7 +221,7 @@ def test_generated_credentials_never_show_in_plain_text(declare, monkeypatch):
 
     monkeypatch.setattr(minio, "generated_credential", recognisable)
     cfg = make_config()
-    records = declare(lambda: Storage("storage", cfg, Namespace("namespace", cfg)).bucket)
+    records = declare(lambda: storage_component(cfg).bucket)
     text = json.dumps(records)
     assert made and [v for v in made if v in text] == []
 
@@ -397,7 +392,10 @@ def test_irsa_gives_each_account_its_own_role_and_none_to_tf_serving(renders):
     }
     assert len(set(arns.values())) == 3
     meta = r.one("Deployment", "serving")["spec"]["template"]["metadata"]
-    assert meta["annotations"] == {"eks.amazonaws.com/skip-containers": "tf-serving"}
+    assert meta["annotations"]["eks.amazonaws.com/skip-containers"] == "tf-serving"
+    # the rest are the scrape annotations (tests/infra/test_metrics.py)
+    assert {k for k in meta["annotations"] if not k.startswith("prometheus.io/")} == {
+        "eks.amazonaws.com/skip-containers"}
     server = argo_values(r)["server"]["serviceAccount"]
     assert server["name"] == "argo-workflows-server"
     role = server["annotations"]["eks.amazonaws.com/role-arn"].rsplit("/", 1)[1]

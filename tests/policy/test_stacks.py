@@ -11,10 +11,11 @@ import sys
 import pytest
 
 from policy import bucket_rules, manifests, rules
-from render import Rendered, render
+from render import Rendered
 from tests.ci.tools import ROOT, rendered
 from tests.policy import samples
 from tests.policy.test_pack import probe
+from tests.render.renders import RENDERS
 
 STACKS = ["dev", "prod"]
 CONFIG = json.loads((ROOT / "policy/config.json").read_text())
@@ -72,7 +73,7 @@ def test_prod_bucket_without_its_guards_is_reported():
 
 
 def test_too_many_workers_break_the_replica_bound():
-    big = render("dev", overrides={"workers": 64, "training.batchSize": 128})
+    big = RENDERS.variant("dev-64")
     found = rules.evaluate(big.resources, CONFIG)
     assert {v.rule for v in found} == {"k8s-tfjob-replica-bound"}
     # the TFJob and the one the retraining workflow creates

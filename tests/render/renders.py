@@ -1,5 +1,5 @@
 """Renders shared by the test session: each stack and variant rendered once, in a fresh interpreter as
-`python -m render` does (the fixtures in tests/conftest.py hand them out)."""
+`python -m render` does (the fixtures in tests/conftest.py hand them out; `RENDERS` is the one cache)."""
 
 from __future__ import annotations
 
@@ -71,3 +71,8 @@ class Renders:
     def prefetch(self) -> None:
         with ThreadPoolExecutor(max_workers=2) as pool:
             list(pool.map(lambda v: self(*v), VARIANTS.values()))
+
+
+# The session's one cache: the `renders` fixture hands it out, and helpers that are not fixtures use it directly.
+# A render is shared, so a test copies one before changing it.
+RENDERS = Renders()

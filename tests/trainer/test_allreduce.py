@@ -4,11 +4,11 @@ must be set before TensorFlow starts)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 from tests.conftest import ROOT
+from tests.helpers.process import stdout_json
 
 SCRIPT = r"""
 import json, os
@@ -51,7 +51,7 @@ print(json.dumps({"class": type(optimizer).__name__, "expected": expected, "dtyp
 def test_gradients_are_summed_in_16_bits_and_keras_calls_the_override():
     proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = stdout_json(proc)
     # Both replicas get the same sum, in float32, rounded as the 16-bit type rounds it: 1 + 2**-13 -> 1.0 and
     # 3 + 2**-20 -> 3.0 (float32 would keep 1.0001220703125).
     assert out["dtype"] in ("float16", "bfloat16")
@@ -103,7 +103,7 @@ def test_a_step_that_overflowed_on_one_replica_is_skipped_on_every_replica():
     proc = subprocess.run([sys.executable, "-c", LOSS_SCALE_SCRIPT], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = stdout_json(proc)
     # mixed_float16 wraps the (16-bit all-reduce) Adam in loss scaling; mixed_bfloat16 needs none.
     assert out["class"] == "LossScaleOptimizer" and out["inner"] == "Adam" and out["bf16"] == "Adam"
     # One replica's inf: the step is skipped everywhere (Keras alone applies it from replica 0's view and

@@ -3,11 +3,10 @@ in one line. On a local folder with a stand-in for tf.train.Checkpoint (the real
 
 from __future__ import annotations
 
+from tests.helpers.versions import make_dir
 from trainer.checkpoints import Checkpoints
 from trainer.publish import publish_dir
 from trainer.store import open_store
-
-from .test_publish import make_dir
 
 
 class FakeCheckpoint:

@@ -11,18 +11,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.helpers.versions import make_dir, same_tree
 from trainer import publish
 from trainer.publish import CLAIM, claim_version, complete_versions, fetch_dir, publish_dir
 from trainer.store import open_store
-
-from .test_publish import make_dir, same_tree
-
-
-@pytest.fixture(params=["s3", "file"])
-def models(request, tmp_path):
-    if request.param == "s3":
-        return open_store(f"s3://{request.getfixturevalue('bucket')}/models/mnist", "MODEL_URL")
-    return open_store(f"file://{tmp_path}/models", "MODEL_URL")
 
 
 def test_embedded_server_honours_if_none_match(s3_server, bucket):

@@ -3,7 +3,6 @@ TensorFlow (their images have none)."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, trainer_env
+from tests.helpers.process import stdout_json
 from trainer import publish
 from trainer.store import open_store
 
@@ -79,7 +79,7 @@ def test_sync_model_runs_without_tensorflow(s3_server, bucket, tmp_path):
     proc = run_without_tf(["sync-model", "--dest", str(tmp_path / "dest")], env)
     assert proc.returncode == 0, proc.stderr
     assert "imported: []" in proc.stderr
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["versions"] == [4]
+    assert stdout_json(proc)["versions"] == [4]
     assert (tmp_path / "dest" / "4" / "saved_model.pb").read_bytes() == (version / "saved_model.pb").read_bytes()
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 
-import boto3
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.helpers.process import stdout_json
+from tests.helpers.s3 import module_bucket
 from trainer import data, model, publish
 from trainer.prepare import prepare
 from trainer.store import open_store
@@ -20,12 +20,7 @@ from trainer.store import open_store
 @pytest.fixture(scope="module")
 def setup(s3_server, tmp_path_factory):
     """A dataset and two complete versions (untrained models with different seeds) plus an incomplete third."""
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in s3_server.env().items():
-            mp.setenv(key, value)
-        bucket = f"eval-{uuid.uuid4().hex[:10]}"
-        client = boto3.client("s3", endpoint_url=s3_server.endpoint, region_name="us-east-1")
-        client.create_bucket(Bucket=bucket)
+    with module_bucket(s3_server, "eval") as bucket:
         data_store = open_store(f"s3://{bucket}/data", "DATA_URL")
         prepare("digits", data_store)
         x, y = data.test_arrays(data_store)
@@ -57,7 +52,7 @@ def evaluate(run_trainer, setup, *args, **env):
 
 def check_scores(proc, expected: dict, version: int) -> None:
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = stdout_json(proc)
     assert result["model_version"] == version and result["count"] == 360
     assert result["accuracy"] == pytest.approx(expected[version]["accuracy"], abs=1e-9)
     assert result["loss"] == pytest.approx(expected[version]["loss"], rel=1e-4)
@@ -122,7 +117,7 @@ def test_the_recorded_evaluation_is_checked(run_trainer, setup):
         publish.publish_dir(src, models.child(str(version)))
     proc = evaluate(run_trainer, setup, "--version", "1", MODEL_URL=models.url)
     assert proc.returncode == 0, proc.stderr
-    recorded = json.loads(proc.stdout.strip().splitlines()[-1])["recorded"]
+    recorded = stdout_json(proc)["recorded"]
     assert recorded == {"accuracy": expected, "count": 360, "same_dataset": True}
     proc = evaluate(run_trainer, setup, "--version", "2", MODEL_URL=models.url)
     assert proc.returncode == 2

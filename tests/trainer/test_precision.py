@@ -4,7 +4,6 @@ device (the precision's default, the collectives' implementation), which need no
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -12,6 +11,7 @@ import pytest
 
 from demo.supervisor import last_json, trainer_env
 from tests.conftest import ROOT
+from tests.helpers.process import stdout_json
 from trainer import distribute
 
 # Few epochs keep the three runs cheap (16-bit arithmetic is emulated on CPUs, several times slower than
@@ -85,7 +85,7 @@ def test_the_model_computes_in_the_policy_and_keeps_float32_weights_and_logits()
     )
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = stdout_json(proc)
     assert {p: o["compute"] for p, o in out.items()} == {
         "float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
     for o in out.values():  # the same weights under every policy: a checkpoint's shapes and the export agree

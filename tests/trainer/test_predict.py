@@ -10,9 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 
-import boto3
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,6 +18,8 @@ import tensorflow as tf
 from demo.s3server import free_port
 from demo.serving import ModelServer
 from tests.conftest import ROOT, trainer_env
+from tests.helpers.process import stdout_json
+from tests.helpers.s3 import module_bucket
 from trainer import data, model
 from trainer.prepare import prepare
 from trainer.store import open_store
@@ -29,12 +29,7 @@ from trainer.store import open_store
 def served(s3_server, tmp_path_factory):
     """A dataset on S3, an exported (untrained) model as version 1 under a base path, and the stand-in
     serving it from this process. `expected_wrong`: its mistakes on the first test images, computed here."""
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in s3_server.env().items():
-            mp.setenv(key, value)
-        bucket = f"predict-{uuid.uuid4().hex[:10]}"
-        client = boto3.client("s3", endpoint_url=s3_server.endpoint, region_name="us-east-1")
-        client.create_bucket(Bucket=bucket)
+    with module_bucket(s3_server, "predict") as bucket:
         data_store = open_store(f"s3://{bucket}/data", "DATA_URL")
         prepare("digits", data_store)
         x, y = data.test_arrays(data_store)
@@ -88,7 +83,7 @@ def test_error_rate_is_the_models(served):
                    "--batch-size", "20")
     assert proc.returncode == 0, proc.stderr
     assert "imported: []" in proc.stderr  # no TensorFlow, no Keras
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = stdout_json(proc)
     assert result["count"] == 50 and result["model_version"] == 1 and result["model"] == "mnist"
     assert result["errors"] == int(served["wrong"][:50].sum())
     assert result["error_rate"] == pytest.approx(result["errors"] / 50)
@@ -100,7 +95,7 @@ def test_num_tests_is_capped_at_the_test_split(served):
     proc = predict(served, "--server", host_port, "--num-tests", "100000", "--batch-size", "128", block_tf=False)
     assert "imported: []" in proc.stderr  # predict loads neither TensorFlow nor Keras on its own
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = stdout_json(proc)
     assert result["count"] == 360 and result["errors"] == int(served["wrong"].sum())
 
 
@@ -184,4 +179,4 @@ def test_a_new_version_is_picked_up(served, tmp_path):
         assert time.monotonic() < deadline, server.load_error
         time.sleep(0.1)
     proc = predict(served, "--server", served["url"], "--num-tests", "10")
-    assert proc.returncode == 0 and json.loads(proc.stdout.strip().splitlines()[-1])["model_version"] == 2
+    assert proc.returncode == 0 and stdout_json(proc)["model_version"] == 2

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 
 import boto3
 import pytest
 
 from demo.s3server import free_port
+from tests.helpers.process import stdout_json
 from trainer import data, sources
-
-
-def last_json(proc) -> dict:
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_prepare_data_cli_is_idempotent(run_trainer, bucket, s3_server):
     env = {"DATA_URL": f"s3://{bucket}/data/mnist"}
     first = run_trainer("prepare-data", "--source", "digits", env=env, check=True)
-    result = last_json(first)
+    result = stdout_json(first)
     assert result["written"] is True and result["train"] == 1437 and result["test"] == 360
     assert result["shards"] == 4
     raw = boto3.client("s3", endpoint_url=s3_server.endpoint, region_name="us-east-1")
@@ -35,13 +31,13 @@ def test_prepare_data_cli_is_idempotent(run_trainer, bucket, s3_server):
         + ["data/mnist/manifest.json", "data/mnist/test.npz"]
     )
     time.sleep(1.1)  # LastModified has one-second resolution: a rewrite would show
-    second = last_json(run_trainer("prepare-data", "--source", "digits", env=env, check=True))
+    second = stdout_json(run_trainer("prepare-data", "--source", "digits", env=env, check=True))
     assert second["written"] is False and "unchanged" in second["status"]
     assert second["fingerprint"] == result["fingerprint"]
     assert objects() == before
 
     # Another shard count is another layout: rewritten, and the old shards are gone.
-    third = last_json(run_trainer("prepare-data", "--source", "digits", "--shards", "2", env=env, check=True))
+    third = stdout_json(run_trainer("prepare-data", "--source", "digits", "--shards", "2", env=env, check=True))
     assert third["written"] is True and third["shards"] == 2
     assert sorted(k for k in objects() if "train-" in k) == [
         "data/mnist/train-00000-of-00002.tfrecord", "data/mnist/train-00001-of-00002.tfrecord"

@@ -6,38 +6,16 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
 from common.errors import UserError
 from tests.conftest import ROOT
+from tests.helpers.killers import KILL_MID_PUBLISH
+from tests.helpers.versions import make_dir, same_tree
 from trainer.publish import COMPLETE, complete_versions, fetch_dir, next_version, publish_dir, read_complete
 from trainer.store import open_store
 from trainer.storeerrors import NotFound, StoreError
-
-
-def make_dir(path, seed: int = 0, files: int = 3):
-    path.mkdir(parents=True)
-    (path / "saved_model.pb").write_bytes(os.urandom(1000 + seed))
-    (path / "variables").mkdir()
-    for i in range(files - 1):
-        (path / "variables" / f"variables.data-{i:05d}").write_bytes(bytes([seed]) * (500 + i))
-    return path
-
-
-@pytest.fixture(params=["s3", "file"])
-def models(request, tmp_path):
-    if request.param == "s3":
-        return open_store(f"s3://{request.getfixturevalue('bucket')}/models/mnist", "MODEL_URL")
-    return open_store(f"file://{tmp_path}/models", "MODEL_URL")
-
-
-def same_tree(a, b) -> bool:
-    def files(root):
-        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
-    return files(a) == files(b)
 
 
 def test_publish_then_fetch(models, tmp_path):
@@ -113,34 +91,13 @@ def test_non_integer_children_are_not_versions(models, tmp_path):
     assert complete_versions(models) == [12]
 
 
-KILLER = textwrap.dedent(
-    """
-    import os, signal, sys
-    from trainer.store import S3Store, open_store
-    from trainer.publish import publish_dir
-
-    real_put_file = S3Store.put_file
-    uploads = []
-
-    def put_file(self, key, path):
-        real_put_file(self, key, path)
-        uploads.append(key)
-        if len(uploads) == 2:
-            os.kill(os.getpid(), signal.SIGKILL)  # die mid-publish, as a preempted pod would
-
-    S3Store.put_file = put_file
-    publish_dir(sys.argv[1], open_store(sys.argv[2]))
-    """
-)
-
-
 def test_process_killed_mid_publish_leaves_no_complete_version(bucket, s3_server, tmp_path):
     models = open_store(f"s3://{bucket}/models")
     publish_dir(make_dir(tmp_path / "v1"), models.child("1"))
     src = make_dir(tmp_path / "v2", seed=2, files=6)
     env = {**os.environ, **s3_server.env(), "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-c", KILLER, str(src), models.child("2").url],
+        [sys.executable, "-c", KILL_MID_PUBLISH, str(src), models.child("2").url],
         env=env, capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == -9, proc.stderr

@@ -10,16 +10,15 @@ import logging
 import pytest
 
 from common.errors import UserError
+from tests.helpers.process import stdout_json
+from tests.helpers.versions import make_dir
 from trainer import signing, sync, versions
 from trainer.publish import publish_dir
-from trainer.store import open_store
-
-from .test_publish import make_dir
 
 
 def new_key(run_trainer, tmp_path, name: str) -> tuple:
     out = run_trainer("signing-key", "--out", str(tmp_path / name), check=True)
-    made = json.loads(out.stdout.splitlines()[-1])
+    made = stdout_json(out)
     assert (tmp_path / name).stat().st_mode & 0o777 == 0o600
     return str(tmp_path / name), made["public_key"]
 
@@ -31,23 +30,18 @@ def publish_signed(store, version: int, tmp_path, key_file: str | None) -> None:
     publish_dir(src, store.child(str(version)), sign=sign)
 
 
-@pytest.fixture
-def models(tmp_path):
-    return open_store(f"file://{tmp_path}/models", "MODEL_URL")
-
-
-def test_sidecar_serves_only_versions_signed_by_its_key(models, run_trainer, tmp_path, caplog):
+def test_sidecar_serves_only_versions_signed_by_its_key(file_models, run_trainer, tmp_path, caplog):
     ours, public = new_key(run_trainer, tmp_path, "pipeline.pem")
     theirs, _ = new_key(run_trainer, tmp_path, "other.pem")
-    publish_signed(models, 1, tmp_path, ours)
-    publish_signed(models, 2, tmp_path, None)  # unsigned
-    publish_signed(models, 3, tmp_path, theirs)  # another key
-    publish_signed(models, 4, tmp_path, ours)
-    data = models.local_path("4/variables/variables.data-00000")
+    publish_signed(file_models, 1, tmp_path, ours)
+    publish_signed(file_models, 2, tmp_path, None)  # unsigned
+    publish_signed(file_models, 3, tmp_path, theirs)  # another key
+    publish_signed(file_models, 4, tmp_path, ours)
+    data = file_models.local_path("4/variables/variables.data-00000")
     data.write_bytes(b"\x00" + data.read_bytes()[1:])  # a flipped byte after signing
     gate = sync.Gate(min_accuracy=0.9, public_key=signing.load_public(public))
     with caplog.at_level(logging.INFO, logger="sync-model"):
-        result = sync.sync_once(models, tmp_path / "serving", 2, gate)
+        result = sync.sync_once(file_models, tmp_path / "serving", 2, gate)
     assert result["versions"] == [1] and result["rejected"] == [2, 3, 4] and result["servable"] == [1]
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rejected")]
     assert lines == [
@@ -55,20 +49,20 @@ def test_sidecar_serves_only_versions_signed_by_its_key(models, run_trainer, tmp
         "rejected version 3: the signature does not verify with serving's public key (another key, or a "
         "changed _COMPLETE)",
         f"rejected version 4: file does not match its checksum in _COMPLETE "
-        f"({models.url_of('4/variables/variables.data-00000')})",
+        f"({file_models.url_of('4/variables/variables.data-00000')})",
     ]
-    assert sorted(versions.rejected(models)) == [2, 3, 4]
+    assert sorted(versions.rejected(file_models)) == [2, 3, 4]
 
 
-def test_an_edited_manifest_breaks_the_signature(models, run_trainer, tmp_path):
+def test_an_edited_manifest_breaks_the_signature(file_models, run_trainer, tmp_path):
     ours, public = new_key(run_trainer, tmp_path, "pipeline.pem")
-    publish_signed(models, 1, tmp_path, ours)
-    signing.verify(models.child("1"), signing.load_public(public))
+    publish_signed(file_models, 1, tmp_path, ours)
+    signing.verify(file_models.child("1"), signing.load_public(public))
     # Whoever can write the bucket can rewrite _COMPLETE to match new files, but cannot sign it.
-    complete = models.local_path("1/_COMPLETE")
+    complete = file_models.local_path("1/_COMPLETE")
     complete.write_text(complete.read_text().replace('"bytes"', '"bytes" ', 1))
     with pytest.raises(signing.BadSignature, match="does not verify"):
-        signing.verify(models.child("1"), signing.load_public(public))
+        signing.verify(file_models.child("1"), signing.load_public(public))
 
 
 def test_bad_keys_are_named(tmp_path):

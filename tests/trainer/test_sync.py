@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,27 +14,17 @@ import pytest
 
 from demo.s3server import S3Server
 from tests.conftest import ROOT, trainer_env
+from tests.helpers.killers import KILL_MID_FETCH, KILL_MID_PUBLISH
+from tests.helpers.process import stdout_json
+from tests.helpers.versions import make_dir, tree
 from trainer.publish import publish_dir
 from trainer.store import open_store
 
 
-def make_version(path: Path, seed: int, files: int = 3) -> Path:
-    path.mkdir(parents=True)
-    (path / "saved_model.pb").write_bytes(bytes([seed]) * 2000)
-    (path / "variables").mkdir()
-    for i in range(files - 1):
-        (path / "variables" / f"variables.data-{i:05d}-of-{files - 1:05d}").write_bytes(os.urandom(4000))
-    return path
-
-
 def publish(store, version: int, tmp_path: Path, files: int = 3) -> Path:
-    src = make_version(tmp_path / f"src-{version}-{time.monotonic_ns()}", version, files)
+    src = make_dir(tmp_path / f"src-{version}-{time.monotonic_ns()}", version, files)
     publish_dir(src, store.child(str(version)))
     return src
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def visible(dest: Path) -> list[str]:
@@ -43,39 +32,34 @@ def visible(dest: Path) -> list[str]:
     return sorted(p.name for p in dest.iterdir()) if dest.exists() else []
 
 
-@pytest.fixture
-def models(bucket):
-    return open_store(f"s3://{bucket}/models/mnist", "MODEL_URL")
-
-
-def test_sync_once_keeps_newest(models, run_trainer, tmp_path):
-    sources = {v: publish(models, v, tmp_path) for v in (1, 2, 3)}
+def test_sync_once_keeps_newest(s3_models, run_trainer, tmp_path):
+    sources = {v: publish(s3_models, v, tmp_path) for v in (1, 2, 3)}
     dest = tmp_path / "serving"
-    env = {"MODEL_URL": models.url}
+    env = {"MODEL_URL": s3_models.url}
     proc = run_trainer("sync-model", "--dest", str(dest), "--keep", "2", env=env, check=True)
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = stdout_json(proc)
     assert result["versions"] == [2, 3] and result["added"] == [3, 2] and result["remote"] == [1, 2, 3]
     assert visible(dest) == ["2", "3"]
     assert tree(dest / "3") == tree(sources[3])
 
-    publish(models, 4, tmp_path)
+    publish(s3_models, 4, tmp_path)
     proc = run_trainer("sync-model", "--dest", str(dest), "--keep", "2", env=env, check=True)
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = stdout_json(proc)
     assert result["added"] == [4] and result["removed"] == [2]
     assert visible(dest) == ["3", "4"]
 
 
-def test_no_complete_version_is_an_error(models, run_trainer, tmp_path):
+def test_no_complete_version_is_an_error(s3_models, run_trainer, tmp_path):
     # Only an incomplete upload: files, no _COMPLETE.
-    src = make_version(tmp_path / "v1", 1)
+    src = make_dir(tmp_path / "v1", 1)
     for p in src.rglob("*"):
         if p.is_file():
-            models.child("1").put_file(p.relative_to(src).as_posix(), p)
+            s3_models.child("1").put_file(p.relative_to(src).as_posix(), p)
     dest = tmp_path / "serving"
-    proc = run_trainer("sync-model", "--dest", str(dest), env={"MODEL_URL": models.url})
+    proc = run_trainer("sync-model", "--dest", str(dest), env={"MODEL_URL": s3_models.url})
     assert proc.returncode == 2
     line = proc.stderr.strip().splitlines()[-1]
-    assert line.startswith("error: no complete model version") and models.url in line
+    assert line.startswith("error: no complete model version") and s3_models.url in line
     assert visible(dest) == []
 
 
@@ -87,13 +71,13 @@ def test_bad_model_url(run_trainer, tmp_path, url):
     assert "MODEL_URL" in line and url in line and "s3://" in line
 
 
-def test_does_not_import_tensorflow(models, s3_server, tmp_path):
-    publish(models, 1, tmp_path)
+def test_does_not_import_tensorflow(s3_models, s3_server, tmp_path):
+    publish(s3_models, 1, tmp_path)
     code = textwrap.dedent(
         f"""
         import sys
         from trainer.cli import main
-        rc = main(["sync-model", "--dest", {str(tmp_path / "serving")!r}, "--model-url", {models.url!r}])
+        rc = main(["sync-model", "--dest", {str(tmp_path / "serving")!r}, "--model-url", {s3_models.url!r}])
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tensorboard"))
         print("RESULT", rc, heavy)
         """
@@ -105,58 +89,22 @@ def test_does_not_import_tensorflow(models, s3_server, tmp_path):
     assert visible(tmp_path / "serving") == ["1"]
 
 
-KILL_MID_PUBLISH = textwrap.dedent(
-    """
-    import os, signal, sys
-    from trainer.store import S3Store, open_store
-    from trainer.publish import publish_dir
-    real = S3Store.put_file
-    done = []
-    def put_file(self, key, path):
-        real(self, key, path)
-        done.append(key)
-        if len(done) == 2:
-            os.kill(os.getpid(), signal.SIGKILL)
-    S3Store.put_file = put_file
-    publish_dir(sys.argv[1], open_store(sys.argv[2]))
-    """
-)
-
-KILL_MID_FETCH = textwrap.dedent(
-    """
-    import os, signal, sys
-    from trainer.store import S3Store
-    from trainer.cli import main
-    real = S3Store.get_file
-    done = []
-    def get_file(self, key, path, checked=False):
-        out = real(self, key, path, checked)
-        done.append(key)
-        if len(done) == int(os.environ["KILL_AFTER"]):
-            os.kill(os.getpid(), signal.SIGKILL)
-        return out
-    S3Store.get_file = get_file
-    sys.exit(main(sys.argv[1:]))
-    """
-)
-
-
-def test_never_exposes_a_partial_version(models, s3_server, run_trainer, tmp_path):
-    env = {"MODEL_URL": models.url}
+def test_never_exposes_a_partial_version(s3_models, s3_server, run_trainer, tmp_path):
+    env = {"MODEL_URL": s3_models.url}
     dest = tmp_path / "serving"
-    first = publish(models, 1, tmp_path)
+    first = publish(s3_models, 1, tmp_path)
 
     # An exporter dies after uploading 2 of 6 files of version 2: sync still shows version 1 only.
-    src = make_version(tmp_path / "v2", 2, files=6)
-    killed = subprocess.run([sys.executable, "-c", KILL_MID_PUBLISH, str(src), models.child("2").url],
+    src = make_dir(tmp_path / "v2", 2, files=6)
+    killed = subprocess.run([sys.executable, "-c", KILL_MID_PUBLISH, str(src), s3_models.child("2").url],
                             cwd=ROOT, env=trainer_env(s3_server), capture_output=True, timeout=60)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert models.child("2").list() and not models.child("2").exists("_COMPLETE")
+    assert s3_models.child("2").list() and not s3_models.child("2").exists("_COMPLETE")
     run_trainer("sync-model", "--dest", str(dest), env=env, check=True)
     assert visible(dest) == ["1"] and tree(dest / "1") == tree(first)
 
     # Version 3 is complete, but the sidecar itself dies mid-download: no partial "3" appears ...
-    third = publish(models, 3, tmp_path, files=6)
+    third = publish(s3_models, 3, tmp_path, files=6)
     killed = subprocess.run([sys.executable, "-c", KILL_MID_FETCH, "sync-model", "--dest", str(dest)],
                             cwd=ROOT, env=trainer_env(s3_server, KILL_AFTER="3", **env), capture_output=True,
                             timeout=60)
@@ -170,19 +118,19 @@ def test_never_exposes_a_partial_version(models, s3_server, run_trainer, tmp_pat
     assert visible(dest) == ["3"] and tree(dest / "3") == tree(third)
 
 
-def test_corrupt_version_is_not_exposed(models, run_trainer, tmp_path):
-    publish(models, 1, tmp_path)
-    publish(models, 2, tmp_path)
-    models.child("2").put_bytes("saved_model.pb", b"truncated")
+def test_corrupt_version_is_not_exposed(s3_models, run_trainer, tmp_path):
+    publish(s3_models, 1, tmp_path)
+    publish(s3_models, 2, tmp_path)
+    s3_models.child("2").put_bytes("saved_model.pb", b"truncated")
     dest = tmp_path / "serving"
-    proc = run_trainer("sync-model", "--dest", str(dest), env={"MODEL_URL": models.url})
+    proc = run_trainer("sync-model", "--dest", str(dest), env={"MODEL_URL": s3_models.url})
     # Version 2 is refused in one line and marked, so no sidecar tries it again; the intact version 1 is served.
     assert proc.returncode == 0, proc.stderr
     (line,) = [ln for ln in proc.stderr.splitlines() if "rejected version" in ln]
     assert line.endswith(f"rejected version 2: file does not match its checksum in _COMPLETE "
-                         f"({models.url_of('2/saved_model.pb')})")
-    assert json.loads(proc.stdout.splitlines()[-1])["rejected"] == [2]
-    assert visible(dest) == ["1"] and models.exists("2/_REJECTED")
+                         f"({s3_models.url_of('2/saved_model.pb')})")
+    assert stdout_json(proc)["rejected"] == [2]
+    assert visible(dest) == ["1"] and s3_models.exists("2/_REJECTED")
 
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
@@ -210,29 +158,29 @@ def test_watch_follows_new_versions_and_survives_an_outage(tmp_path, monkeypatch
             client.create_bucket(Bucket="models")
             return open_store("s3://models/mnist")
 
-        models = fresh_bucket()
+        s3_models = fresh_bucket()
         dest = tmp_path / "serving"
         log_path = tmp_path / "sync.log"
         with open(log_path, "w") as log:
             watcher = subprocess.Popen(
                 [sys.executable, "-m", "trainer", "sync-model", "--dest", str(dest), "--watch",
-                 "--interval", "0.3", "--keep", "1", "--model-url", models.url],
+                 "--interval", "0.3", "--keep", "1", "--model-url", s3_models.url],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         try:
             wait_for(lambda: "no complete version" in log_path.read_text(), what="the waiting line")
-            publish(models, 1, tmp_path)
+            publish(s3_models, 1, tmp_path)
             wait_for(lambda: visible(dest) == ["1"], what="version 1")
-            models.child("2").put_bytes("saved_model.pb", b"half an upload")  # no _COMPLETE
-            publish(models, 3, tmp_path)
+            s3_models.child("2").put_bytes("saved_model.pb", b"half an upload")  # no _COMPLETE
+            publish(s3_models, 3, tmp_path)
             wait_for(lambda: visible(dest) == ["3"], what="version 3 replacing 1")
 
             server.stop()  # outage
             wait_for(lambda: "cannot reach the S3 endpoint" in log_path.read_text(), what="the outage line")
             assert watcher.poll() is None and visible(dest) == ["3"]  # still serving what it had
             server = S3Server(port=port).start()  # back (empty: moto keeps data in memory)
-            models = fresh_bucket()
-            publish(models, 4, tmp_path)
+            s3_models = fresh_bucket()
+            publish(s3_models, 4, tmp_path)
             wait_for(lambda: visible(dest) == ["4"], what="version 4 after the outage")
         finally:
             watcher.send_signal(signal.SIGTERM)
@@ -256,11 +204,11 @@ def test_watch_follows_new_versions_and_survives_an_outage(tmp_path, monkeypatch
     ("S3_MAX_ATTEMPTS", "many", "S3_MAX_ATTEMPTS must be a positive number (many)"),
     ("AWS_REGION", "us east 1", "AWS_REGION is not a region name (us east 1)"),
 ])
-def test_watch_exits_on_a_permanent_error(run_trainer, models, tmp_path, setting, value, message):
+def test_watch_exits_on_a_permanent_error(run_trainer, s3_models, tmp_path, setting, value, message):
     """A configuration error is not an outage: the watcher exits 2 at once (the pod restarts visibly)."""
     start = time.monotonic()
     proc = run_trainer("sync-model", "--dest", str(tmp_path / "serving"), "--watch", "--interval", "0.2",
-                       env={"MODEL_URL": models.url, setting: value}, timeout=60)
+                       env={"MODEL_URL": s3_models.url, setting: value}, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert time.monotonic() - start < 30
     assert proc.stderr.count(message) == 2, proc.stderr  # the log line, then the CLI's one-line error

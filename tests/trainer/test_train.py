@@ -5,20 +5,19 @@ on from its checkpoint."""
 
 from __future__ import annotations
 
-import signal
 import struct
 import subprocess
 import sys
 import threading
 import time
-import uuid
 
-import boto3
 import pytest
 
 from demo.s3server import free_port
 from demo.supervisor import last_json, tf_config
 from tests.conftest import ROOT, trainer_env
+from tests.helpers.process import Proc
+from tests.helpers.s3 import module_bucket
 from trainer import publish
 from trainer.store import open_store
 from trainer.train import DEFAULTS
@@ -28,60 +27,6 @@ pytestmark = pytest.mark.slow
 EPOCHS = DEFAULTS["epochs"]  # the default
 TRAIN_COUNT, TEST_COUNT, BATCH = 1437, 360, 64
 STEPS_PER_EPOCH = TRAIN_COUNT // BATCH  # 22
-
-
-class Proc:
-    """A real `python -m <module>` process; stdout and stderr lines are kept with the time they arrived."""
-
-    def __init__(self, args: list[str], env: dict[str, str], module: str = "trainer"):
-        self.popen = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.out: list[tuple[float, str]] = []
-        self.err: list[str] = []
-        self.exited_at: float | None = None
-        self._threads = [threading.Thread(target=self._read, args=(self.popen.stdout, True), daemon=True),
-                         threading.Thread(target=self._read, args=(self.popen.stderr, False), daemon=True)]
-        for t in self._threads:
-            t.start()
-        threading.Thread(target=self._wait, daemon=True).start()
-
-    def _read(self, stream, is_out: bool) -> None:
-        for line in stream:
-            if is_out:
-                self.out.append((time.monotonic(), line.rstrip("\n")))
-            else:
-                self.err.append(line.rstrip("\n"))
-
-    def _wait(self) -> None:
-        self.popen.wait()
-        self.exited_at = time.monotonic()
-
-    def wait(self, timeout: float) -> int:
-        try:
-            rc = self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
-        for t in self._threads:
-            t.join(timeout=10)
-        while self.exited_at is None:
-            time.sleep(0.01)
-        return rc
-
-    def kill(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGKILL)
-            self.popen.wait()
-
-    @property
-    def lines(self) -> list[str]:
-        return [line for _, line in self.out]
-
-    def result(self) -> dict | None:
-        return last_json(self.lines)
-
-    def log(self) -> str:
-        return "\n".join(self.lines[-20:] + self.err[-40:])
 
 
 def event_scalars(raw: bytes) -> dict[str, list[tuple[int, float]]]:
@@ -116,12 +61,7 @@ def read_logs(store) -> dict[str, dict[str, list[tuple[int, float]]]]:
 @pytest.fixture(scope="module")
 def s3(s3_server):
     """A bucket for the module, and this process's boto3 pointed at the server."""
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in s3_server.env().items():
-            mp.setenv(key, value)
-        name = f"train-{uuid.uuid4().hex[:10]}"
-        client = boto3.client("s3", endpoint_url=s3_server.endpoint, region_name="us-east-1")
-        client.create_bucket(Bucket=name)
+    with module_bucket(s3_server, "train") as name:
         yield {"bucket": name, "server": s3_server, "data_url": f"s3://{name}/data/digits"}
 
 
@@ -298,11 +238,6 @@ def tensorboard_scalars(s3, logdir: str) -> dict:
     return last_json(proc.stdout.splitlines())
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open regression of the merged tree, intermittent: after a SIGKILL and a resume, S3 sometimes holds three "
-    "event files, not two (failed twice, passed once); the scratch-folder and precision changes each passed alone",
-)
 def test_resume_continues_the_step_counter(s3, dataset):
     bucket = s3["bucket"]
     run_url, model_url = f"s3://{bucket}/runs/resume", f"s3://{bucket}/models/resume"
@@ -347,11 +282,14 @@ def test_resume_continues_the_step_counter(s3, dataset):
     assert second.lines[0].startswith(f"resumed from checkpoint step {resumed} ")
     epochs = [line.split()[1] for line in second.lines if line.startswith("epoch ")]
     assert epochs[0] == f"{resumed // STEPS_PER_EPOCH + 1}/30" and epochs[-1] == "30/30"
-    # The second run's event file (the newest) starts after the checkpoint.
-    runs = sorted(read_logs(logs).items(), key=lambda item: int(item[0].split("tfevents.")[1].split(".")[0]))
-    (old_name, old), (_, new) = runs
-    assert old_name in dead and min(step for step, _ in new["loss"]) > resumed
-    raw_steps = [step for _, scalars in runs for step, _ in scalars["loss"]]
+    # The second run's event files start after the checkpoint. Either attempt may have rolled to a new file on a
+    # loaded machine (a file is rolled once it is a minute old), so files are told apart by attempt, not counted.
+    files = read_logs(logs)
+    assert set(dead) <= set(files)
+    old = [point for name in dead for point in files[name].get("loss", [])]
+    new = [point for name, scalars in files.items() if name not in dead for point in scalars.get("loss", [])]
+    assert new and min(step for step, _ in new) > resumed
+    raw_steps = [step for step, _ in old + new]
     assert len(raw_steps) > len(set(raw_steps))  # on S3 both attempts' points past step 44 are there
 
     # TensorBoard, reading S3 without TensorFlow: each step once, the dead attempt's points up to the checkpoint,
@@ -361,7 +299,7 @@ def test_resume_continues_the_step_counter(s3, dataset):
         steps = [step for step, _ in shown[tag]]
         assert steps == sorted(set(steps)), (tag, steps)
         assert steps[-1] == total, tag
-    expected = {**{s: v for s, v in old["loss"] if s <= resumed}, **dict(new["loss"])}
+    expected = {**{s: v for s, v in old if s <= resumed}, **dict(new)}
     assert {s: pytest.approx(v) for s, v in expected.items()} == dict(shown["loss"])
 
     # Once more: nothing left to train, and the version this run exported is still complete: no new version.
