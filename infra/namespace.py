@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.apiserver import apiserver_egress
 from infra.podspec import (
     ANYWHERE,
     CLUSTER_DNS,
@@ -213,30 +214,6 @@ def training_peer_ports(gpus: int) -> list[dict]:
     if gpus:
         ports.append({"protocol": "TCP", "port": 1024, "endPort": 65535})
     return ports
-
-
-def apiserver_egress(subsets: list | None) -> list[dict]:
-    """Egress to the addresses and ports the `kubernetes` Service's Endpoints list (the API server itself, where
-    a CNI evaluates egress after kube-proxy has translated the Service address, as Calico, kindnet and the
-    AWS VPC CNI do; Cilium needs `toEntities: [kube-apiserver]`, docs/deploy.md)."""
-
-    def field(obj, name: str):  # a plain dict (mocks) or the SDK's output type
-        return obj.get(name) if isinstance(obj, dict) and name in obj else getattr(obj, name, None)
-
-    rules = []
-    for subset in subsets or []:
-        addresses = sorted(field(a, "ip") for a in field(subset, "addresses") or [])
-        ports = field(subset, "ports") or []
-        if addresses and ports:
-            rules.append(
-                {
-                    "to": [{"ipBlock": {"cidr": f"{ip}/{128 if ':' in ip else 32}"}} for ip in addresses],
-                    "ports": [{"protocol": field(p, "protocol") or "TCP", "port": field(p, "port")} for p in ports],
-                }
-            )
-    if not rules:
-        raise ValueError("the kubernetes Service in namespace default lists no endpoints: is this a cluster?")
-    return rules
 
 
 def network_policies(a: NamespaceArgs, apiserver: pulumi.Input[list] | None = None) -> dict[str, dict]:
