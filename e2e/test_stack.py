@@ -28,6 +28,7 @@ from pulumi import automation as auto
 from e2e import images
 from e2e.conftest import NAMESPACE, get
 from e2e.node import NODE_NAME
+from infra.retraining import CRON_NAME as CRON_WORKFLOW
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -73,6 +74,7 @@ OUR_KINDS = {
     "NetworkPolicy": "/apis/networking.k8s.io/v1/networkpolicies",
     "Workflow": "/apis/argoproj.io/v1alpha1/workflows",
     "WorkflowTemplate": "/apis/argoproj.io/v1alpha1/workflowtemplates",
+    "CronWorkflow": "/apis/argoproj.io/v1alpha1/cronworkflows",
     "TFJob": "/apis/kubeflow.org/v1/tfjobs",
     "ResourceQuota": "/api/v1/resourcequotas",
     "LimitRange": "/api/v1/limitranges",
@@ -464,6 +466,62 @@ def test_more_workers_replace_the_tfjob_and_nothing_else(stack, cluster, engine)
     assert {u: v for u, v in after.items() if u not in redone} == {u: v for u, v in before.items() if u not in redone}
     live = get(cluster, f"/apis/kubeflow.org/v1/namespaces/{NAMESPACE}/tfjobs/mnist-baseline")
     assert live["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 2
+
+
+def test_a_pod_bigger_than_the_node_fails_the_preview_in_one_line(stack, cluster):
+    """The capacity check reads the node's allocatable at preview: TensorBoard asking for 64 CPUs fits no
+    node, and the preview says so in one line, before anything changes."""
+    before = ours(cluster)
+    stack.set_all_config({"kubeflow-e2e:tensorboard.cpu": auto.ConfigValue("64"),
+                          "kubeflow-e2e:tensorboard.cpuLimit": auto.ConfigValue("64")})
+    try:
+        with pytest.raises(auto.CommandError) as err:
+            stack.preview(color="never")
+    finally:
+        stack.remove_all_config(["kubeflow-e2e:tensorboard.cpu", "kubeflow-e2e:tensorboard.cpuLimit"])
+    text = str(err.value)
+    [line] = [ln.strip() for ln in text.splitlines() if "capacity:" in ln]
+    print(f"preview with tensorboard.cpu 64: {line}")
+    assert "64 CPU" in line and NODE_NAME in line and "allocatable" in line, line
+    assert ours(cluster) == before
+
+
+def test_a_schedule_starts_the_retrain_workflow(stack, cluster):
+    """`retrain.schedule` declares a CronWorkflow; the real Argo controller starts a Workflow from it at the
+    next minute. The schedule stays until destroy (which must remove the CronWorkflow and what it started)."""
+    stack.set_config("kubeflow-e2e:retrain.schedule", auto.ConfigValue(value="*/1 * * * *"))
+    run(stack.up)
+    cron = get(cluster, f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/cronworkflows/{CRON_WORKFLOW}")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    deadline = time.monotonic() + 150
+    while True:
+        started = get(cluster, f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/workflows"
+                      f"?labelSelector=workflows.argoproj.io/cron-workflow={CRON_WORKFLOW}")["items"]
+        if started:
+            break
+        assert time.monotonic() < deadline, "the CronWorkflow started no Workflow within 150 s"
+        time.sleep(3)
+    print(f"the CronWorkflow {CRON_WORKFLOW} started {started[0]['metadata']['name']}")
+    assert started[0]["spec"]["workflowTemplateRef"]["name"] == "retrain-mnist"
+
+
+def test_a_wrong_image_fails_up_within_a_minute_or_two(stack, cluster):
+    """An image no registry has: the TensorBoard Deployment's gate sees the new pod in ErrImagePull or
+    ImagePullBackOff and fails `pulumi up` naming the Deployment, the pod, the container and the reason,
+    instead of the provider waiting out its 10 minutes. The stack is destroyed next, from that state."""
+    stack.set_config("kubeflow-e2e:image.tensorboard", auto.ConfigValue(value="kubeflow-e2e/tensorboard:nope"))
+    started = time.monotonic()
+    try:
+        with pytest.raises(auto.CommandError) as err:
+            run(stack.up)
+    finally:
+        stack.remove_config("kubeflow-e2e:image.tensorboard")
+    took = time.monotonic() - started
+    text = str(err.value)
+    lines = [ln.strip() for ln in text.splitlines() if "cannot come up" in ln]
+    print(f"pulumi up with a wrong image failed after {took:.0f} s: {lines[:1]}")
+    assert lines and "tensorboard" in lines[0] and re.search(r"ErrImagePull|ImagePullBackOff", lines[0]), text
+    assert took < 180, took
 
 
 def test_bad_config_fails_up_with_one_line_and_creates_nothing(engine, cluster):

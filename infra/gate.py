@@ -253,8 +253,9 @@ class _GateProvider(ResourceProvider):
         return CreateResult(id_=f"{name}/{props.get('uid') or ''}", outs={**props, "result": detail})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        # A replaced object (new uid) or another step is a new gate; a timeout change is nothing to wait for.
-        keys = ("kind", "namespace", "name", "uid", "kubeconfig", "context")
+        # A replaced object (new uid), a changed spec (new generation: a Deployment's new rollout) or another
+        # step is a new gate; a timeout change is nothing to wait for.
+        keys = ("kind", "namespace", "name", "uid", "generation", "kubeconfig", "context")
         changed = [k for k in keys if olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=True)
 
@@ -278,11 +279,14 @@ class StepGate(pulumi.dynamic.Resource):
         """`pod_selector`: the label selector of the step's pods (default: `POD_SELECTORS` for its kind)."""
         metadata = getattr(obj, "metadata", None)
         uid = pulumi.Output.from_input(metadata).apply(lambda m: (m or {}).get("uid") or "") if metadata else ""
+        generation = (pulumi.Output.from_input(metadata).apply(lambda m: int((m or {}).get("generation") or 0))
+                      if metadata else 0)
         props = {
             "kind": kind,
             "namespace": namespace,
             "name": name,
             "uid": uid,
+            "generation": generation,
             "urn": obj.urn,  # for the command that runs a failed step again (not part of the diff)
             "timeoutSeconds": timeout_s,
             "kubeconfig": kubeconfig or "",

@@ -193,3 +193,14 @@ def test_the_gate_knows_its_objects_urn(dev):
     (g,) = [r for r in dev.resources if r["type"].startswith("pulumi-python:dynamic") and r["name"] == "gate-tfjob"]
     (job,) = [r for r in dev.resources if r["type"] == "kubernetes:kubeflow.org/v1:TFJob"]
     assert g["inputs"]["urn"] == job["urn"]
+
+
+def test_a_changed_spec_replaces_the_gate_so_the_new_rollout_is_checked():
+    """A Deployment updated in place keeps its uid but gets a new generation: its gate is replaced, so a new
+    rollout that cannot come up (a wrong image) fails `pulumi up` instead of passing unseen."""
+    olds = {"kind": "Deployment", "namespace": "ns", "name": "tensorboard", "uid": "u1", "generation": 1,
+            "timeoutSeconds": 600, "kubeconfig": "", "context": ""}
+    provider = gate._GateProvider()
+    rolled = provider.diff("id", olds, {**olds, "generation": 2})
+    assert rolled.changes and rolled.replaces == ["generation"]
+    assert not provider.diff("id", olds, {**olds, "timeoutSeconds": 900}).changes
