@@ -5,7 +5,8 @@ Only what must differ on one machine is mapped, here and nowhere else:
 - a Service DNS name (`minio.kubeflow-e2e.svc:9000`, a TFJob replica's `<job>-<type>-<i>.<ns>.svc:2222`, the
   port-forwarded `localhost:8501`) becomes `127.0.0.1:<port>`: the S3 server's, or a free port per listener;
 - a container port given as a flag value (`--rest_api_port=8501`, `--port 6006`) becomes that local port, and
-  `--bind_all` becomes `--host 127.0.0.1` (nothing listens beyond loopback);
+  `--bind_all` becomes `--host 127.0.0.1`, and sync-model's metrics get `--metrics-host 127.0.0.1` (nothing
+  listens beyond loopback);
 - `valueFrom.secretKeyRef` on one of the stack's S3 credentials Secrets (one per role) becomes the local S3
   server's keys (the embedded server has one user, so every role reads and writes all of the bucket here);
 - each volume becomes a folder `<workdir>/pods/<pod>/<volume>` (a ConfigMap's keys written in it as files):
@@ -165,6 +166,8 @@ class Local:
             else:
                 out.append(self._arg(pod, previous, token, ports, mounts))
             previous = token
+        if "--metrics-port" in argv:  # sync-model's metrics: every interface in a pod; loopback only here
+            out += ["--metrics-host", "127.0.0.1"]
         env = {k: v for k, v in os.environ.items() if k not in CONTRACT_VARS and not k.startswith("AWS_")}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         for var in container.get("env") or []:

@@ -51,6 +51,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--metrics-port", type=int, default=None,
                         help="with --watch: serve Prometheus metrics on this port at /metrics "
                              "(trainer.syncmetrics; default: none)")
+    parser.add_argument("--metrics-host", default="0.0.0.0",
+                        help="the address the metrics listen on (default: every interface, as in a pod)")
 
 
 class Gate:
@@ -218,7 +220,7 @@ def run(args) -> dict | None:
         from trainer.syncmetrics import SyncMetrics
 
         metrics = SyncMetrics()
-        metrics.serve(args.metrics_port)
+        metrics.serve(args.metrics_port, args.metrics_host)
     store = open_store(args.model_url, "MODEL_URL")
     dest = Path(args.dest).absolute()
     if not args.watch:

@@ -97,7 +97,9 @@ def test_every_process_comes_from_its_pod_spec(rendered, tmp_path):
     assert f"--model_base_path={models}" in serving.cmd
     assert stack.sync_model().cmd[-8:] == ["--dest", str(models), "--keep", "2", "--min-accuracy", "0.5",
                                            "--max-regression", "0.02"]
-    assert "--watch" in stack.sync_model(watch=True).cmd
+    watcher = stack.sync_model(watch=True).cmd
+    assert "--watch" in watcher and "--metrics-port" in watcher
+    assert watcher[-2:] == ["--metrics-host", "127.0.0.1"]  # every interface in the pod, loopback here
     board = stack.tensorboard()
     assert board.cmd[0] == "/opt/tb/bin/tensorboard" and "--bind_all" not in board.cmd
     assert board.cmd[-4:] == ["--host", "127.0.0.1", "--port", str(board.listens[6006])]
