@@ -444,12 +444,13 @@ def test_more_workers_replace_the_tfjob_and_nothing_else(stack, cluster, engine)
     assert {op for kind, op in changed if kind == TFJOB} <= {"replace", "create-replacement", "delete-replaced"}
     # TensorBoard reads the current run's logs, and the run's digest covers the process count: its Deployment
     # is updated in place to the new run's folder.
-    # The namespace's quota is sized from the processes, so it is updated too.
-    expected = {(WORKFLOW_TEMPLATE, "update"), (DEPLOYMENT, "update"), (QUOTA, "update")}
+    # The namespace's quota is sized from the processes, so it is updated too. The TFJob's gate is replaced
+    # with it, and TensorBoard's gate with its Deployment's new generation (a new rollout to check).
+    expected = {(WORKFLOW_TEMPLATE, "update"), (DEPLOYMENT, "update"), (QUOTA, "update"), (GATE, "replace")}
     assert [s["urn"].rsplit("::", 1)[1] for s in plan["steps"] if kind_of(s["urn"]) == DEPLOYMENT
             and s["op"] == "update"] == ["deployment-tensorboard"]
     if reshard:
-        expected |= {(WORKFLOW, "replace"), (GATE, "replace")}
+        expected |= {(WORKFLOW, "replace")}
     assert {(kind, op) for kind, op in changed if kind != TFJOB} == expected
     result, out = run(stack.up)
     changes = {k: v for k, v in result.summary.resource_changes.items() if k not in ("same", "read")}
