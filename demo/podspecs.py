@@ -27,6 +27,7 @@ from typing import Any
 
 from demo.localmap import Local, PodSpecError, Process
 from render import Rendered, render
+from infra.retraining import NAME as RETRAIN_TEMPLATE
 
 STACK = "dev"
 # From kubeflow/trainer v1.9.4 (the training-operator), pkg/apis/kubeflow.org/v1/tensorflow_types.go:
@@ -124,13 +125,18 @@ class LocalStack:
 
     def prepare_data(self) -> Process:
         wf = self.rendered.one("Workflow")
-        template = _template(wf["spec"], wf["spec"]["entrypoint"])
-        return self.local.process("prepare-data", "prepare-data", wf["spec"], template["container"],
+        spec = wf["spec"]
+        ref = spec.get("workflowTemplateRef")
+        if ref:  # Argo runs the referenced template's spec, with the Workflow's own fields over it
+            spec = {**self.rendered.one("WorkflowTemplate", ref["name"])["spec"],
+                    **{k: v for k, v in spec.items() if k != "workflowTemplateRef"}}
+        template = _template(spec, spec["entrypoint"])
+        return self.local.process("prepare-data", "prepare-data", spec, template["container"],
                                   {"workflow.name": wf["metadata"]["name"]})
 
     def evaluate(self, run: str) -> Process:
         """The retraining WorkflowTemplate's `evaluate` step, as if a workflow named `run` ran it."""
-        wt = self.rendered.one("WorkflowTemplate")
+        wt = self.rendered.one("WorkflowTemplate", RETRAIN_TEMPLATE)
         spec = wt["spec"]
         variables = {"workflow.name": run}
         for p in (spec.get("arguments") or {}).get("parameters") or []:

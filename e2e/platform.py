@@ -134,10 +134,16 @@ def install(node, work: Path) -> dict[str, float]:
 def controller_config() -> dict[str, str]:
     """The controller settings the stack's pods need from a cluster's own Argo, as the stack's chart values
     set them (infra/argo.py): the executor's securityContext that Pod Security `restricted` admits (upstream's
-    default executor has none, so every workflow pod in our namespace would be refused)."""
+    default executor has none, so every workflow pod in our namespace would be refused), and Workflows
+    restricted to referenced templates."""
+    from infra.argo import RESTRICTION
     from infra.podspec import executor_security
 
-    return {"executor": yaml.safe_dump({"securityContext": executor_security()})}
+    return {
+        "executor": yaml.safe_dump({"securityContext": executor_security()}),
+        # Workflows run only the stack's templates, as the stack's own Argo install sets (infra/argo.py).
+        "workflowRestrictions": yaml.safe_dump({"templateReferencing": RESTRICTION}),
+    }
 
 
 def expected_images() -> dict[str, str]:

@@ -53,6 +53,7 @@ TIMES: dict[str, float] = {}
 TFJOB = "kubernetes:kubeflow.org/v1:TFJob"
 WORKFLOW_TEMPLATE = "kubernetes:argoproj.io/v1alpha1:WorkflowTemplate"
 WORKFLOW = "kubernetes:argoproj.io/v1alpha1:Workflow"
+QUOTA = "kubernetes:core/v1:ResourceQuota"
 GATE = "pulumi-python:dynamic:Resource"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 PART_OF = "app.kubernetes.io/part-of=kubeflow-e2e"
@@ -75,6 +76,8 @@ OUR_KINDS = {
     "WorkflowTemplate": "/apis/argoproj.io/v1alpha1/workflowtemplates",
     "CronWorkflow": "/apis/argoproj.io/v1alpha1/cronworkflows",
     "TFJob": "/apis/kubeflow.org/v1/tfjobs",
+    "ResourceQuota": "/api/v1/resourcequotas",
+    "LimitRange": "/api/v1/limitranges",
 }
 
 
@@ -441,17 +444,20 @@ def test_more_workers_replace_the_tfjob_and_nothing_else(stack, cluster, engine)
     assert {op for kind, op in changed if kind == TFJOB} <= {"replace", "create-replacement", "delete-replaced"}
     # TensorBoard reads the current run's logs, and the run's digest covers the process count: its Deployment
     # is updated in place to the new run's folder.
-    expected = {(WORKFLOW_TEMPLATE, "update"), (DEPLOYMENT, "update")}
+    # The namespace's quota is sized from the processes, so it is updated too. The TFJob's gate is replaced
+    # with it, and TensorBoard's gate with its Deployment's new generation (a new rollout to check).
+    expected = {(WORKFLOW_TEMPLATE, "update"), (DEPLOYMENT, "update"), (QUOTA, "update"), (GATE, "replace")}
     assert [s["urn"].rsplit("::", 1)[1] for s in plan["steps"] if kind_of(s["urn"]) == DEPLOYMENT
             and s["op"] == "update"] == ["deployment-tensorboard"]
     if reshard:
-        expected |= {(WORKFLOW, "replace"), (GATE, "replace")}
+        expected |= {(WORKFLOW, "replace")}
     assert {(kind, op) for kind, op in changed if kind != TFJOB} == expected
     result, out = run(stack.up)
     changes = {k: v for k, v in result.summary.resource_changes.items() if k not in ("same", "read")}
     # The gates (dynamic resources) after a replaced object are replaced with it.
     planned = sum(1 for s in plan["steps"] if s["op"] == "replace")
-    assert changes == {"replace": planned, "update": 2}, result.summary.resource_changes
+    # the retrain template, TensorBoard and the quota; resharded: the data-prep template as well
+    assert changes == {"replace": planned, "update": 3 + reshard}, result.summary.resource_changes
     assert re.search(rf"\+-{planned} replaced", out)
     after = uids(cluster, engine)
     tfjob = next(u for u in after if kind_of(u) == TFJOB)

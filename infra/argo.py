@@ -1,5 +1,7 @@
 """Argo Workflows from the official `argo-workflows` Helm chart (pinned). The server stays ClusterIP with
-client-token auth, and the default artifact repository is our bucket.
+client-token auth. The stack's default artifact repository (our bucket) is the ConfigMap `artifact-repositories`
+in the stack's namespace, never the controller's configuration: a cluster-wide one would make every workflow pod
+in every namespace mount our `s3-credentials` Secret name (and archive other teams' logs into our bucket).
 
 What it watches, exactly: chart 1.0.18 with `singleNamespace: false` gives the controller and the server a
 ClusterRole and no `--namespaced` flag, so they watch Workflows in every namespace of the cluster (the chart's
@@ -22,6 +24,7 @@ import yaml
 
 from infra import crds
 from infra.podspec import S3Access, executor_security, labels
+from infra.podspec import pod_security_level as pod_security
 from infra.s3identities import ARGO_SERVER_SA, CREDENTIALS_SECRET
 
 REPO = "https://argoproj.github.io/argo-helm"
@@ -30,6 +33,13 @@ SERVER_PORT = 2746
 # proxy serves no v4.0.6, so `make e2e` builds and runs v4.0.7 (e2e/tools.py), and the stack deploys what the
 # e2e proved. The chart's CRDs stay the chart's: a patch release keeps the CRD schema.
 ARGO_VERSION = "v4.0.7"
+RESTRICTION = "Secure"  # the controller's `workflowRestrictions.templateReferencing`
+# What the server does with its own account under `client` auth (argo-workflows v4.0.6
+# `server/apiserver/argoserver.go`): read and watch its namespace's controller ConfigMap, and record events.
+SERVER_RULES = [
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,7 +49,7 @@ class ArgoArgs:
     install: bool  # install the chart; False: use the cluster's own Argo (its Workflow CRDs must exist)
     chart_version: str  # of the `argo-workflows` chart (`1.0.18`)
     argo_namespace: str  # where the chart installs the controller and the server
-    namespace: pulumi.Input[str]  # ours: without the chart, our artifact repository's ConfigMap goes here
+    namespace: pulumi.Input[str]  # ours: the artifact repository's ConfigMap goes here
     instance: str  # the stack's name (`app.kubernetes.io/instance`)
     bucket: str  # the artifact repository's bucket, as configured (`storage.bucket`)
     access: S3Access  # the pipeline role's: the workflow pods archive their logs with it
@@ -87,6 +97,13 @@ def chart_values(a: ArgoArgs) -> dict:
                 "requests": {"cpu": "100m", "memory": "128Mi"},
                 "limits": {"cpu": "1", "memory": "512Mi"},
             },
+            # Workflows only run a WorkflowTemplate, unchanged while they run, and (argo-workflows >= 4.0.5,
+            # `workflow/util/merge.go`) may set only allow-listed fields besides its parameters: so whoever
+            # may create a Workflow cannot pick its ServiceAccount, volumes (Secrets) or pod spec.
+            "workflowRestrictions": {"templateReferencing": RESTRICTION},
+            # The chart's containers are non-root, drop ALL and forbid escalation; with a seccomp profile the
+            # pods meet Pod Security "restricted", which the argo namespace enforces.
+            "podSecurityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         },
         # We create the pipeline ServiceAccount and its Role ourselves (namespace component).
         "workflow": {"serviceAccount": {"create": False}, "rbac": {"create": False}},
@@ -96,14 +113,33 @@ def chart_values(a: ArgoArgs) -> dict:
             # The name the IRSA role trusts; under IRSA the server reads archived logs (`argo/`) with it.
             "serviceAccount": server_account(a.server_role_arn),
             "authModes": ["client"],
+            "podSecurityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            # TLS with the certificate the server makes itself at start (the chart's probes follow), and not
+            # the chart's ClusterRole (every Secret in the cluster, Workflows everywhere): with `client` auth
+            # each request runs with the caller's token, and the server's own account needs only `SERVER_RULES`.
+            "secure": True,
+            "rbac": {"create": False},
             "resources": {
                 "requests": {"cpu": "50m", "memory": "64Mi"},
                 "limits": {"cpu": "500m", "memory": "256Mi"},
             },
         },
-        "useStaticCredentials": bool(a.access.secret_name),
-        "artifactRepository": artifact_repository(a.bucket, a.access),
     }
+
+
+def artifact_repositories(a: ArgoArgs, parent: pulumi.Resource) -> k8s.core.v1.ConfigMap:
+    """Argo reads a namespace's own default artifact repository from its ConfigMap `artifact-repositories`."""
+    return k8s.core.v1.ConfigMap(
+        "artifact-repositories",
+        metadata={
+            "name": "artifact-repositories",
+            "namespace": a.namespace,
+            "labels": labels(a.instance, "argo"),
+            "annotations": {"workflows.argoproj.io/default-artifact-repository": "default"},
+        },
+        data={"default": yaml.safe_dump(artifact_repository(a.bucket, a.access), sort_keys=True)},
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
 
 
 class Argo(pulumi.ComponentResource):
@@ -114,31 +150,20 @@ class Argo(pulumi.ComponentResource):
         super().__init__("kubeflow-e2e:infra:Argo", name, None, opts)
         self.server_service = "argo-workflows-server"
         self.chart: k8s.helm.v4.Chart | None = None
+        repositories = artifact_repositories(args, self)
         if not args.install:
             # A scheduled retrain (`retrain.schedule`) is a CronWorkflow: the cluster's Argo must serve that too.
             needed = crds.ARGO + (crds.ARGO_CRON if args.cron else ())
             self.ready: list[pulumi.Resource] = crds.require(
                 "argo.install", needed, pulumi.ResourceOptions(parent=self)
             )
-            # The cluster's controller knows nothing of our bucket: Argo reads a namespace's own default
-            # artifact repository from the ConfigMap `artifact-repositories` in that namespace.
-            self.ready.append(
-                k8s.core.v1.ConfigMap(
-                    "artifact-repositories",
-                    metadata={
-                        "name": "artifact-repositories",
-                        "namespace": args.namespace,
-                        "labels": labels(args.instance, "argo"),
-                        "annotations": {"workflows.argoproj.io/default-artifact-repository": "default"},
-                    },
-                    data={"default": yaml.safe_dump(artifact_repository(args.bucket, args.access), sort_keys=True)},
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
-            )
+            self.ready.append(repositories)
             self.register_outputs({})
             return
         ns = k8s.core.v1.Namespace(
-            "argo-namespace", metadata={"name": args.argo_namespace}, opts=pulumi.ResourceOptions(parent=self)
+            "argo-namespace",
+            metadata={"name": args.argo_namespace, "labels": pod_security("restricted")},
+            opts=pulumi.ResourceOptions(parent=self),
         )
         self.chart = k8s.helm.v4.Chart(
             "argo-workflows",
@@ -149,5 +174,19 @@ class Argo(pulumi.ComponentResource):
             values=chart_values(args),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
         )
-        self.ready = [self.chart]
+        meta = {"name": ARGO_SERVER_SA, "namespace": args.argo_namespace, "labels": labels(args.instance, "argo")}
+        role = k8s.rbac.v1.Role(
+            "role-argo-server",
+            metadata=meta,
+            rules=SERVER_RULES,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
+        )
+        binding = k8s.rbac.v1.RoleBinding(
+            "rolebinding-argo-server",
+            metadata=meta,
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ARGO_SERVER_SA},
+            subjects=[{"kind": "ServiceAccount", "name": ARGO_SERVER_SA, "namespace": args.argo_namespace}],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role]),
+        )
+        self.ready = [self.chart, repositories, role, binding]
         self.register_outputs({})

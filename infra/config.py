@@ -152,8 +152,9 @@ class StorageConfig:
     )
     protect: bool = setting(
         "storage.protect",
-        False,
-        "`aws` only: protect and retain the bucket on delete (otherwise force_destroy)",
+        True,
+        "`aws` only: protect and retain the bucket on delete; `false`: `pulumi destroy` empties and deletes it "
+        "(force_destroy), for a throwaway bucket (the dev stack file sets it)",
         boolean,
     )
     versioning: bool = setting("storage.versioning", False, "`aws` only: turn on bucket versioning", boolean)
@@ -273,7 +274,13 @@ class TrainingConfig:
         "more `tolerations` of the TFJob's pods, a list of Kubernetes toleration objects",
         toleration_list,
     )
-    backoff_limit: int = setting("training.backoffLimit", 3, "TFJob `runPolicy.backoffLimit`", whole(0, 100))
+    backoff_limit: int = setting(
+        "training.backoffLimit",
+        3,
+        "restarts of the whole job before it fails: the TFJob's `runPolicy.backoffLimit` is this times the "
+        "processes (chief + workers), as the operator sums restarts over all pods and a lost peer restarts every one",
+        whole(0, 100),
+    )
     timeout_seconds: int = setting(
         "training.timeoutSeconds",
         3600,
@@ -523,8 +530,8 @@ class StackConfig:
 
     @property
     def cache_namespace(self) -> str:
-        """Where Fluid's cache runtime runs (`data.source: volume`): its pods need the host network and
-        privileged FUSE, which our namespace's restricted Pod Security level refuses."""
+        """Where Fluid's cache runtime runs (`data.source: volume`): its FUSE pods are privileged, which our
+        namespace's restricted Pod Security level refuses."""
         return f"{self.namespace[:57].rstrip('-')}-cache"
 
 

@@ -223,12 +223,11 @@ def endpoint_url(r: Reader, key: str) -> str | None:
         return value
     text = str(value).strip()
     if not re.fullmatch(r"(https?)://([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(:\d{1,5})?/?", text):
-        raise ConfigError(
-            key,
-            "must be a full URL with scheme, host and optional port, no path",
-            value,
-            f"pulumi config set {NS}:{key} https://s3.example.com:9000",
-        )
+        fix = f"pulumi config set {NS}:{key} https://s3.example.com:9000"
+        raise ConfigError(key, "must be a full URL with scheme, host and optional port, no path", value, fix)
+    if text.startswith("http://") and r.stack != "dev":  # keys' signatures, data and models in the clear
+        problem = f"is plain http on stack {r.stack} (only the dev stack takes http)"
+        raise ConfigError(key, problem, value, f"pulumi config set {NS}:{key} https://{text[7:].rstrip('/')}")
     return text.rstrip("/")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from common import rules
 from infra.config import GROUPS, KEY_NAMES, KEYS, WORKLOADS, StackConfig, build
-from infra.configcheck import NS, ConfigError, Getter, Reader
+from infra.configcheck import NS, ConfigError, Getter, Reader, set_to
 from infra.s3identities import arn_parts
 from infra.servingkeys import signing_keys_come_in_pairs
 
@@ -82,23 +82,25 @@ def irsa_has_aws_and_an_oidc_provider(v: Mapping[str, Any]) -> None:
 
 
 def volume_has_fluid_and_keys(v: Mapping[str, Any]) -> None:
-    """`data.source: volume` reads Fluid's cache, whose Alluxio runtime takes keys from a Secret."""
+    """`data.source: volume` reads Fluid's cache (own namespace, keys from a Secret), which MinIO does not serve."""
     if v["data.source"] != "volume":
         return
-    if not v["fluid.enabled"]:
-        raise ConfigError(
-            "data.source",
-            "volume needs the Fluid dataset",
-            "volume",
-            f"pulumi config set {NS}:fluid.enabled true, or set {NS}:data.source s3",
-        )
-    if v["storage.credentials"] == "irsa":
-        raise ConfigError(
-            "data.source",
+    s3 = f"{NS}:data.source s3"
+    for bad, problem, fix in (
+        (not v["fluid.enabled"], "volume needs the Fluid dataset", f"{set_to('fluid.enabled', 'true')}, or {s3}"),
+        (
+            v["storage.mode"] == "minio",
+            "volume cannot use storage.mode minio: MinIO admits only the stack's own pods, not the cache's",
+            f"pulumi config set {s3}, or use {NS}:storage.mode aws or external",
+        ),
+        (
+            v["storage.credentials"] == "irsa",
             "volume cannot use irsa: Fluid's Alluxio runtime reads keys from a Secret",
-            "volume",
-            f"set {NS}:storage.credentials access-key, or {NS}:data.source s3",
-        )
+            f"set {NS}:storage.credentials access-key, or {s3}",
+        ),
+    ):
+        if bad:
+            raise ConfigError("data.source", problem, "volume", fix)
 
 
 TRAIN_FLAGS = {

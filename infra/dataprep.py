@@ -1,9 +1,12 @@
-"""Data prep: a one-shot Argo Workflow running `prepare-data`. `pulumi up` waits for it to succeed through
+"""Data prep: a one-shot Argo Workflow running the WorkflowTemplate `prepare-data` (Argo runs only Workflows
+that reference a template: `infra.argo.RESTRICTION`). `pulumi up` waits for it to succeed through
 its gate (`infra.gate`, which fails at once when the Workflow fails), so the TFJob that depends on the gate
 starts only once DATA_URL holds the dataset."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import pulumi
@@ -74,6 +77,25 @@ def workflow_pod_spec(instance: str) -> dict:
 class DataPrep(pulumi.ComponentResource):
     def __init__(self, name: str, *, args: DataPrepArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kubeflow-e2e:infra:DataPrep", name, None, opts)
+        spec = {
+            "entrypoint": NAME,
+            **workflow_pod_spec(args.instance),
+            "activeDeadlineSeconds": args.timeout_seconds,
+            "podGC": {"strategy": "OnWorkflowSuccess"},
+            "templates": [prepare_template(args)],
+        }
+        self.template = k8s.apiextensions.CustomResource(
+            "workflowtemplate-prepare-data",
+            api_version="argoproj.io/v1alpha1",
+            kind="WorkflowTemplate",
+            metadata={"name": NAME, "namespace": args.namespace, "labels": labels(args.instance, "dataprep")},
+            spec=spec,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=component.depends_on(opts)),
+        )
+        # The template's digest in the Workflow's spec: a changed template is a changed spec, so a new Workflow.
+        digest = pulumi.Output.from_input(spec).apply(
+            lambda s: hashlib.sha256(json.dumps(s, sort_keys=True).encode()).hexdigest()[:16]
+        )
         self.workflow = k8s.apiextensions.CustomResource(
             "workflow-prepare-data",
             api_version="argoproj.io/v1alpha1",
@@ -86,16 +108,13 @@ class DataPrep(pulumi.ComponentResource):
                 "annotations": {"pulumi.com/skipAwait": "true"},
             },
             spec={
-                "entrypoint": NAME,
-                **workflow_pod_spec(args.instance),
-                "activeDeadlineSeconds": args.timeout_seconds,
-                "podGC": {"strategy": "OnWorkflowSuccess"},
-                "templates": [prepare_template(args)],
+                "workflowTemplateRef": {"name": NAME},
+                "workflowMetadata": {"annotations": {"kubeflow-e2e/template-digest": digest}},
             },
             # A finished Workflow never runs again: a changed spec means a new Workflow.
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=component.depends_on(opts),
+                depends_on=[self.template, *component.depends_on(opts)],
                 replace_on_changes=["spec"],
                 delete_before_replace=True,
             ),

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import crds, gate
-from infra.podspec import ANYWHERE, S3Access, labels
+from infra.podspec import CLUSTER_DNS, DNS_PORTS, OFF_NODE, S3Access, labels
 
 if TYPE_CHECKING:
     from infra.storage import Storage
@@ -20,9 +21,12 @@ if TYPE_CHECKING:
 REPO = "https://fluid-cloudnative.github.io/charts"
 DATASET = "mnist"
 MOUNT_PATH = "/data/mnist"
-# Host ports Fluid allocates to the Alluxio master and workers (the chart's `runtime.alluxio.portRange`, set here
-# so that the loader's NetworkPolicy names the same range: `dataload_egress` below).
+# Ports Fluid allocates to the Alluxio master and workers (the chart's `runtime.alluxio.portRange`, pinned; on
+# the container network they are the pods' own ports, open within the cache namespace only).
 PORT_RANGE = (20000, 26000)
+UFS_READERS = ("alluxio-master", "alluxio-worker")
+CONTAINER_NETWORK = "ContainerNetwork"
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,7 +89,8 @@ class Fluid(pulumi.ComponentResource):
             return
         ns = k8s.core.v1.Namespace(
             "fluid-namespace",
-            metadata={"name": args.controllers_namespace},
+            # Stated: Fluid's CSI node plugin is privileged with host paths, by design.
+            metadata={"name": args.controllers_namespace, "labels": {PSA_ENFORCE: "privileged"}},
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.chart = k8s.helm.v4.Chart(
@@ -127,20 +132,22 @@ class Fluid(pulumi.ComponentResource):
                 "labels": {
                     **labels(a.instance, "dataset-cache"),
                     # Stated, not inherited from a cluster default: this namespace needs privileged pods.
-                    "pod-security.kubernetes.io/enforce": "privileged",
+                    PSA_ENFORCE: "privileged",
                 },
             },
             opts=pulumi.ResourceOptions(parent=self),
         )
         cache = cache_ns.metadata.apply(lambda m: m["name"])
-        # The DataLoad's loader runs here, beside the host-network Alluxio pods: only its egress is opened.
-        loader_policy = k8s.networking.v1.NetworkPolicy(
-            "netpol-allow-dataload",
-            metadata={"name": "allow-dataload", "namespace": cache, "labels": labels(a.instance, "network-policy")},
-            spec=dataload_egress(),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[cache_ns]),
-        )
-        ready = [cache_ns, loader_policy]
+        policies = [
+            k8s.networking.v1.NetworkPolicy(
+                f"netpol-cache-{name}",
+                metadata={"name": name, "namespace": cache, "labels": labels(a.instance, "network-policy")},
+                spec=spec,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[cache_ns]),
+            )
+            for name, spec in cache_policies(access).items()
+        ]
+        ready = [cache_ns, *policies]
         if access.secret_name:
             ready.append(storage.role_secret("cache", namespace=cache, depends_on=[cache_ns]))
         opts = pulumi.ResourceOptions(parent=self, depends_on=[*self.ready, *ready, *depends_on])
@@ -163,7 +170,12 @@ class Fluid(pulumi.ComponentResource):
             api_version="data.fluid.io/v1alpha1",
             kind="AlluxioRuntime",
             metadata=meta,
+            # On the container network, not the host's (AlluxioRuntime's default): the namespace's policies then
+            # decide who reaches the master and workers (api/v1alpha1/alluxioruntime_types.go, v1.0.8).
             spec={
+                "master": {"networkMode": CONTAINER_NETWORK},
+                "worker": {"networkMode": CONTAINER_NETWORK},
+                "fuse": {"networkMode": CONTAINER_NETWORK},
                 "replicas": a.replicas,
                 "tieredstore": {
                     "levels": [
@@ -218,20 +230,28 @@ class Fluid(pulumi.ComponentResource):
         return [load_gate, reference]
 
 
-def dataload_egress() -> dict:
-    """Fluid's DataLoad loader pod (an Alluxio client running `alluxio fs distributedLoad`) talks to the
-    Alluxio master and workers, which Fluid runs on the host network (AlluxioRuntime's default network mode,
-    `api/v1alpha1/container_network.go`) on ports it allocates from the chart's `runtime.alluxio.portRange`.
-    The loader's labels `role: dataload-pod` and `targetDataset: <dataset>` come from Fluid 1.0.8's
-    `charts/fluid-dataloader/alluxio/templates/job.yaml`. Host-network pods have node addresses, which no pod
-    selector matches, so the peer is any address, on that port range only. The loader runs in the cache's
-    namespace, which has no other policy, so DNS is allowed here too."""
-    low, high = PORT_RANGE
+def cache_policies(access: S3Access) -> dict[str, dict]:
+    """The cache namespace's NetworkPolicies: deny by default; its pods (the Alluxio master, workers, FUSE and
+    the DataLoad's loader, all on the container network) talk to each other only; DNS to the cluster's DNS
+    pods; the workers read the bucket on the S3 endpoint's port (never link-local addresses). Nothing outside
+    the namespace reaches the cache: Fluid 1.0.8 turns Alluxio's permission checks off
+    (`pkg/ddc/alluxio/transform_permission.go`), so reaching it would be reading (or freeing) the dataset."""
+    url = urlparse(access.endpoint or "https://s3.amazonaws.com")
+    s3_port = url.port or (443 if url.scheme == "https" else 80)
+    everyone = {"podSelector": {}}
     return {
-        "podSelector": {"matchLabels": {"role": "dataload-pod", "targetDataset": DATASET}},
-        "policyTypes": ["Egress"],
-        "egress": [
-            {"to": ANYWHERE, "ports": [{"protocol": "TCP", "port": low, "endPort": high}]},
-            {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
-        ],
+        "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+        "allow-cache": {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [everyone]}],
+            "egress": [{"to": [everyone]}, {"to": CLUSTER_DNS, "ports": DNS_PORTS}],
+        },
+        # Only the master (metadata) and the workers (data) read the bucket: `role` as the Alluxio chart of
+        # Fluid 1.0.8 labels them (charts/alluxio/templates/{master,worker}/statefulset.yaml).
+        "allow-s3": {
+            "podSelector": {"matchExpressions": [{"key": "role", "operator": "In", "values": list(UFS_READERS)}]},
+            "policyTypes": ["Egress"],
+            "egress": [{"to": OFF_NODE, "ports": [{"protocol": "TCP", "port": s3_port}]}],
+        },
     }

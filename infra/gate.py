@@ -135,26 +135,27 @@ def wait(
     poll_s: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    urn: str = "",
     pods: Callable[[], list[dict]] | None = None,
     events: Callable[[str], list[dict]] | None = None,
 ) -> str:
     """Polls `get()` until the step succeeds (returns what happened) or fails or times out (StepFailed).
     `pods()`: the step's pods as the API server lists them, checked each poll (`infra.podstatus`);
-    `events(pod)`: that pod's events, read for the message of a stuck one."""
+    `events(pod)`: that pod's events, read for the message of a stuck one; `urn`: the step object's URN, for
+    the command that runs a failed step again."""
     what = KINDS[kind][3]
     poll_s = POLL_S if poll_s is None else poll_s
     deadline = clock() + timeout_s
     last = "not created yet"
+    first = True
     unschedulable_since: dict[str, float] = {}
     while True:
         state, detail = verdict(kind, get())
         if state == "succeeded":
             return detail
         if state == "failed":
-            raise StepFailed(
-                f"{what} {name} failed: {detail}; see `kubectl describe` and the pod logs, fix it, then "
-                "`pulumi up` again (a changed spec replaces the step)"
-            )
+            raise StepFailed(f"{what} {name} failed: {detail}; {rerun_hint(urn, before=first)}")
+        first = False
         stuck = _stuck_pod(pods() if pods else [], unschedulable_since, clock(), CRASH_LOOP_IS_FAILURE.get(kind, True))
         if stuck:
             event = podstatus.newest_warning(events(stuck.pod)) if events else None
@@ -169,6 +170,17 @@ def wait(
                 "timeout in the stack config or look at the step's pods"
             )
         sleep(poll_s)
+
+
+def rerun_hint(urn: str, *, before: bool) -> str:
+    """What to run after a failed step. The failed object stays in the cluster and in the stack's state, so a
+    plain `pulumi up` with an unchanged spec finds it Failed again at once: `--replace` deletes and recreates it."""
+    again = f"`pulumi up --replace '{urn}'`" if urn else "`pulumi up --replace <URN>` (`pulumi stack --show-urns`)"
+    already = "it had already failed before this `pulumi up`; " if before else ""
+    return (
+        f"{already}see `kubectl describe` and the pod logs; to run it again unchanged: {again} "
+        "(a changed spec replaces it on a plain `pulumi up`)"
+    )
 
 
 def _stuck_pod(pods: list[dict], since: dict[str, float], now: float, crash_loops: bool):
@@ -235,7 +247,9 @@ class _GateProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         name = f"{props['namespace']}/{props['name']}"
         pods, events = _pod_readers(props)
-        detail = wait(_getter(props), props["kind"], name, float(props["timeoutSeconds"]), pods=pods, events=events)
+        timeout = float(props["timeoutSeconds"])
+        urn = props.get("urn") or ""
+        detail = wait(_getter(props), props["kind"], name, timeout, pods=pods, events=events, urn=urn)
         return CreateResult(id_=f"{name}/{props.get('uid') or ''}", outs={**props, "result": detail})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -273,6 +287,7 @@ class StepGate(pulumi.dynamic.Resource):
             "name": name,
             "uid": uid,
             "generation": generation,
+            "urn": obj.urn,  # for the command that runs a failed step again (not part of the diff)
             "timeoutSeconds": timeout_s,
             "kubeconfig": kubeconfig or "",
             "context": context or "",

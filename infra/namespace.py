@@ -11,10 +11,14 @@ from urllib.parse import urlparse
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.apiserver import apiserver_egress
 from infra.podspec import (
     ANYWHERE,
+    CLUSTER_DNS,
+    DNS_PORTS,
     EXECUTOR_SA,
     EXECUTOR_TOKEN_SECRET,
+    OFF_NODE,
     S3_LABEL,
     labels,
     selector,
@@ -43,6 +47,8 @@ class NamespaceArgs:
     metrics_namespace: str | None = None  # `metrics.fromNamespace`: its Prometheus may scrape serving; None: nobody
     # ServiceAccount -> the IAM role it assumes (`storage.credentials: irsa`); empty: pods get keys instead
     irsa_role_arns: dict[str, str] = field(default_factory=dict)
+    quota: dict = field(default_factory=dict)  # the ResourceQuota's spec (`infra.bounds.quota_spec`)
+    limit_range: dict = field(default_factory=dict)  # the LimitRange's spec (`infra.bounds.limit_range_spec`)
 
 
 class Namespace(pulumi.ComponentResource):
@@ -125,7 +131,18 @@ class Namespace(pulumi.ComponentResource):
             opts=inside,
         )
 
-        self.policies = [self._policy(name, spec, inside) for name, spec in network_policies(args).items()]
+        # The API server's own addresses and port, read from the cluster at preview and up.
+        endpoints = k8s.core.v1.Endpoints.get("apiserver-endpoints", "default/kubernetes", opts=child)
+        self.policies = [
+            self._policy(name, spec, inside)
+            for name, spec in network_policies(args, endpoints.subsets.apply(apiserver_egress)).items()
+        ]
+        # Before any pod: a pod admitted before its LimitRange existed would keep no limits.
+        meta = {"name": "kubeflow-e2e-bounds", "namespace": self.name, "labels": labels(args.instance, "bounds")}
+        self.bounds = [
+            k8s.core.v1.ResourceQuota("quota", metadata=meta, spec=args.quota, opts=inside),
+            k8s.core.v1.LimitRange("limitrange", metadata=meta, spec=args.limit_range, opts=inside),
+        ]
         # What a pod of ours needs in place before it starts: its account, its rights, its network allows.
         self.ready: list[pulumi.Resource] = [
             self.namespace,
@@ -135,6 +152,7 @@ class Namespace(pulumi.ComponentResource):
             role,
             binding,
             *self.policies,
+            *self.bounds,
         ]
         self.register_outputs({"name": self.name})
 
@@ -167,12 +185,13 @@ def submitter_rules() -> list[dict]:
 
 def pod_security_labels() -> dict[str, str]:
     """Pod Security Admission: every pod in our namespace meets "restricted", in every stack. Fluid's cache
-    runtime (which needs the host network and privileged FUSE) lives in its own namespace (`infra.fluid`)."""
+    runtime (which needs privileged FUSE) lives in its own namespace (`infra.fluid`)."""
     return {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")}
 
 
 def s3_egress(a: NamespaceArgs) -> list[dict]:
-    """Where the object store is: MinIO pods in the namespace, or any address on the endpoint's port."""
+    """Where the object store is: MinIO pods in the namespace, or any address but the link-local ones (cloud
+    metadata) on the endpoint's port."""
     if a.minio:
         return [
             {
@@ -184,7 +203,7 @@ def s3_egress(a: NamespaceArgs) -> list[dict]:
     if a.s3_endpoint:
         url = urlparse(a.s3_endpoint)
         port = url.port or (443 if url.scheme == "https" else 80)
-    return [{"to": ANYWHERE, "ports": [{"protocol": "TCP", "port": port}]}]
+    return [{"to": OFF_NODE, "ports": [{"protocol": "TCP", "port": port}]}]
 
 
 def training_peer_ports(gpus: int) -> list[dict]:
@@ -197,27 +216,22 @@ def training_peer_ports(gpus: int) -> list[dict]:
     return ports
 
 
-def network_policies(a: NamespaceArgs) -> dict[str, dict]:
+def network_policies(a: NamespaceArgs, apiserver: pulumi.Input[list] | None = None) -> dict[str, dict]:
+    """The namespace's policies; `apiserver`: the egress rules to the API server (`apiserver_egress`), by
+    default any address on 443 and 6443."""
+    if apiserver is None:
+        apiserver = [{"to": ANYWHERE, "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]}]
     s3_pods = {"matchLabels": {S3_LABEL: "true"}}
     policies: dict[str, dict] = {
         "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
         "allow-dns": {
             "podSelector": {},
             "policyTypes": ["Egress"],
-            "egress": [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}],
+            "egress": [{"to": CLUSTER_DNS, "ports": DNS_PORTS}],
         },
         "allow-s3": {"podSelector": s3_pods, "policyTypes": ["Egress"], "egress": s3_egress(a)},
         # Argo's executor (init and wait containers) talks to the API server.
-        "allow-apiserver": {
-            "podSelector": WORKFLOW_POD,
-            "policyTypes": ["Egress"],
-            "egress": [
-                {
-                    "to": ANYWHERE,
-                    "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}],
-                }
-            ],
-        },
+        "allow-apiserver": {"podSelector": WORKFLOW_POD, "policyTypes": ["Egress"], "egress": apiserver},
         # TF's collectives: every replica of the TFJob talks to every other on the TFJob port.
         "allow-training-peers": {
             "podSelector": {"matchLabels": selector("training")},

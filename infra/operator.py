@@ -11,6 +11,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import crds
+from infra.podspec import pod_security_level
+
+NAMESPACE = "kubeflow"  # where the standalone overlay installs the operator
 
 REPO = "github.com/kubeflow/training-operator.git"
 OVERLAY = "manifests/overlays/standalone"
@@ -39,9 +42,15 @@ class TrainingOperator(pulumi.ComponentResource):
         if args.install:
             # kustomize.v2.Directory renders in the provider and applies server-side (the CRDs are too large
             # for client-side apply's last-applied annotation).
-            self.ready: list[pulumi.Resource] = [
-                k8s.kustomize.v2.Directory("training-operator", directory=self.url, opts=child)
-            ]
+            directory = k8s.kustomize.v2.Directory("training-operator", directory=self.url, opts=child)
+            # The overlay's Namespace has no Pod Security labels. Its one pod (the operator) runs nothing the
+            # baseline level forbids; it sets no seccomp profile or runAsNonRoot, so "restricted" only warns.
+            psa = k8s.core.v1.NamespacePatch(
+                "kubeflow-namespace-pod-security",
+                metadata={"name": NAMESPACE, "labels": pod_security_level("baseline")},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[directory]),
+            )
+            self.ready: list[pulumi.Resource] = [directory, psa]
         else:
             self.ready = crds.require("operator.install", crds.OPERATOR, child)
         self.register_outputs({"url": self.url or "the cluster's own"})

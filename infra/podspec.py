@@ -25,6 +25,31 @@ EXECUTOR_SA = "workflow-executor"
 EXECUTOR_TOKEN_SECRET = f"{EXECUTOR_SA}.service-account-token"
 # A NetworkPolicy peer for any address, IPv4 and IPv6.
 ANYWHERE = [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
+# Any address but link-local ones, where clouds serve instance metadata and its credentials (169.254.169.254,
+# EKS's fd00:ec2::254): the egress to an S3 endpoint outside the cluster.
+OFF_NODE = [
+    {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}},
+    {"ipBlock": {"cidr": "::/0", "except": ["fe80::/10", "fd00:ec2::254/128"]}},
+]
+# The cluster's DNS pods: CoreDNS (or kube-dns) in kube-system carries `k8s-app: kube-dns` on EKS, GKE, AKS,
+# kind and kubeadm clusters. Port 53 anywhere else would be a channel out of the cluster.
+CLUSTER_DNS = [
+    {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+    }
+]
+def pod_security_level(enforce: str, warn: str = "restricted") -> dict[str, str]:
+    """A namespace's Pod Security Admission labels: `enforce` refuses pods above that level; `warn` and
+    `audit` report pods above `warn` without refusing them."""
+    return {
+        "pod-security.kubernetes.io/enforce": enforce,
+        "pod-security.kubernetes.io/warn": warn,
+        "pod-security.kubernetes.io/audit": warn,
+    }
+
+
+DNS_PORTS = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
 
 
 def labels(instance: str, component: str, s3: bool = False) -> dict[str, str]:

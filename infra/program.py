@@ -6,7 +6,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import configload, fluid, preview
+from infra import bounds, configload, fluid, preview
 from infra.argo import SERVER_PORT, Argo, ArgoArgs
 from infra.config import StackConfig
 from infra.configcheck import ConfigError
@@ -49,6 +49,7 @@ def namespace_args(cfg: StackConfig) -> NamespaceArgs:
         argo_namespace=cfg.argo.namespace,
         metrics_namespace=cfg.metrics.from_namespace,
         irsa_role_arns={sa: arn for sa in SERVICE_ACCOUNTS if (arn := irsa_role_arn(cfg, sa))},  # IRSA only
+        quota=bounds.quota_spec(cfg), limit_range=bounds.limit_range_spec(cfg),
     )
 
 
@@ -142,7 +143,7 @@ def training_args(
         epochs=t.epochs,
         batch_size=t.batch_size,
         learning_rate=t.learning_rate,
-        backoff_limit=t.backoff_limit,
+        backoff_limit=t.backoff_limit * (cfg.workers + 1),  # restarts summed over pods: per incident, all restart
         from_volume=cfg.data.source == "volume",
         access=access,
         data_url=data_url,

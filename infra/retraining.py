@@ -10,6 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
+from common import rules
 from infra import component
 from infra.dataprep import DataPrepArgs, prepare_template, workflow_pod_spec
 from infra.podspec import container, labels, trainer_command
@@ -31,6 +32,16 @@ PARAMS = ("epochs", "batch-size", "learning-rate")
 # Succeeded or Failed condition. So: fail when any of the six positions holds Failed (a crashing chief that
 # restarts in place under `restartPolicy: OnFailure` ends there once `backoffLimit` is spent), and succeed when
 # the job has completed (failure is checked first, so a completed job that is not Failed has Succeeded).
+# The values a submitter may pick (`-p epochs=10`), besides the stack's own: each parameter is an Argo `enum`,
+# so a value outside it is refused at submission, before it is substituted as text into the TFJob manifest
+# (where a newline could add fields such as another `image:`).
+CHOICES = {
+    "epochs": (1, 2, 3, 5, 10, 15, 20, 25, 30, 40, 50, 60, 80, 100, 150, 200),
+    "batch-size": tuple(2**i for i in range(3, 14)),  # 8 ... 8192
+    "learning-rate": ("0.0001", "0.0003", "0.001", "0.003", "0.01", "0.03", "0.1"),
+}
+# How long a finished retrain (its pods where podGC keeps them, and its TFJob) stays for `argo logs`.
+TTL = {"secondsAfterSuccess": 86400, "secondsAfterFailure": 7 * 86400}
 CONDITION_TYPES = 6
 TFJOB_FAILURE = ",".join(f"status.conditions.{i}.type == Failed" for i in range(CONDITION_TYPES))
 TFJOB_SUCCESS = "status.completionTime"
@@ -72,11 +83,34 @@ def tfjob_manifest(training: TrainingArgs, data_url: str, bucket: str, model_url
                 model_url=model_url,
                 from_volume=False,
                 job_name=RUN,
+                ttl_seconds=TTL["secondsAfterFailure"],
             ),
             flags=tuple(f"{{{{workflow.parameters.{p}}}}}" for p in PARAMS),
         ),
     }
     return yaml.dump(job, Dumper=_PlainDumper, sort_keys=False)
+
+
+def parameters(training: TrainingArgs) -> list[dict]:
+    """The template's arguments: each parameter's default is the stack's value and its `enum` the values
+    `train` accepts with this job's processes (chief + workers); every value is digits and at most one dot."""
+    defaults = dict(zip(PARAMS, train_flags(training), strict=True))
+    processes = training.workers + 1
+    out = []
+    for p in PARAMS:
+        values = {str(v) for v in CHOICES[p]} | {defaults[p]}
+        kept = []
+        for v in sorted(values, key=float):
+            flags = {
+                "epochs": training.epochs,
+                "batch_size": training.batch_size,
+                "learning_rate": float(training.learning_rate),
+            }
+            flags[p.replace("-", "_")] = float(v) if p == "learning-rate" else int(v)
+            if not rules.train_problems(**flags, processes=processes):
+                kept.append(v)
+        out.append({"name": p, "value": defaults[p], "enum": kept, "description": f"`train --{p}`"})
+    return out
 
 
 def workflow_template_spec(a: RetrainingArgs, data_url: str, bucket: str, model_url: str) -> dict:
@@ -90,13 +124,14 @@ def workflow_template_spec(a: RetrainingArgs, data_url: str, bucket: str, model_
         command=trainer_command("evaluate"),
         env=access.pod_env(DATA_URL=data_url, RUN_URL=f"s3://{bucket}/runs/{RUN}", MODEL_URL=model_url),
     )
-    defaults = dict(zip(PARAMS, train_flags(training), strict=True))
     return {
         "entrypoint": "retrain",
         **workflow_pod_spec(prep.instance),
-        "arguments": {"parameters": [{"name": p, "value": defaults[p]} for p in PARAMS]},
+        "arguments": {"parameters": parameters(training)},
         "activeDeadlineSeconds": a.timeout_seconds,
         "podGC": {"strategy": "OnWorkflowSuccess"},
+        # A submitted retrain is deleted a while after it ends, and its TFJob with it (owner reference).
+        "ttlStrategy": TTL,
         "templates": [
             {
                 "name": "retrain",

@@ -94,6 +94,11 @@ def service_monitor_spec() -> dict:
 
 
 SERVER = "tf-serving"
+MODELS_SIZE = "2Gi"  # the `models` emptyDir's sizeLimit: past it the kubelet evicts the pod
+MODELS_BYTES = 2 * 2**30
+# The largest gRPC request TF Serving takes (its default is 2 GiB, `SetMaxMessageSize(INT_MAX)` in
+# `model_servers/server.cc`): a batch of 10,000 28x28 float images is ~31 MiB.
+MAX_REQUEST_BYTES = 32 * 2**20
 
 
 class Serving(pulumi.ComponentResource):
@@ -104,8 +109,9 @@ class Serving(pulumi.ComponentResource):
         models_mount = {"name": "models", "mountPath": MODELS}
         sync_env = s.access.pod_env(MODEL_URL=s.model_url)
         # The promotion gate: both containers apply it, so the version the server starts with passed it too.
+        # `--max-bytes`: a version that cannot fit the models volume is refused, not fetched until eviction.
         sync_args = ["--dest", dest, "--keep", str(s.keep_versions), "--min-accuracy", s.min_accuracy,
-                     "--max-regression", s.max_regression]
+                     "--max-regression", s.max_regression, "--max-bytes", str(MODELS_BYTES)]
         if s.public_key:
             sync_args += ["--public-key", s.public_key]
 
@@ -142,6 +148,7 @@ class Serving(pulumi.ComponentResource):
                 f"--model_base_path={dest}",
                 f"--file_system_poll_wait_seconds={s.poll_seconds}",
                 f"--monitoring_config_file={MONITORING_DIR}/{MONITORING_CONFIG}",
+                f"--grpc_channel_arguments=grpc.max_receive_message_length={MAX_REQUEST_BYTES}",
             ],
             mounts=[{**models_mount, "readOnly": True},
                     {"name": "monitoring", "mountPath": MONITORING_DIR, "readOnly": True}],
@@ -174,7 +181,7 @@ class Serving(pulumi.ComponentResource):
                          "--metrics-port", str(SYNC_METRICS_PORT),
                          ports=[{"name": "sync-metrics", "containerPort": SYNC_METRICS_PORT}]),
                 ],
-                "volumes": [TMP_VOLUME, {"name": "models", "emptyDir": {"sizeLimit": "2Gi"}},
+                "volumes": [TMP_VOLUME, {"name": "models", "emptyDir": {"sizeLimit": MODELS_SIZE}},
                             {"name": "monitoring", "configMap": {"name": "serving-monitoring"}}],
             },
             [("grpc", GRPC_PORT), ("http", REST_PORT), ("sync-metrics", SYNC_METRICS_PORT)],

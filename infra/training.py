@@ -40,7 +40,7 @@ class TrainingArgs:
     epochs: int
     batch_size: int  # global: split over the chief and the workers
     learning_rate: str  # as configured (`0.003`): the flag gets it as written
-    backoff_limit: int  # TFJob `runPolicy.backoffLimit`
+    backoff_limit: int  # TFJob `runPolicy.backoffLimit`: restarts summed over all the job's pods
     from_volume: bool  # read the dataset from the Fluid PVC mounted at `fluid.MOUNT_PATH`, not from DATA_URL on S3
     access: S3Access  # the pipeline role's S3 access
     data_url: pulumi.Input[str]  # s3://<bucket>/data/mnist
@@ -53,6 +53,7 @@ class TrainingArgs:
     node_selector: tuple[tuple[str, str], ...] = ()  # the pods' nodeSelector, as (label, value) pairs
     tolerations: tuple[str, ...] = ()  # more tolerations of the pods, each as JSON
     signing_key: Any = None  # the PEM private key that signs versions (a Pulumi secret); None: unsigned
+    ttl_seconds: int | None = None  # `runPolicy.ttlSecondsAfterFinished`; None: kept (the stack's job is Pulumi's)
 
     def placement(self) -> dict:
         """The pod spec's `nodeSelector` and `tolerations` ({} when neither is set and there are no GPUs)."""
@@ -124,7 +125,13 @@ def tfjob_spec(a: TrainingArgs, flags: tuple[str, str, str] | None = None) -> di
         }
 
     return {
-        "runPolicy": {"backoffLimit": a.backoff_limit, "cleanPodPolicy": "None"},
+        # "Running": when the job ends, pods still running (workers after the chief finished) go and free the
+        # quota; finished pods stay for their logs.
+        "runPolicy": {
+            "backoffLimit": a.backoff_limit,
+            "cleanPodPolicy": "Running",
+            **({"ttlSecondsAfterFinished": a.ttl_seconds} if a.ttl_seconds is not None else {}),
+        },
         "tfReplicaSpecs": {"Chief": replica(1), "Worker": replica(a.workers)},
     }
 

@@ -21,6 +21,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 
 REDACTED = "[secret]"
+API_SERVER_IP = "172.18.0.2"  # the `kubernetes` Service endpoint the mocks answer with
 ACCOUNT = "000000000000"  # a role's account comes from its trust policy; this is for everything else
 
 
@@ -72,6 +73,11 @@ class StackMocks(pulumi_mocks.Mocks):
     def new_resource(self, args: pulumi_mocks.MockResourceArgs):
         inputs = unwrap(dict(args.inputs))
         typ, name = args.typ, args.name
+        if typ == "kubernetes:core/v1:Endpoints" and args.resource_id == "default/kubernetes":
+            # The API server's addresses, as a kind cluster's `kubernetes` Service lists them.
+            return args.resource_id, {"metadata": {"name": "kubernetes", "namespace": "default"}, "subsets": [
+                {"addresses": [{"ip": API_SERVER_IP}], "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}
+            ]}
         if typ.startswith("kubernetes:"):
             meta = dict(inputs.get("metadata") or {})
             meta.setdefault("name", args.resource_id or name)  # a read (`.get`) is named by its id

@@ -43,6 +43,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-regression", type=float, default=None,
                         help="promote only versions at most this much less accurate than the one served "
                              "(default: any)")
+    parser.add_argument("--max-bytes", type=int, default=None,
+                        help="the DEST volume's size: a version larger than its share (DEST holds --keep + 1 "
+                             "versions while a new one lands) is refused, not fetched (default: no limit)")
     cli.env_arg(parser, "--public-key", "MODEL_PUBLIC_KEY", "serve only versions signed by this Ed25519 key "
                 "(base64 of its 32 bytes; python -m trainer signing-key)", required=False)
     parser.add_argument("--metrics-port", type=int, default=None,
@@ -61,6 +64,7 @@ class Gate:
         self.min_accuracy, self.max_regression, self.public_key = min_accuracy, max_regression, public_key
         self.passed: dict[int, dict | None] = {}  # version: its _EVAL.json (None when not read: no thresholds)
         self.rejected: dict[int, str] = {}  # decided here (whether or not the mark could be written)
+        self.too_big: dict[int, int] = {}  # version: its bytes, past --max-bytes' share (not marked: ours alone)
 
     @property
     def on(self) -> bool:
@@ -125,7 +129,22 @@ def local_versions(dest: Path) -> list[int]:
     return sorted(int(p.name) for p in dest.iterdir() if p.is_dir() and VERSION_NAME.match(p.name))
 
 
-def sync_once(store: Store, dest: Path, keep: int, gate: Gate | None = None) -> dict:
+def _too_big(store: Store, version: int, keep: int, max_bytes: int | None, gate: Gate) -> bool:
+    """Whether the version cannot fit DEST: logged once in one line, with the version and its size."""
+    if max_bytes is None:
+        return False
+    if version not in gate.too_big:
+        size = sum(store.child(str(version)).list().values())
+        if size <= max_bytes // (keep + 1):
+            return False
+        gate.too_big[version] = size
+        log.info("refused version %d: %d bytes, more than its share of the models volume (%d of %d bytes: "
+                 "%d versions at once with --keep %d)", version, size, max_bytes // (keep + 1), max_bytes,
+                 keep + 1, keep)
+    return True
+
+
+def sync_once(store: Store, dest: Path, keep: int, gate: Gate | None = None, max_bytes: int | None = None) -> dict:
     """One pass: fetch the newest `keep` servable versions that are missing (newest first), then drop the
     others (a rejected version goes at once). A version whose files do not match its `_COMPLETE` is refused
     like one that fails the gate, and the next older one takes its place. A version that fails to fetch for
@@ -144,6 +163,8 @@ def sync_once(store: Store, dest: Path, keep: int, gate: Gate | None = None) -> 
     for version in reversed(servable):
         if len(wanted) == keep:
             break
+        if version not in have and _too_big(store, version, keep, max_bytes, gate):
+            continue  # an older version takes its place; filling the volume would evict the pod in a loop
         if version not in have:
             try:
                 fetch_dir(store.child(str(version)), dest / str(version))
@@ -165,7 +186,8 @@ def sync_once(store: Store, dest: Path, keep: int, gate: Gate | None = None) -> 
     return {"model_url": store.url, "dest": str(dest), "versions": local_versions(dest),
             "added": added, "removed": removed, "remote": remote,
             "servable": [v for v in servable if v not in gate.rejected],
-            "rejected": sorted(set(gate.rejected) - before), "gate": gate.describe(wanted)}
+            "rejected": sorted(set(gate.rejected) - before), "gate": gate.describe(wanted),
+            "too_big": {str(v): n for v, n in sorted(gate.too_big.items())}}
 
 
 def _no_versions(store: Store) -> UserError:
@@ -203,18 +225,24 @@ def run(args) -> dict | None:
     dest = Path(args.dest).absolute()
     if not args.watch:
         store.check()
-        result = sync_once(store, dest, args.keep, gate)
+        result = sync_once(store, dest, args.keep, gate, args.max_bytes)
         if not result["remote"]:
             raise _no_versions(store)
+        if not result["versions"] and gate.too_big:
+            v, size = max(gate.too_big.items())
+            raise UserError("model version too large for the models volume", f"version {v}: {size} bytes",
+                            f"give the serving pod's models volume more than {(args.keep + 1) * size} bytes, or "
+                            "lower --keep")
         if not result["servable"]:
             raise UserError("no servable model version: every complete one is rejected", store.url,
                             "see its _REJECTED reason; train a better model, or roll back "
                             "(python -m trainer rollback --to N)")
         return result
-    return watch(store, dest, args.keep, args.interval, gate, metrics)
+    return watch(store, dest, args.keep, args.interval, gate, metrics, args.max_bytes)
 
 
-def watch(store: Store, dest: Path, keep: int, interval: float, gate: Gate | None = None, metrics=None) -> None:
+def watch(store: Store, dest: Path, keep: int, interval: float, gate: Gate | None = None, metrics=None,
+          max_bytes: int | None = None) -> None:
     """Syncs every `interval` seconds until SIGTERM/SIGINT; one log line per change. Transient errors (an
     outage, a missing bucket, a corrupt upload) are logged and retried at the next interval: serving goes on
     with what is already on disk. Permanent ones (`UserError.transient` False: a malformed S3_ENDPOINT or
@@ -229,7 +257,7 @@ def watch(store: Store, dest: Path, keep: int, interval: float, gate: Gate | Non
     waiting_logged = failing = False
     while not stopping:
         try:
-            result = sync_once(store, dest, keep, gate)
+            result = sync_once(store, dest, keep, gate, max_bytes)
             if metrics:
                 metrics.synced(result)
             if failing:

@@ -18,6 +18,14 @@ def make_config(stack: str = "dev", **values) -> StackConfig:
     return configload.load(stack, raw.get, raw.get, [f"{NS}:{k}" for k in raw])
 
 
+# An S3-compatible endpoint with keys (the Fluid cache is refused with MinIO).
+EXTERNAL = {
+    "storage__mode": "external",
+    "storage__endpoint": "https://s3.example.com",
+    "storage__accessKeyId": "k",
+    "storage__secretAccessKey": "s",
+}
+
 # A MinIO bucket `b` in the pipeline namespace, as the pods see it with keys.
 MINIO = S3Access(
     bucket="b",

@@ -13,7 +13,7 @@ POD_FIELDS = ("securityContext", "serviceAccountName", "automountServiceAccountT
 
 def _argo(obj: dict, where: str) -> Iterator[tuple[str, dict]]:
     spec = obj["spec"]
-    for t in spec["templates"]:
+    for t in spec.get("templates", []):  # a Workflow that references a template has none
         if "container" in t:
             yield (
                 f"{where}/{t['name']}",

@@ -7,13 +7,14 @@ import json
 
 import pulumi
 import pytest
+import yaml
 
 from infra.configcheck import NS
 from infra.podspec import S3Access
 from infra.s3identities import irsa_role_arn, irsa_role_names
 
 from .conftest import (
-    MINIO,
+    EXTERNAL,
     argo_args,
     dataprep_args,
     fluid_args,
@@ -65,7 +66,9 @@ def test_namespace(declare):
     # default-deny, dns, s3, apiserver, training peers, and minio's; serving and TensorBoard get none by default
     assert len([r for r in records if r["type"].endswith("NetworkPolicy")]) == 6
     # Everything inside the namespace waits for it.
-    inner = [r for r in records if r["type"].startswith("kubernetes:") and r["name"] != "namespace"]
+    # (but the read of the API server's endpoints, in `default`)
+    skip = ("namespace", "apiserver-endpoints")
+    inner = [r for r in records if r["type"].startswith("kubernetes:") and r["name"] not in skip]
     assert all(
         ns_urn in r["dependencies"]
         for r in inner
@@ -242,8 +245,9 @@ def test_argo(declare):
     assert chart["repositoryOpts"]["repo"] == "https://argoproj.github.io/argo-helm"
     v = chart["values"]
     assert v["server"]["authModes"] == ["client"] and v["crds"]["full"] is False
-    assert v["artifactRepository"]["s3"]["endpoint"] == "minio.kubeflow-e2e.svc:9000"
-    assert v["artifactRepository"]["s3"]["insecure"] is True
+    assert "artifactRepository" not in v
+    repo = yaml.safe_load(named(records, "artifact-repositories")["inputs"]["data"]["default"])
+    assert repo["s3"]["endpoint"] == "minio.kubeflow-e2e.svc:9000" and repo["s3"]["insecure"] is True
     assert named(records, "argo-namespace")["urn"] in named(records, "argo-workflows")["dependencies"]
 
 
@@ -258,7 +262,7 @@ def test_argo_on_aws_with_irsa(declare):
 def test_fluid(declare):
     from infra.fluid import Fluid
 
-    cfg = make_config(fluid__enabled=True, data__source="volume", fluid__replicas=3)
+    cfg = make_config(**EXTERNAL, fluid__enabled=True, data__source="volume", fluid__replicas=3)
 
     def build():
 
@@ -275,7 +279,7 @@ def test_fluid(declare):
     )
     dataset = named(records, "dataset")["inputs"]
     (mount,) = dataset["spec"]["mounts"]
-    assert mount["options"]["alluxio.underfs.s3.endpoint"] == MINIO.endpoint
+    assert mount["options"]["alluxio.underfs.s3.endpoint"] == EXTERNAL["storage__endpoint"]
     assert dataset["metadata"]["namespace"] == "kubeflow-e2e-cache"
     copy = named(records, "secret-s3-credentials-cache")["inputs"]
     assert copy["metadata"]["namespace"] == "kubeflow-e2e-cache" and set(copy["data"]) == {
@@ -303,7 +307,10 @@ def test_dataprep(declare):
     assert inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}  # its gate waits
     gate = named(records, "gate-prepare-data")["inputs"]
     assert (gate["kind"], gate["name"], gate["timeoutSeconds"]) == ("Workflow", "prepare-data", 600)
-    (template,) = inputs["spec"]["templates"]
+    assert inputs["spec"]["workflowTemplateRef"] == {"name": "prepare-data"}  # Argo runs only templates
+    tmpl = named(records, "workflowtemplate-prepare-data")
+    assert tmpl["urn"] in wf["dependencies"]
+    (template,) = tmpl["inputs"]["spec"]["templates"]
     assert template["container"]["command"][-5:] == [
         "prepare-data",
         "--source",
@@ -339,7 +346,7 @@ def test_training(declare, workers):
 def test_training_from_the_volume(declare):
     from infra.training import Training
 
-    cfg = make_config(fluid__enabled=True, data__source="volume")
+    cfg = make_config(**EXTERNAL, fluid__enabled=True, data__source="volume")
     records = declare(lambda: Training("training", args=training_args(cfg)).tfjob.urn)
     c = named(records, "tfjob")["inputs"]["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
     assert {e["name"]: e.get("value") for e in c["env"]}["DATA_URL"] == "file:///data/mnist"
@@ -373,7 +380,7 @@ def test_serving(declare):
     spec = d["spec"]["template"]["spec"]
     server, sidecar = spec["containers"]
     assert "--model_name=digits" in server["args"] and "--file_system_poll_wait_seconds=7" in server["args"]
-    gate = ["--min-accuracy", "0.95", "--max-regression", "0.01"]
+    gate = ["--min-accuracy", "0.95", "--max-regression", "0.01", "--max-bytes", str(2 * 2**30)]
     assert sidecar["args"] == ["--dest", "/models/digits", "--keep", "3", *gate, "--watch", "--interval", "7",
                                "--metrics-port", "9102"]
     assert spec["initContainers"][0]["args"] == ["--dest", "/models/digits", "--keep", "3", *gate]

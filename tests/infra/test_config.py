@@ -62,6 +62,11 @@ def test_prod_differs_from_dev_where_the_issue_says():
     assert cfg.workers > 1
 
 
+def test_a_new_aws_bucket_is_protected_unless_said_otherwise():
+    assert make_config(storage__mode="aws").storage.protect is True
+    assert make_config(storage__mode="aws", storage__protect="false").storage.protect is False
+
+
 def test_pulumi_strings_are_parsed():
     cfg = make_config(workers="3", storage__protect="true", storage__mode="aws", serving__waitForTraining="false")
     assert cfg.workers == 3 and cfg.storage.protect is True and cfg.serving.wait_for_training is False
@@ -213,6 +218,17 @@ def test_external_endpoint_must_be_a_full_url(endpoint):
         storage__secretAccessKey="s",
     )
     assert_names(e, "storage.endpoint", endpoint, "https://s3.example.com:9000")
+
+
+def test_plain_http_endpoint_only_on_dev():
+    external = {"storage__mode": "external", "storage__accessKeyId": "k", "storage__secretAccessKey": "s"}
+    assert make_config(storage__endpoint="http://minio.lab:9000", **external).storage.endpoint == (
+        "http://minio.lab:9000"
+    )
+    with pytest.raises(ConfigError) as info:
+        make_config("prod", storage__endpoint="http://minio.lab:9000", **external)
+    assert_names(info.value, "storage.endpoint", "http://minio.lab:9000", "https://minio.lab:9000")
+    assert "plain http on stack prod (only the dev stack takes http)" in str(info.value)
 
 
 def test_external_storage_needs_secret_keys():
@@ -399,3 +415,10 @@ def test_promotion_gate_and_signing_keys():
     e = error(training__signingKey="pem", serving__publicKey="c2hvcnQ=")
     assert e.key == "serving.publicKey" and "32-byte Ed25519 public key" in str(e)
     assert make_config(training__signingKey="pem", serving__publicKey=public).serving.public_key == public
+
+
+def test_the_cache_is_refused_with_minio():
+    """MinIO admits only the stack's own pods; the cache runs in its own namespace."""
+    e = error(data__source="volume", fluid__enabled="true")
+    assert_names(e, "data.source", "volume", f"pulumi config set {NS}:data.source s3")
+    assert "storage.mode minio" in str(e)

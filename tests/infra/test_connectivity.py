@@ -14,7 +14,10 @@ stack's objects make, with the labels each controller gives them:
   charts/fluid-dataloader/alluxio/templates/job.yaml);
 - outside the namespace: CoreDNS (`k8s-app: kube-dns`), Argo's server (`app.kubernetes.io/name:
   argo-workflows-server`, chart 1.0.18), the training operator, and a pod of an unrelated namespace;
-- addresses: the API server, a node (Fluid's host-network Alluxio), an S3 address on the internet.
+- Fluid's Alluxio master, workers and FUSE pods (`role: alluxio-master` / `alluxio-worker` / `alluxio-fuse`,
+  charts/alluxio/templates/ at Fluid 1.0.8), on the container network in the cache namespace;
+- addresses: the API server, a node, an S3 address on the internet, the cloud's metadata address and a DNS
+  server outside the cluster.
 
 Not in the table, because NetworkPolicy does not govern them: `kubectl port-forward` (the kubelet enters the
 pod's network namespace) and the kubelet's probes ("traffic to and from the node where a Pod is running is
@@ -38,9 +41,12 @@ from tests.render.renders import RENDERS
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "kubeflow-e2e"
-API_SERVER = "ip:10.96.0.1"
-NODE = "ip:10.0.3.17"  # a node: where Fluid's Alluxio master and workers listen (host network)
+API_SERVER = "ip:172.18.0.2"  # the `kubernetes` Service's endpoint, as the render's mocks read it
+API_PORT = 6443
+NODE = "ip:10.0.3.17"  # a node (where host-network pods would listen)
 INTERNET = "ip:52.217.0.10"  # an S3 address
+METADATA = "ip:169.254.169.254"  # the cloud's instance metadata (and its credentials)
+RESOLVER = "ip:8.8.8.8"  # a DNS server outside the cluster
 
 VARIANTS = {
     "dev": ("dev", {}),
@@ -73,7 +79,7 @@ def workflow_pods(spec: dict, workflow: str) -> list[tuple[str, dict]]:
     base = {**((spec.get("podMetadata") or {}).get("labels") or {}), "workflows.argoproj.io/workflow": workflow}
     return [
         (f"{workflow}-{t['name']}", {**base, **((t.get("metadata") or {}).get("labels") or {})})
-        for t in spec["templates"]
+        for t in spec.get("templates", [])  # a Workflow that references a template has none
         if "container" in t or "script" in t or "resource" in t
     ]
 
@@ -93,6 +99,9 @@ def pods(r: Rendered) -> list[tuple[str, str, dict]]:
         labels = {"role": "dataload-pod", "app": "alluxio", "targetDataset": m["spec"]["dataset"]["name"],
                   "release": f"{m['metadata']['name']}-load"}
         out.append((m["metadata"]["namespace"], "dataload-loader", labels))  # beside the cache
+        # The cache's own pods, on the container network (Fluid 1.0.8 charts/alluxio/templates/).
+        for role in ("alluxio-master", "alluxio-worker", "alluxio-fuse"):
+            out.append((m["metadata"]["namespace"], role, {"app": "alluxio", "role": role, "release": "mnist"}))
     return out + OUTSIDE
 
 
@@ -121,7 +130,8 @@ def table(name: str) -> list[tuple[str, str, str]]:
     work = WORK[-1] / name
     (work / "policies").mkdir(parents=True, exist_ok=True)
     for m in r.find("NetworkPolicy"):
-        (work / "policies" / f"{m['metadata']['name']}.yaml").write_text(yaml.safe_dump(m))
+        # by namespace too: the cache namespace has its own `default-deny` and `allow-s3`
+        (work / "policies" / f"{m['metadata']['namespace']}-{m['metadata']['name']}.yaml").write_text(yaml.safe_dump(m))
     everyone = pods(r)
     (work / "pods.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "PodList", "items": [
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": n, "namespace": ns, "labels": labels},
@@ -162,6 +172,8 @@ def _covers(conn: str, proto: str, port: int) -> bool:
 def _matches(endpoint: str, key: str) -> bool:
     if not endpoint.startswith("ip:"):
         return endpoint == key
+    if re.fullmatch(r"[\d.]+", key):  # one address (nca prints a /32 so)
+        key = f"{key}-{key}"
     if "/" in key or re.match(r"^[\d.]+-[\d.]+$", key) is None:
         return False
     low, high = (ipaddress.ip_address(x) for x in key.split("-"))
@@ -175,7 +187,7 @@ def allowed(name: str, src: str, dst: str, proto: str, port: int) -> bool:
 
 
 def p(name: str) -> str:
-    return f"{CACHE_NS if name == 'dataload-loader' else NS}/{name}"
+    return f"{CACHE_NS if name == 'dataload-loader' or name.startswith('alluxio-') else NS}/{name}"
 
 
 CACHE_NS = f"{NS}-cache"  # Fluid's cache runtime and its DataLoad loader (infra/fluid.py)
@@ -191,17 +203,20 @@ NEEDED = {
         *[(p(c), p("minio"), "TCP", 9000) for c in S3_CLIENTS_DEV],
         *[(p(c), "kube-system/coredns", proto, 53) for c in EVERY_POD + ["minio"] for proto in ("UDP", "TCP")],
         ("argo/argo-server", p("minio"), "TCP", 9000),  # archived logs in MinIO mode
-        *[(p(c), API_SERVER, "TCP", 443) for c in ("prepare-data-prepare-data", "retrain-mnist-train")],
+        *[(p(c), API_SERVER, "TCP", API_PORT) for c in ("prepare-data-prepare-data", "retrain-mnist-train")],
     ],
     "prod": [
         *[(p("chief-0"), p("worker-0"), "TCP", 2222), (p("worker-0"), p("chief-0"), "TCP", 2222)],
         *[(p(c), INTERNET, "TCP", 443) for c in ("prepare-data-prepare-data", "chief-0", "worker-0", "serving",
                                                  "tensorboard", "retrain-mnist-evaluate")],
         *[(p(c), "kube-system/coredns", "UDP", 53) for c in EVERY_POD + ["dataload-loader"]],
-        # the loader reaches the Alluxio cache on the nodes' host ports: Fluid 1.0.8 allocates them from the
-        # chart's `runtime.alluxio.portRange` (charts/fluid/fluid/values.yaml), which infra/fluid.py pins
-        *[(p("dataload-loader"), NODE, "TCP", port) for port in (20000, 23456, 26000)],
-        (p("retrain-mnist-train"), API_SERVER, "TCP", 443),
+        # the loader and FUSE reach the Alluxio master and workers on the container network, on the ports
+        # Fluid 1.0.8 allocates from the chart's `runtime.alluxio.portRange`, which infra/fluid.py pins
+        *[(p(a), p(b), "TCP", port) for a in ("dataload-loader", "alluxio-fuse") for b in ("alluxio-master",
+          "alluxio-worker") for port in (20000, 23456, 26000)],
+        *[(p(a), INTERNET, "TCP", 443) for a in ("alluxio-master", "alluxio-worker")],  # the bucket
+        *[(p(a), "kube-system/coredns", "UDP", 53) for a in ("alluxio-master", "alluxio-worker", "alluxio-fuse")],
+        (p("retrain-mnist-train"), API_SERVER, "TCP", API_PORT),
     ],
     "dev-access": [
         ("ingress-nginx/proxy", p("serving"), "TCP", 8501),
@@ -224,19 +239,30 @@ DENIED = {
         (p("prepare-data-prepare-data"), p("chief-0"), "TCP", 2222),
         (p("chief-0"), p("serving"), "TCP", 8501),
         (p("chief-0"), INTERNET, "TCP", 443),  # dev's store is MinIO: nothing goes out
-        (p("chief-0"), API_SERVER, "TCP", 443),  # no token, no need
-        (p("serving"), API_SERVER, "TCP", 443),
+        (p("chief-0"), API_SERVER, "TCP", API_PORT),  # no token, no need
+        (p("serving"), API_SERVER, "TCP", API_PORT),
+        # the workflow pods reach the API server's own address and port only, not any address on 443/6443
+        *[(p(c), dst, "TCP", port) for c in ("prepare-data-prepare-data", "retrain-mnist-train")
+          for dst, port in ((INTERNET, 443), (INTERNET, 6443), (NODE, 6443), ("ip:10.96.0.1", 443))],
         (p("minio"), INTERNET, "TCP", 443),
         (p("tensorboard"), p("minio"), "TCP", 9001),  # the console port
         (p("chief-0"), "kube-system/coredns", "TCP", 9153),  # DNS only
+        *[(p(c), RESOLVER, "UDP", 53) for c in ("chief-0", "minio", "serving")],  # DNS to the cluster's only
     ],
     "prod": [
         (p("dataload-loader"), INTERNET, "TCP", 443),
-        (p("dataload-loader"), NODE, "TCP", 19998),  # outside Fluid's allocated range
+        (p("dataload-loader"), NODE, "TCP", 20000),  # the cache is not on the host network any more
         (p("dataload-loader"), p("chief-0"), "TCP", 2222),
-        (p("chief-0"), NODE, "TCP", 20000),  # only the loader talks to the cache
+        # nothing outside the cache namespace reaches the cache (Alluxio checks no permissions there)
+        *[(s, p(c), "TCP", 20000) for s in (p("chief-0"), "elsewhere/intruder", "argo/argo-server")
+          for c in ("alluxio-master", "alluxio-worker")],
+        (p("alluxio-worker"), METADATA, "TCP", 443),
+        (p("alluxio-fuse"), INTERNET, "TCP", 443),  # only the master and workers read the bucket
+        (p("alluxio-worker"), RESOLVER, "UDP", 53),
         ("elsewhere/intruder", p("serving"), "TCP", 8501),
         (p("serving"), INTERNET, "TCP", 80),
+        *[(p(c), METADATA, "TCP", 443) for c in ("chief-0", "serving", "tensorboard")],  # S3's port, not there
+        *[(p(c), RESOLVER, proto, 53) for c in ("chief-0", "dataload-loader") for proto in ("UDP", "TCP")],
     ],
     "dev-access": [
         ("elsewhere/intruder", p("serving"), "TCP", 8501),
@@ -282,7 +308,7 @@ def test_the_evaluator_catches_a_missing_allow():
     table("dev")  # builds the files
     broken = WORK[-1] / "dev-broken"
     shutil.copytree(WORK[-1] / "dev", broken)
-    (broken / "policies" / "allow-training-peers.yaml").unlink()
+    (broken / "policies" / f"{NS}-allow-training-peers.yaml").unlink()
     proc = run_nca(broken)
     assert proc.returncode == 0, proc.stderr
     assert f"{p('chief-0')}[Pod] => {p('worker-0')}[Pod]" not in proc.stdout

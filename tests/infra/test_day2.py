@@ -141,5 +141,5 @@ def test_the_trainer_refuses_the_same_values(run_trainer, tmp_path):
 def test_data_prep_writes_shards_that_suit_the_workers(renders, workers, shards):
     """A shard count that is a multiple of the processes (chief + workers), at least 4."""
     r = renders("dev", {"workers": workers, "training.batchSize": 130})
-    command = r.one("Workflow")["spec"]["templates"][0]["container"]["command"]
+    command = r.one("WorkflowTemplate", "prepare-data")["spec"]["templates"][0]["container"]["command"]
     assert command[command.index("--shards") + 1] == shards

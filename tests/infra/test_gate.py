@@ -104,6 +104,18 @@ def test_a_step_that_turns_failed_fails_at_the_next_poll():
     )
 
 
+def test_a_job_that_had_already_failed_names_the_command_that_runs_it_again():
+    """A second `pulumi up` after a Failed TFJob finds the same object Failed: the error gives the exact
+    command that deletes and recreates it."""
+    urn = "urn:pulumi:prod::kubeflow-e2e::kubeflow-e2e:infra:Training$kubernetes:kubeflow.org/v1:TFJob::tfjob"
+    clock = Clock()
+    with pytest.raises(StepFailed) as e:
+        wait(statuses(TFJOB_FAILED), "TFJob", "ns/mnist-baseline", 3600, clock=clock, sleep=clock.sleep, urn=urn)
+    assert "it had already failed before this `pulumi up`" in str(e.value)
+    assert f"`pulumi up --replace '{urn}'`" in str(e.value)
+    assert clock.t == 0
+
+
 def test_success_and_timeout():
     clock = Clock()
     get = statuses({"status": {"phase": "Running"}}, {"status": {"phase": "Succeeded"}})
@@ -172,8 +184,15 @@ current-context: other
     assert str(e.value).startswith(
         "data prep Workflow kubeflow-e2e/prepare-data failed: step prepare-data(0): Error (exit code 2)"
     )
+    assert "already failed" not in str(e.value) and "`pulumi up --replace <URN>`" in str(e.value)
     assert len(api.requests) == 3
     api.server.shutdown()
+
+
+def test_the_gate_knows_its_objects_urn(dev):
+    (g,) = [r for r in dev.resources if r["type"].startswith("pulumi-python:dynamic") and r["name"] == "gate-tfjob"]
+    (job,) = [r for r in dev.resources if r["type"] == "kubernetes:kubeflow.org/v1:TFJob"]
+    assert g["inputs"]["urn"] == job["urn"]
 
 
 def test_a_changed_spec_replaces_the_gate_so_the_new_rollout_is_checked():

@@ -85,7 +85,7 @@ def tfjob(rendered) -> dict:
 
 
 def retrain_tfjob(rendered) -> dict:
-    (template,) = rendered.find("WorkflowTemplate")
+    template = rendered.one("WorkflowTemplate", "retrain-mnist")
     (train,) = [t for t in template["spec"]["templates"] if "resource" in t]
     return yaml.safe_load(train["resource"]["manifest"])
 
@@ -106,7 +106,7 @@ def test_both_gpu_stacks_render_gpus_on_every_training_pod_and_pass_the_policy_p
                 assert pod["tolerations"][0] == GPU_TAINT
                 assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
         # Data prep and evaluation stay on the CPU image.
-        images = {c["image"] for m in r.find("Workflow") for t in m["spec"]["templates"]
+        images = {c["image"] for m in r.find("WorkflowTemplate") for t in m["spec"]["templates"]
                   for c in [t.get("container") or {}] if c}
         assert images and not [i for i in images if "trainer-gpu" in i], images
 

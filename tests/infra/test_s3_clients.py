@@ -119,7 +119,7 @@ def test_checksums_setting_reaches_every_s3_pod(renders):
     rendered = renders("dev", CHECKSUMS)
     pods = s3_containers(rendered)
     wheres = [where for where, _ in pods]
-    for expected in ("Workflow/prepare-data/", "TFJob/", "Deployment/serving/sync-model-once",
+    for expected in ("WorkflowTemplate/prepare-data/", "TFJob/", "Deployment/serving/sync-model-once",
                      "Deployment/serving/sync-model", "Deployment/tensorboard/", "WorkflowTemplate/retrain-mnist/"):
         assert any(w.startswith(expected) for w in wheres), (expected, wheres)
     for where, c in pods:

@@ -28,7 +28,8 @@ def test_a_schedule_submits_the_retrain_template_one_at_a_time(renders):
     assert spec["workflowSpec"] == {"workflowTemplateRef": {"name": NAME}}
     rendered.one("WorkflowTemplate", NAME)
     [resource] = [r for r in rendered.resources if r["inputs"].get("kind") == "CronWorkflow"]
-    [template] = [r for r in rendered.resources if r["inputs"].get("kind") == "WorkflowTemplate"]
+    [template] = [r for r in rendered.resources if r["inputs"].get("kind") == "WorkflowTemplate"
+                  and r["inputs"]["metadata"]["name"] == NAME]
     assert template["urn"] in resource["dependencies"]
 
 

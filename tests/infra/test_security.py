@@ -251,7 +251,9 @@ def test_only_argo_executor_holds_an_api_token(variant):
         assert m["automountServiceAccountToken"] is False, m["metadata"]["name"]
     for where, spec in _pod_templates(variant):
         assert spec.get("automountServiceAccountToken") is False, where
-    for kind in ("Workflow", "WorkflowTemplate"):
+    for wf in variant.find("Workflow"):  # runs a template, whose pod settings hold (a Workflow cannot set them)
+        assert set(wf["spec"]) == {"workflowTemplateRef", "workflowMetadata"}, wf["metadata"]["name"]
+    for kind in ("WorkflowTemplate",):
         for wf in variant.find(kind):
             spec = wf["spec"]
             assert spec["automountServiceAccountToken"] is False, wf["metadata"]["name"]
@@ -260,7 +262,8 @@ def test_only_argo_executor_holds_an_api_token(variant):
     token = variant.one("Secret", f"{EXECUTOR}.service-account-token")
     assert token["type"] == "kubernetes.io/service-account-token"
     assert token["metadata"]["annotations"] == {"kubernetes.io/service-account.name": EXECUTOR}
-    bound = {(s["kind"], s["name"]) for b in variant.find("RoleBinding") for s in b["subjects"]}
+    bound = {(s["kind"], s["name"]) for b in variant.find("RoleBinding") for s in b["subjects"]
+             if b["metadata"]["namespace"] == ns}
     assert bound == {("ServiceAccount", EXECUTOR)}
     (role,) = [
         r for r in variant.find("Role") if r["metadata"]["namespace"] == ns and r["metadata"]["name"] == EXECUTOR

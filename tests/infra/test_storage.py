@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import yaml
+
 from infra.s3identities import SERVICE_ACCOUNTS
 
 
@@ -47,7 +49,7 @@ def test_prod_keeps_its_bucket_and_versions(prod):
     versioning = only(prod, "aws:s3/bucketVersioning:BucketVersioning")["inputs"]
     assert versioning["versioningConfiguration"] == {"status": "Enabled"}
     # The bucket and what hardens it are kept (tests/infra/test_destroy.py); the rest goes.
-    kept = {r["name"] for r in prod.resources if r["options"]["protect"] or r["options"]["retainOnDelete"]}
+    kept = {r["name"] for r in prod.resources if r["options"].get("protect") or r["options"].get("retainOnDelete")}
     assert kept == {
         "bucket",
         "bucket-ownership",
@@ -105,9 +107,8 @@ def test_irsa_role_and_annotated_service_accounts(renders):
     assert not r.by_type("aws:iam/accessKey:AccessKey")
     attached = {a["inputs"]["role"] for a in r.by_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
     assert attached == set(roles)
-    s3 = [c for c in r.by_type("kubernetes:helm.sh/v4:Chart") if c["name"] == "argo-workflows"][0]
-    values = s3["inputs"]["values"]
-    assert values["artifactRepository"]["s3"]["useSDKCreds"] is True and values["useStaticCredentials"] is False
+    repo = yaml.safe_load(r.one("ConfigMap", "artifact-repositories")["data"]["default"])
+    assert repo["s3"]["useSDKCreds"] is True and "accessKeySecret" not in repo["s3"]
 
 
 def test_external_endpoint(renders):
@@ -117,8 +118,7 @@ def test_external_endpoint(renders):
         "AWS_ACCESS_KEY_ID": "[secret]",
         "AWS_SECRET_ACCESS_KEY": "[secret]",
     }
-    chart = [c for c in r.by_type("kubernetes:helm.sh/v4:Chart") if c["name"] == "argo-workflows"][0]
-    s3 = chart["inputs"]["values"]["artifactRepository"]["s3"]
+    s3 = yaml.safe_load(r.one("ConfigMap", "artifact-repositories")["data"]["default"])["s3"]
     assert s3["endpoint"] == "s3.example.com:9443" and s3["insecure"] is False
 
 

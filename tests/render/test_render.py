@@ -151,7 +151,7 @@ def test_trainings_hold_the_run_lease_under_their_job_name(stack):
                 for c in r["template"]["spec"]["containers"] for e in c["env"]}
 
     assert ("TFJOB_NAME", "mnist-baseline") in tfjob_env(stack.one("TFJob"))
-    (train,) = [t for t in stack.one("WorkflowTemplate")["spec"]["templates"] if t["name"] == "train"]
+    (train,) = [t for t in stack.one("WorkflowTemplate", "retrain-mnist")["spec"]["templates"] if t["name"] == "train"]
     retrain_job = yaml.safe_load(train["resource"]["manifest"])
     assert retrain_job["metadata"]["name"] == "{{workflow.name}}"
     assert ("TFJOB_NAME", "{{workflow.name}}") in tfjob_env(retrain_job)
@@ -174,7 +174,7 @@ def test_signed_versions_key_pair(renders):
                         "serving.publicKey": PUBLIC_KEY})
     secret = r.one("Secret", "model-signing-key")
     assert set(secret["data"]) == {"key.pem"} and "BEGIN" not in json.dumps(r.manifests)
-    (train,) = [t for t in r.one("WorkflowTemplate")["spec"]["templates"] if t["name"] == "train"]
+    (train,) = [t for t in r.one("WorkflowTemplate", "retrain-mnist")["spec"]["templates"] if t["name"] == "train"]
     for job in (r.one("TFJob"), yaml.safe_load(train["resource"]["manifest"])):
         for replica in job["spec"]["tfReplicaSpecs"].values():
             spec = replica["template"]["spec"]

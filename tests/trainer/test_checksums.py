@@ -26,7 +26,7 @@ REFUSED_TAIL = ("): the S3 server at {endpoint} refuses botocore's checksum head
 def checksum_env(renders) -> dict[str, str]:
     """The botocore variables the stack gives the prepare-data pod under `storage.checksums: when_required`."""
     rendered = renders("dev", SETTING)
-    (prep,) = [c for where, c, _ in containers(rendered) if where.startswith("Workflow/prepare-data/")]
+    (prep,) = [c for where, c, _ in containers(rendered) if where.startswith("WorkflowTemplate/prepare-data/")]
     found = {k: e["value"] for k, e in env(prep).items() if "CHECKSUM" in k}
     assert found == {"AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
                      "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required"}

@@ -232,3 +232,27 @@ def test_permanent_and_transient_kinds():
                  bx.NoCredentialsError()]
     assert all(s3.translate(e, "bucket").transient for e in transient)
     assert not any(s3.translate(e, "bucket").transient for e in permanent)
+
+
+def test_a_version_too_large_for_the_volume_is_refused_in_one_line(models, run_trainer, tmp_path):
+    """Each version here is ~10 kB: with --keep 1 two versions share the volume while one lands, so 24 kB
+    holds one of them, and 12 kB none: the newer, larger version is refused, the older one served; with no
+    version small enough, the one-shot run says which version and how large."""
+    publish(models, 1, tmp_path, files=2)
+    publish(models, 2, tmp_path, files=4)
+    dest = tmp_path / "serving"
+    env = {"MODEL_URL": models.url}
+    size2 = sum(models.child("2").list().values())
+    size1 = sum(models.child("1").list().values())
+    assert size1 < size2
+    limit = 2 * size1 + 1  # version 1 fits its share, version 2 does not
+    proc = run_trainer("sync-model", "--dest", str(dest), "--keep", "1", "--max-bytes", str(limit), env=env, check=True)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["versions"] == [1] and result["too_big"] == {"2": size2}
+    (line,) = [x for x in proc.stderr.splitlines() if "refused version 2" in x]
+    assert f"{size2} bytes" in line
+    empty = tmp_path / "empty"
+    proc = run_trainer("sync-model", "--dest", str(empty), "--keep", "1", "--max-bytes", "100", env=env)
+    assert proc.returncode == 2
+    assert "model version too large for the models volume" in proc.stderr and f"version 2: {size2} bytes" in proc.stderr
+    assert visible(empty) == []

