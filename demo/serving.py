@@ -332,7 +332,8 @@ class ModelServer:
         return Handler
 
 
-def main(argv: list[str] | None = None) -> int:
+def flags() -> argparse.ArgumentParser:
+    """TF Serving's flags that the stand-in takes: every flag the stack's serving container passes."""
     parser = argparse.ArgumentParser(prog="python -m demo.serving", description=__doc__.splitlines()[0])
     parser.add_argument("--model_name", default="default")
     parser.add_argument("--model_base_path", required=True)
@@ -347,7 +348,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="as TF Serving's flag: :classify/:regress check the signature's method_name first")
     parser.add_argument("--monitoring_config_file", default=None,
                         help='as TF Serving\'s flag: prometheus_config { enable: true, path: "..." } serves metrics')
-    args = parser.parse_args(argv)
+    parser.add_argument("--grpc_channel_arguments", default="",
+                        help="TF Serving's gRPC channel arguments (the stack caps the request size): accepted so the "
+                             "stack's flags pass as they are; the stand-in serves no gRPC")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = flags().parse_args(argv)
     metrics_path = None
     if args.monitoring_config_file:
         metrics_path = monitoring_path(Path(args.monitoring_config_file).read_text())

@@ -277,3 +277,17 @@ def test_metrics_with_tf_servings_names_when_the_monitoring_config_turns_them_on
     with ModelServer("one", tmp_path / "m", poll_seconds=60) as server:
         status, _ = get(server, MONITORING_PATH)
         assert status == 400
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_stand_in_takes_every_flag_the_stacks_serving_container_passes(stack):
+    """The stand-in runs where TF Serving would (the demo, the real-node e2e's image): a flag the stack adds
+    to `tensorflow_model_server` that the stand-in does not know would crash the serving pod (exit 2)."""
+    from demo.serving import flags
+    from tests.render.renders import RENDERS
+
+    deployment = RENDERS(stack).one("Deployment", "serving")
+    [server] = [c for c in deployment["spec"]["template"]["spec"]["containers"]
+                if c["command"] == ["tensorflow_model_server"]]
+    args = flags().parse_args(server["args"])
+    assert args.model_base_path and args.grpc_channel_arguments.startswith("grpc.max_receive_message_length=")
