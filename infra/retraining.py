@@ -33,8 +33,8 @@ PARAMS = ("epochs", "batch-size", "learning-rate")
 # restarts in place under `restartPolicy: OnFailure` ends there once `backoffLimit` is spent), and succeed when
 # the job has completed (failure is checked first, so a completed job that is not Failed has Succeeded).
 # The values a submitter may pick (`-p epochs=10`), besides the stack's own: each parameter is an Argo `enum`,
-# so a value outside it is refused at submission, before it is substituted as text into the TFJob manifest
-# (where a newline could add fields such as another `image:`).
+# which `argo submit` checks before it creates the Workflow (a newline substituted as text into the TFJob
+# manifest could add fields such as another `image:`). The controller does not check it (docs/deploy.md).
 CHOICES = {
     "epochs": (1, 2, 3, 5, 10, 15, 20, 25, 30, 40, 50, 60, 80, 100, 150, 200),
     "batch-size": tuple(2**i for i in range(3, 14)),  # 8 ... 8192

@@ -93,8 +93,11 @@ def setup() -> Path:
     _state["base"] = str(top)
     _state["swept"] = sweep(top)
     work = Path(tempfile.mkdtemp(prefix=PREFIX, dir=top))
-    fd = os.open(work / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    # The lock is taken before it gets its name: another process's sweep that found `.lock` unlocked in the
+    # moment between creating and locking it would remove this live folder.
+    fd = os.open(work / (LOCK + ".new"), os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.rename(work / (LOCK + ".new"), work / LOCK)
     _state.update(work=work, fd=fd)
     tempfile.tempdir = str(work)
 

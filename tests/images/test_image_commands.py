@@ -64,7 +64,8 @@ def test_each_command_runs_in_its_own_image(stacks, s3_server, tmp_path):
     assert set(covered) == {f"{c.stack} {c.where}" for c in everything}
     # dev's and prod's data prep differ in --shards (a multiple of each TFJob's processes: 4 and 5), so each
     # is its own run; prod's TFJob (reading the Fluid volume) is its own run.
-    assert covered["prod Workflow/prepare-data/prepare-data/main"] == "prod Workflow/prepare-data/prepare-data/main"
+    prep = "prod WorkflowTemplate/prepare-data/prepare-data/main"  # the template the data-prep Workflow runs
+    assert covered[prep] == prep
     assert covered["prod TFJob/mnist-baseline/Chief/tensorflow"] == "prod TFJob/mnist-baseline/Chief/tensorflow"
 
 
@@ -99,5 +100,5 @@ def test_a_missing_module_names_the_image_the_command_and_the_module(stacks, s3_
         cluster.run(once)
     message = str(e.value).splitlines()[0]
     assert message.startswith("image sidecar: `python -m trainer sync-model --dest /models/mnist --keep 2 "
-                              "--min-accuracy 0.5 --max-regression 0.02`")
+                              "--min-accuracy 0.5 --max-regression 0.02 --max-bytes ")
     assert "missing module boto3 (add it to requirements/sidecar.txt)" in message

@@ -5,11 +5,13 @@ server; a small TMPDIR is a tmpfs of a few hundred KiB mounted in a private moun
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -182,3 +184,25 @@ def test_the_lines_are_in_the_operations_table():
             "needed): point DATA_CACHE_DIR at a larger disk, or " + FIX) in page
     assert "`removed 1 scratch folder(s) left in /tmp by killed earlier runs`" in page
     assert "`error: terminated (SIGTERM): stopped, temporary files removed`, exit 143" in page
+
+
+def test_a_sweep_between_creating_and_locking_spares_the_live_folder(tmp_path, monkeypatch):
+    """Another process starting in the same TMPDIR sweeps at the moment this one has made its folder but not
+    yet locked it: the folder must survive (two trainings sharing TMPDIR once lost one's scratch mid-run)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    real_flock, other = fcntl.flock, []
+
+    def flock(fd, op):
+        if not other:
+            other.append(None)
+            other.append(scratch.sweep(tmp_path))  # the other process's start, in the window
+        return real_flock(fd, op)
+
+    monkeypatch.setattr(scratch.fcntl, "flock", flock)
+    work = scratch.setup()
+    try:
+        assert other[1] == [] and work.is_dir() and (work / scratch.LOCK).is_file()
+        assert scratch.sweep(tmp_path) == []  # locked now: a later sweep spares it too
+    finally:
+        scratch.cleanup()
+    assert not work.exists()
