@@ -227,7 +227,11 @@ def flat_config(values: Mapping[str, str]) -> dict[str, str]:
                 out[f"{key}.{field_}"] = v if isinstance(v, str) else json.dumps(v)
         else:
             out[key] = value
-    return dict(sorted(out.items()))
+    from infra.config import KEY_NAMES
+
+    # A key the schema declares secret stays hidden even when it came in plain text (`--set`).
+    hidden = {k for k in out if k in KEY_NAMES and KEY_NAMES[k].secret}
+    return {k: "[secret]" if k in hidden else v for k, v in sorted(out.items())}
 
 
 def _env(root: Path) -> dict[str, str]:

@@ -190,3 +190,13 @@ def test_signed_versions_key_pair(renders):
     for c in [*spec["initContainers"], *(c for c in spec["containers"] if c["name"] == "sync-model")]:
         assert c["args"][c["args"].index("--public-key") + 1] == PUBLIC_KEY
 
+
+
+def test_a_secret_key_given_in_plain_text_is_hidden_in_config_yaml():
+    """`python -m render --set training.signingKey="$(cat key.pem)"` must not write the private key into the
+    render's config.yaml (which the CI manifest diff publishes): the schema says the key is secret."""
+    from render.stack import flat_config
+
+    flat = flat_config({"kubeflow-e2e:training.signingKey": "-----BEGIN PRIVATE KEY-----",
+                        "kubeflow-e2e:serving.replicas": "2"})
+    assert flat == {"serving.replicas": "2", "training.signingKey": "[secret]"}
