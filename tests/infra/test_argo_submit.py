@@ -1,6 +1,8 @@
 """Who may create a Workflow cannot choose what it runs: Argo runs only WorkflowTemplates
 (`workflowRestrictions.templateReferencing: Secure`), a submitted Workflow may set only Argo's allow-listed
-fields, and every retrain parameter is an enum, so no value can change the TFJob manifest it is substituted into.
+fields, and every retrain parameter is an enum, which `argo submit` checks before it creates the Workflow. The
+controller does not check the enum: on the real node (v4.0.7) a Workflow created directly through the API with a
+newline in `epochs` ran (docs/deploy.md), so these checks hold for `argo submit` only.
 The submission checks below follow argo-workflows v4.0.6: `workflow/util/merge.go` (`allowedUserOverrideFields`,
 `ValidateUserOverrides`) and `workflow/validate/validate.go` (`validateArgumentsValues`: a parameter with an
 `enum` must have a value equal, as a string, to one of it)."""
