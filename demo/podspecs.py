@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from demo.localmap import Local, PodSpecError, Process
-from render import Rendered, render
 from infra.retraining import NAME as RETRAIN_TEMPLATE
+from render import Rendered, render
 
 STACK = "dev"
 # From kubeflow/trainer v1.9.4 (the training-operator), pkg/apis/kubeflow.org/v1/tensorflow_types.go:
