@@ -132,14 +132,20 @@ def read_complete(store: Store) -> dict:
     return manifest
 
 
-def complete_versions(store: Store) -> list[int]:
-    """Integer-named children of `store` that have `_COMPLETE`, ascending."""
+def marked_versions(store: Store, marker: str) -> list[int]:
+    """Integer-named children of `store` that hold the object `marker` (`_COMPLETE`, `_REJECTED`), ascending,
+    from one listing."""
     versions = set()
     for key in store.list():
         head, _, rest = key.partition("/")
-        if rest == COMPLETE and VERSION_NAME.match(head):
+        if rest == marker and VERSION_NAME.match(head):
             versions.add(int(head))
     return sorted(versions)
+
+
+def complete_versions(store: Store) -> list[int]:
+    """Integer-named children of `store` that have `_COMPLETE`, ascending."""
+    return marked_versions(store, COMPLETE)
 
 
 def next_version(store: Store) -> int:

@@ -15,7 +15,7 @@ import time
 
 from common.errors import UserError
 from trainer import cli
-from trainer.publish import complete_versions, read_complete
+from trainer.publish import complete_versions, marked_versions, read_complete
 from trainer.store import NotFound, Store, StoreError, open_store
 
 EVAL = "_EVAL.json"
@@ -58,12 +58,7 @@ def read_eval(version_store: Store) -> dict:
 
 def rejected_versions(store: Store) -> set[int]:
     """The versions marked `_REJECTED`, from one listing (the sidecar's check every interval)."""
-    out = set()
-    for key in store.list():
-        head, _, rest = key.partition("/")
-        if rest == REJECTED and head.isdigit():
-            out.add(int(head))
-    return out
+    return set(marked_versions(store, REJECTED))
 
 
 def rejected(store: Store) -> dict[int, dict]:
