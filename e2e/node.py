@@ -351,12 +351,24 @@ state = "{cdir / 'state'}"
         """Every container containerd holds in the CRI namespace (pod sandboxes included), as ID lines."""
         return [ln for ln in self.ctr("containers", "ls", "-q").stdout.split() if ln]
 
+    def container_labels(self) -> list[dict[str, str]]:
+        """The labels of every container containerd holds in the CRI namespace. One the kubelet removes between
+        the listing and the lookup is gone, not an error: it is left out."""
+        out = []
+        for cid in self.containers():
+            info = self.ctr("containers", "info", cid, check=False)
+            if info.returncode != 0:
+                if "not found" in info.stdout:
+                    continue
+                raise ControlPlaneError(f"ctr containers info {cid} failed ({info.returncode}): {info.stdout[-2000:]}")
+            out.append(json.loads(info.stdout).get("Labels") or {})
+        return out
+
     def sandboxes_and_containers(self) -> dict[str, int]:
         """CRI's kinds of what containerd holds: {'sandbox': n, 'container': m}."""
         out = {"sandbox": 0, "container": 0}
-        for cid in self.containers():
-            info = json.loads(self.ctr("containers", "info", cid).stdout)
-            kind = (info.get("Labels") or {}).get("io.cri-containerd.kind", "container")
+        for labels in self.container_labels():
+            kind = labels.get("io.cri-containerd.kind", "container")
             out[kind] = out.get(kind, 0) + 1
         return out
 
@@ -364,8 +376,7 @@ state = "{cdir / 'state'}"
         """Sandboxes and containers containerd holds for pods of `namespace` (CRI's pod labels), as
         '<kind> <pod>/<container>'."""
         out = []
-        for cid in self.containers():
-            labels = json.loads(self.ctr("containers", "info", cid).stdout).get("Labels") or {}
+        for labels in self.container_labels():
             if labels.get("io.kubernetes.pod.namespace") == namespace:
                 kind = labels.get("io.cri-containerd.kind", "container")
                 pod, container = labels.get("io.kubernetes.pod.name"), labels.get("io.kubernetes.container.name", "")
