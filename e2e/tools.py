@@ -66,6 +66,7 @@ BINARIES = (
     "training-operator",
     "workflow-controller",
     "argoexec",
+    "argo",
     "coredns",
     "minio",
     "mc",
@@ -256,9 +257,11 @@ def prep_operator(src: Path, log) -> list[tuple[str, str, str]]:
 
 
 def prep_argo(src: Path, log) -> list[tuple[str, str, str]]:
-    """Argo's controller and executor. The module zip drops git symlinks, and upstream's
-    workflow/executor/osspecific/signal_linux.go is one (to signal_darwin.go): without it argoexec fails with
-    `undefined: Setpgid`. So the wrapper builds against a copy of the module with that file restored."""
+    """Argo's controller, executor and CLI (whose `argo server` e2e/argoserver.py runs). The module zip drops git
+    symlinks, and upstream's workflow/executor/osspecific/signal_linux.go is one (to signal_darwin.go): without it
+    argoexec fails with `undefined: Setpgid`. So the wrapper builds against a copy of the module with that file
+    restored. The zip has no ui/dist/app either (the UI's webpack output, which ui/embed.go embeds and upstream
+    builds with yarn): the copy gets a one-page stand-in, so the CLI's server serves its real API and no UI."""
     src.mkdir(parents=True, exist_ok=True)
     write_module(src, "argo-probe", {ARGO_MOD: ARGO}, {}, {})
     mdir = module_dir(ARGO_MOD, ARGO, src, log)
@@ -271,17 +274,23 @@ def prep_argo(src: Path, log) -> list[tuple[str, str, str]]:
     osdir = copy / "workflow" / "executor" / "osspecific"
     if not (osdir / "signal_linux.go").exists():
         shutil.copyfile(osdir / "signal_darwin.go", osdir / "signal_linux.go")
+    app = copy / "ui" / "dist" / "app"
+    if not (app / "index.html").exists():
+        app.mkdir(parents=True, exist_ok=True)
+        (app / "index.html").write_text(
+            "<!doctype html><title>Argo</title><p>A stand-in for the UI (e2e/tools.py); the API is real.</p>\n"
+        )
     write_module(
         src,
         "argo",
         {ARGO_MOD: ARGO},
         {ARGO_MOD: str(copy)},
-        {"tools.go": tools_go([f"{ARGO_MOD}/cmd/workflow-controller", f"{ARGO_MOD}/cmd/argoexec"])},
+        {"tools.go": tools_go([f"{ARGO_MOD}/cmd/{b}" for b in ("workflow-controller", "argoexec", "argo")])},
     )
     go(["mod", "tidy"], src, log)
     # Unstamped, the controller names its executor image quay.io/argoproj/argoexec:v0.0.0.
     stamp = f"-X {ARGO_MOD}.version={ARGO}"
-    return [(b, f"{ARGO_MOD}/cmd/{b}", stamp) for b in ("workflow-controller", "argoexec")]
+    return [(b, f"{ARGO_MOD}/cmd/{b}", stamp) for b in ("workflow-controller", "argoexec", "argo")]
 
 
 def prep_coredns(src: Path, log) -> list[tuple[str, str, str]]:
@@ -310,7 +319,7 @@ STEPS = [
     ),
     ("pause", prep_pause, ["pause"]),
     ("training-operator", prep_operator, ["training-operator"]),
-    ("argo", prep_argo, ["workflow-controller", "argoexec"]),
+    ("argo", prep_argo, ["workflow-controller", "argoexec", "argo"]),
     ("coredns", prep_coredns, ["coredns"]),
     ("minio", prep_minio, ["minio", "mc"]),
 ]
