@@ -34,11 +34,19 @@ SERVER_PORT = 2746
 # e2e proved. The chart's CRDs stay the chart's: a patch release keeps the CRD schema.
 ARGO_VERSION = "v4.0.7"
 RESTRICTION = "Secure"  # the controller's `workflowRestrictions.templateReferencing`
-# What the server does with its own account under `client` auth (argo-workflows v4.0.6
+# What the server does with its own account under `client` auth (argo-workflows v4.0.7
 # `server/apiserver/argoserver.go`): read and watch its namespace's controller ConfigMap, and record events.
 SERVER_RULES = [
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+]
+# And, without `--namespaced`, it caches every namespace's WorkflowTemplates (an informer it syncs before it
+# serves at all) and Workflows (the reflector that `ListWorkflows` answers from, after checking the caller's own
+# `list` right) with its own account: read-only, cluster-wide (`server/workflow/workflow_server.go`). Measured by
+# `make e2e` (e2e/argoserver.py): without the first the server never serves, without the second every list of
+# Workflows comes back empty.
+SERVER_CLUSTER_RULES = [
+    {"apiGroups": ["argoproj.io"], "resources": ["workflows", "workflowtemplates"], "verbs": ["list", "watch"]},
 ]
 
 
@@ -116,7 +124,8 @@ def chart_values(a: ArgoArgs) -> dict:
             "podSecurityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
             # TLS with the certificate the server makes itself at start (the chart's probes follow), and not
             # the chart's ClusterRole (every Secret in the cluster, Workflows everywhere): with `client` auth
-            # each request runs with the caller's token, and the server's own account needs only `SERVER_RULES`.
+            # each request runs with the caller's token, and the server's own account needs only `SERVER_RULES`
+            # and the reads of `SERVER_CLUSTER_RULES`.
             "secure": True,
             "rbac": {"create": False},
             "resources": {
@@ -188,5 +197,18 @@ class Argo(pulumi.ComponentResource):
             subjects=[{"kind": "ServiceAccount", "name": ARGO_SERVER_SA, "namespace": args.argo_namespace}],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[role]),
         )
-        self.ready = [self.chart, repositories, role, binding]
+        cluster_role = k8s.rbac.v1.ClusterRole(
+            "clusterrole-argo-server",
+            metadata={"name": ARGO_SERVER_SA, "labels": labels(args.instance, "argo")},
+            rules=SERVER_CLUSTER_RULES,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        cluster_binding = k8s.rbac.v1.ClusterRoleBinding(
+            "clusterrolebinding-argo-server",
+            metadata={"name": ARGO_SERVER_SA, "labels": labels(args.instance, "argo")},
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ARGO_SERVER_SA},
+            subjects=[{"kind": "ServiceAccount", "name": ARGO_SERVER_SA, "namespace": args.argo_namespace}],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster_role]),
+        )
+        self.ready = [self.chart, repositories, role, binding, cluster_role, cluster_binding]
         self.register_outputs({})
