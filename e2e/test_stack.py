@@ -489,6 +489,54 @@ def test_a_pod_bigger_than_the_node_fails_the_preview_in_one_line(stack, cluster
     assert ours(cluster) == before
 
 
+def test_the_argo_server_runs_on_the_stacks_rules_with_the_callers_token(stack, cluster, run_dir):
+    """A real `argo server` as the stack's chart values run it (`client` auth, TLS, no `--namespaced`), its
+    account bound to exactly what infra/argo.py grants it: a user bound to `retrain-submitter` lists and
+    submits `retrain-mnist` through its REST API with their own token (the server's account may create
+    nothing), a request without a token is refused, the user's rights end at their namespace, and the server's
+    log has no `forbidden` for its own account."""
+    from e2e.argoserver import ARGO_NAMESPACE, ArgoServer, account_token
+    from infra.argo import SERVER_CLUSTER_RULES, SERVER_RULES
+    from infra.namespace import SUBMITTER_ROLE
+    from infra.retraining import NAME as TEMPLATE
+
+    granted = SERVER_RULES + SERVER_CLUSTER_RULES
+    assert not [r for r in granted if "workflows" in r["resources"] and "create" in r["verbs"]]
+    alice = account_token(cluster, NAMESPACE, "e2e-alice", role=SUBMITTER_ROLE)
+    ns = f"/api/v1/workflows/{NAMESPACE}"
+    with ArgoServer(cluster, run_dir / "argo-server", rules=SERVER_RULES, cluster_rules=SERVER_CLUSTER_RULES) as srv:
+        seen = {
+            "no token": srv.request(ns, None),
+            "templates": srv.request(f"/api/v1/workflow-templates/{NAMESPACE}", alice),
+            "submit": srv.request(f"{ns}/submit", alice, "POST",
+                                  {"resourceKind": "WorkflowTemplate", "resourceName": TEMPLATE}),
+            "argo namespace": srv.request(f"/api/v1/workflows/{ARGO_NAMESPACE}", alice),
+        }
+        name = seen["submit"][1].get("metadata", {}).get("name", "")
+        deadline = time.monotonic() + 30  # the server lists from its own cache, which a watch fills
+        while True:
+            seen["list"] = srv.request(ns, alice)
+            listed = [w["metadata"]["name"] for w in seen["list"][1].get("items") or []]
+            if name in listed or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        if name:  # not left to run a second retrain beside the tests' own
+            seen["delete"] = srv.request(f"{ns}/{name}", alice, "DELETE")
+        forbidden = srv.forbidden()
+    print(f"argo server at {srv.url}: " + ", ".join(f"{k} {code}" for k, (code, _) in seen.items())
+          + f"; submitted {name}, listed {listed}; forbidden for its own account: {forbidden[:3] or 'none'}")
+    assert srv.url.startswith("https://")
+    assert seen["no token"][0] == 401, seen["no token"]
+    assert seen["templates"][0] == 200 and TEMPLATE in [t["metadata"]["name"] for t in seen["templates"][1]["items"]]
+    assert seen["submit"][0] == 200, seen["submit"]
+    creator = seen["submit"][1]["metadata"]["labels"]["workflows.argoproj.io/creator"]
+    assert creator == f"system-serviceaccount-{NAMESPACE}-e2e-alice", creator
+    assert seen["list"][0] == 200 and name in listed, seen["list"]
+    assert seen["argo namespace"][0] == 403, seen["argo namespace"]
+    assert seen["delete"][0] == 200, seen["delete"]
+    assert not forbidden, forbidden
+
+
 def test_a_schedule_starts_the_retrain_workflow(stack, cluster):
     """`retrain.schedule` declares a CronWorkflow; the real Argo controller starts a Workflow from it at the
     next minute. The schedule stays until destroy (which must remove the CronWorkflow and what it started)."""
