@@ -12,12 +12,14 @@ from the network at deploy time); the platform team's installs stand in their pl
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import json
 import os
 import re
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -35,6 +37,7 @@ pytestmark = pytest.mark.timeout(1200)
 ROOT = Path(__file__).resolve().parents[1]
 STACK = "dev"
 EPOCHS = 3
+LONG_EPOCHS = 15  # the lost-pod test's training: a window of some 20 s to act in
 OFF = {
     "operator.install": False,
     "argo.install": False,
@@ -467,6 +470,174 @@ def test_more_workers_replace_the_tfjob_and_nothing_else(stack, cluster, engine)
     assert {u: v for u, v in after.items() if u not in redone} == {u: v for u, v in before.items() if u not in redone}
     live = get(cluster, f"/apis/kubeflow.org/v1/namespaces/{NAMESPACE}/tfjobs/mnist-baseline")
     assert live["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 2
+
+
+TFJOB_PATH = f"/apis/kubeflow.org/v1/namespaces/{NAMESPACE}/tfjobs/mnist-baseline"
+REPLICA_TYPE, REPLICA_INDEX = "training.kubeflow.org/replica-type", "training.kubeflow.org/replica-index"
+
+
+def up_in_background(stack) -> tuple[concurrent.futures.Future, concurrent.futures.Executor]:
+    """`pulumi up` in a thread (its output streams as usual), so the test can act on the cluster meanwhile."""
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    return pool.submit(run, stack.up), pool
+
+
+def new_training_pods(cluster, old_uid: str, deadline: float, up: concurrent.futures.Future) -> dict[str, dict]:
+    """The replaced TFJob's pods by replica (`chief-0`, `worker-0`, ...), once the operator made them all;
+    raises what `up` raised if it ended first."""
+    while True:
+        if up.done():
+            up.result()
+        job = get(cluster, TFJOB_PATH)
+        if job and job["metadata"]["uid"] != old_uid:
+            processes = sum(r["replicas"] for r in job["spec"]["tfReplicaSpecs"].values())
+            found = {f"{p['metadata']['labels'][REPLICA_TYPE]}-{p['metadata']['labels'][REPLICA_INDEX]}": p
+                     for p in pods(cluster, "training.kubeflow.org/job-name=mnist-baseline")
+                     if any(o["uid"] == job["metadata"]["uid"] for o in p["metadata"].get("ownerReferences", []))}
+            if len(found) == processes:
+                return found
+        assert time.monotonic() < deadline, "the replaced TFJob's pods never appeared"
+        time.sleep(1)
+
+
+def restarts(pod: dict) -> int:
+    return sum(c.get("restartCount", 0) for c in pod["status"].get("containerStatuses") or [])
+
+
+def test_a_lost_worker_pod_does_not_fail_the_training(stack, cluster):
+    """A worker's pod deleted mid-training (an eviction, a lost node): the operator recreates it, the survivors
+    lose their peer, exit 2 and restart in place, and all resume from the last checkpoint. The restarts summed
+    over the pods stay under `runPolicy.backoffLimit` (`training.backoffLimit` times the processes), so the
+    TFJob succeeds and `pulumi up` with it. More epochs give the test a window to act in."""
+    old = get(cluster, TFJOB_PATH)["metadata"]["uid"]
+    stack.set_config("kubeflow-e2e:training.epochs", auto.ConfigValue(value=str(LONG_EPOCHS)), path=True)
+    future, pool = up_in_background(stack)
+    try:
+        deadline = time.monotonic() + 300
+        found = new_training_pods(cluster, old, deadline, future)
+        chief = found["chief-0"]["metadata"]["name"]
+        while not re.search(r"epoch 2/", log_so_far(cluster, chief, "tensorflow")):
+            assert not future.done() and time.monotonic() < deadline, "training never reached its second epoch"
+            time.sleep(1)
+        lost = found["worker-0"]["metadata"]
+        cluster.api(f"/api/v1/namespaces/{NAMESPACE}/pods/{lost['name']}?gracePeriodSeconds=0", "DELETE")
+        print(f"deleted pod {lost['name']} during the chief's second epoch")
+        result, _ = future.result(timeout=600)
+    finally:
+        pool.shutdown(wait=True)
+    assert result.summary.result == "succeeded"
+    job = get(cluster, TFJOB_PATH)
+    assert condition(job, "Succeeded")
+    now = {p["metadata"]["name"]: p for p in pods(cluster, "training.kubeflow.org/job-name=mnist-baseline")}
+    assert now[lost["name"]]["metadata"]["uid"] != lost["uid"], "the operator did not recreate the lost pod"
+    total = sum(restarts(p) for p in now.values())
+    print(f"restarts summed over the TFJob's pods: {total} (backoffLimit {job['spec']['runPolicy']['backoffLimit']})")
+    assert 1 <= total <= job["spec"]["runPolicy"]["backoffLimit"]
+    assert "resumes from" in log_so_far(cluster, chief, "tensorflow", previous=True)
+
+
+def test_a_failed_training_runs_again_with_the_command_up_prints(stack, cluster, engine):
+    """With `training.backoffLimit: 0` one restart fails the TFJob: `pulumi up` then fails naming it and the
+    command that runs it again. A plain `pulumi up` finds it Failed at once (it had failed before); the printed
+    `pulumi up --replace '<urn>'` deletes and recreates it, and that training succeeds."""
+    old = get(cluster, TFJOB_PATH)["metadata"]["uid"]
+    stack.set_config("kubeflow-e2e:training.backoffLimit", auto.ConfigValue(value="0"), path=True)
+    future, pool = up_in_background(stack)
+    try:
+        deadline = time.monotonic() + 300
+        found = new_training_pods(cluster, old, deadline, future)
+        worker = found["worker-0"]["metadata"]["name"]
+        while not (cid := running_container(cluster, worker)):
+            assert not future.done() and time.monotonic() < deadline, "the worker never ran"
+            time.sleep(1)
+        cluster.ctr("tasks", "kill", "-s", "SIGKILL", cid)
+        print(f"killed the container of {worker} (SIGKILL, as the OOM killer would)")
+        with pytest.raises(auto.CommandError) as err:
+            future.result(timeout=600)
+    finally:
+        pool.shutdown(wait=True)
+    text = str(err.value)
+    urns = re.findall(r"pulumi up --replace '([^']+)'", text)
+    print(f"pulumi up with backoffLimit 0 and a killed worker: {first_line(text, '--replace')}")
+    assert urns and kind_of(urns[0]) == TFJOB, text
+    assert condition(get(cluster, TFJOB_PATH), "Failed")
+    t0 = time.monotonic()
+    with pytest.raises(auto.CommandError) as again:
+        run(stack.up)
+    print(f"a plain pulumi up after it, {time.monotonic() - t0:.0f} s: {first_line(str(again.value), '--replace')}")
+    assert "it had already failed before this `pulumi up`" in str(again.value)
+    failed = get(cluster, TFJOB_PATH)["metadata"]["uid"]
+    result, _ = run(stack.up, replace=urns[:1])
+    assert result.summary.result == "succeeded"
+    job = get(cluster, TFJOB_PATH)
+    assert job["metadata"]["uid"] != failed
+    assert condition(job, "Succeeded")
+
+
+def log_so_far(cluster, pod: str, container: str, previous: bool = False) -> str:
+    """The container's log, or its previous run's (after a restart in place) with `previous`; '' while the
+    kubelet has none (the container has not started, or never restarted)."""
+    try:
+        return cluster.api(f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}/log?container={container}"
+                           f"&previous={str(previous).lower()}", text=True)["raw"]
+    except urllib.error.HTTPError:
+        return ""
+
+
+def running_container(cluster, pod: str) -> str | None:
+    """The containerd ID of the pod's running container, or None while it is not running."""
+    obj = get(cluster, f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}") or {"status": {}}
+    for c in obj["status"].get("containerStatuses") or []:
+        if "running" in (c.get("state") or {}) and c.get("containerID"):
+            return c["containerID"].split("://", 1)[1]
+    return None
+
+
+def condition(job: dict, kind: str) -> bool:
+    return any(c["type"] == kind and c["status"] == "True" for c in job["status"].get("conditions") or [])
+
+
+def first_line(text: str, needle: str) -> str:
+    return next((ln.strip() for ln in text.splitlines() if needle in ln), text[:300])
+
+
+def test_argo_runs_no_injected_parameter_and_no_inline_workflow(stack, cluster):
+    """What a `retrain-submitter` can create through the API, judged on the real node. A Workflow of the retrain
+    template with a newline in `epochs` (which, substituted into the TFJob manifest, would add an `image:`):
+    the controller does not check the enum, so the template's first step does, and the Workflow fails there,
+    before any TFJob exists. A Workflow with templates of its own: the controller refuses it
+    (templateReferencing Secure) and runs no pod."""
+    base = f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/workflows"
+    injected = {"workflowTemplateRef": {"name": "retrain-mnist"},
+                "arguments": {"parameters": [{"name": "epochs", "value": "1\n      image: evil/trainer:latest"}]}}
+    inline = {"entrypoint": "main", "templates": [{"name": "main", "container": {
+        "image": "kubeflow-e2e/trainer:0.1.0", "command": ["true"]}}]}
+    names = {}
+    for case, spec in (("injected", injected), ("inline", inline)):
+        body = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+                "metadata": {"generateName": f"e2e-{case}-", "namespace": NAMESPACE}, "spec": spec}
+        names[case] = cluster.api(base, "POST", body)["metadata"]["name"]
+    ended = {}
+    for case, name in names.items():
+        deadline = time.monotonic() + 180
+        while (wf := get(cluster, f"{base}/{name}")) and wf.get("status", {}).get("phase") not in ("Failed", "Error"):
+            assert time.monotonic() < deadline, (case, wf.get("status"))
+            time.sleep(2)
+        ended[case] = wf
+        print(f"the {case} Workflow: {wf['status']['phase']}: {wf['status'].get('message', '')}")
+    ran = {n["templateName"]: n for n in ended["injected"]["status"]["nodes"].values() if n["type"] == "Pod"}
+    assert set(ran) == {"check-parameters"} and ran["check-parameters"]["phase"] == "Failed", ran
+    [pod] = pods(cluster, f"workflows.argoproj.io/workflow={names['injected']}")
+    said = log(cluster, pod["metadata"]["name"], "main")
+    print(f"its check-parameters step said: {said.strip()}")
+    assert "error: parameter epochs is '1\\n      image: evil/trainer:latest'" in said, said
+    assert not [n for n in (ended["inline"]["status"].get("nodes") or {}).values() if n["type"] == "Pod"]
+    assert "workflowTemplateRef" in ended["inline"]["status"].get("message", ""), ended["inline"]["status"]
+    tfjobs = get(cluster, f"/apis/kubeflow.org/v1/namespaces/{NAMESPACE}/tfjobs")["items"]
+    assert [j["metadata"]["name"] for j in tfjobs] == ["mnist-baseline"]
+    assert not [j for j in tfjobs if "evil" in json.dumps(j)], "an injected image reached a TFJob"
+    for name in names.values():
+        cluster.api(f"{base}/{name}", "DELETE")
 
 
 def test_a_pod_bigger_than_the_node_fails_the_preview_in_one_line(stack, cluster):

@@ -1,6 +1,6 @@
-"""Retraining: an Argo WorkflowTemplate running prepare-data -> TFJob -> evaluate, so a retrain is one
-`argo submit --from workflowtemplate/retrain-mnist` (optionally `-p epochs=10`). Each run is its own
-TFJob and RUN_URL, named after the workflow; the serving sidecar picks up the new model version."""
+"""Retraining: an Argo WorkflowTemplate running check-parameters -> prepare-data -> TFJob -> evaluate, so a
+retrain is one `argo submit --from workflowtemplate/retrain-mnist` (optionally `-p epochs=10`). Each run is
+its own TFJob and RUN_URL, named after the workflow; the serving sidecar picks up the new model version."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ CRON_NAME = "retrain-mnist-scheduled"
 HISTORY_LIMIT = 3
 RUN = "{{workflow.name}}"
 PARAMS = ("epochs", "batch-size", "learning-rate")
+CHECK = "check-parameters"  # the first step's template: refuses a value outside its enum
 
 # Argo evaluates a resource step's conditions as Kubernetes label selectors whose keys are gjson paths
 # (argo-workflows v4.0.6 `workflow/executor/resource.go`: `labels.Parse`, then `gjson.GetBytes`): a key must be
@@ -34,7 +35,8 @@ PARAMS = ("epochs", "batch-size", "learning-rate")
 # the job has completed (failure is checked first, so a completed job that is not Failed has Succeeded).
 # The values a submitter may pick (`-p epochs=10`), besides the stack's own: each parameter is an Argo `enum`,
 # which `argo submit` checks before it creates the Workflow (a newline substituted as text into the TFJob
-# manifest could add fields such as another `image:`). The controller does not check it (docs/deploy.md).
+# manifest could add fields such as another `image:`). The controller does not check it for a Workflow created
+# through the API, so the template's first step does (`check-parameters`) before any step uses a value.
 CHOICES = {
     "epochs": (1, 2, 3, 5, 10, 15, 20, 25, 30, 40, 50, 60, 80, 100, 150, 200),
     "batch-size": tuple(2**i for i in range(3, 14)),  # 8 ... 8192
@@ -116,6 +118,17 @@ def parameters(training: TrainingArgs) -> list[dict]:
 def workflow_template_spec(a: RetrainingArgs, data_url: str, bucket: str, model_url: str) -> dict:
     """The template's spec, once the URLs and the bucket are known (they may be Outputs in `a`)."""
     training, prep, access = a.training, a.prep, a.prep.access
+    params = parameters(training)
+    check = container(
+        "main",
+        prep.image,
+        prep.pull_policy,
+        prep.resources,
+        command=trainer_command("check-parameters"),
+        # Argo substitutes each value into one argument, as it would into the manifest: the step sees it whole.
+        args=[arg for p in params
+              for arg in ("--param", p["name"], f"{{{{workflow.parameters.{p['name']}}}}}", ",".join(p["enum"]))],
+    )
     evaluate = container(
         "main",
         prep.image,
@@ -127,7 +140,7 @@ def workflow_template_spec(a: RetrainingArgs, data_url: str, bucket: str, model_
     return {
         "entrypoint": "retrain",
         **workflow_pod_spec(prep.instance),
-        "arguments": {"parameters": parameters(training)},
+        "arguments": {"parameters": params},
         "activeDeadlineSeconds": a.timeout_seconds,
         "podGC": {"strategy": "OnWorkflowSuccess"},
         # A submitted retrain is deleted a while after it ends, and its TFJob with it (owner reference).
@@ -136,11 +149,13 @@ def workflow_template_spec(a: RetrainingArgs, data_url: str, bucket: str, model_
             {
                 "name": "retrain",
                 "steps": [
+                    [{"name": "check", "template": CHECK}],
                     [{"name": "prepare", "template": "prepare-data"}],
                     [{"name": "train", "template": "train"}],
                     [{"name": "evaluate", "template": "evaluate"}],
                 ],
             },
+            {"name": CHECK, "metadata": {"labels": labels(prep.instance, CHECK)}, "container": check},
             prepare_template(replace(prep, data_url=data_url)),
             {
                 "name": "train",

@@ -17,6 +17,7 @@ from common.errors import UserError
 
 COMMANDS = {
     "prepare-data": ("trainer.prepare", "write the dataset as sharded TFRecords and a manifest under DATA_URL"),
+    "check-parameters": ("trainer.checkparams", "refuse a retrain parameter that is not one of its choices"),
     "train": ("trainer.train", "train the CNN (MultiWorkerMirroredStrategy under TF_CONFIG), export a version"),
     "evaluate": ("trainer.evaluate", "score the newest complete model version on the test split"),
     "sync-model": ("trainer.sync", "mirror complete model versions into a local directory (TF Serving sidecar)"),

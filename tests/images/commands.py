@@ -32,7 +32,7 @@ DOCKER = ROOT / "docker"
 WORKFLOW_NAME = "retrain-mnist-check"
 _PLACEHOLDER = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
 _MISSING = re.compile(r"No module named '([^']+)'")
-TRAINER_ORDER = ("prepare-data", "train", "evaluate", "sync-model", "predict")
+TRAINER_ORDER = ("check-parameters", "prepare-data", "train", "evaluate", "sync-model", "predict")
 
 
 @dataclass

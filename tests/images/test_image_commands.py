@@ -28,6 +28,7 @@ def test_every_container_of_our_images_is_collected(stacks):
         by_image = {(c.image, c.verb()) for c in collected if c.ours}
         # What the pipeline needs each image to run; a render that stops running one fails here.
         assert by_image >= {
+            ("trainer", "check-parameters"),
             ("trainer", "prepare-data"),
             ("trainer", "train"),
             ("trainer", "evaluate"),

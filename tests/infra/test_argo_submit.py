@@ -2,7 +2,8 @@
 (`workflowRestrictions.templateReferencing: Secure`), a submitted Workflow may set only Argo's allow-listed
 fields, and every retrain parameter is an enum, which `argo submit` checks before it creates the Workflow. The
 controller does not check the enum: on the real node (v4.0.7) a Workflow created directly through the API with a
-newline in `epochs` ran (docs/deploy.md), so these checks hold for `argo submit` only.
+newline in `epochs` ran its first step (docs/deploy.md), so that first step is `check-parameters`, which refuses
+a value outside its enum before a later step writes the TFJob manifest (`make e2e` shows it).
 The submission checks below follow argo-workflows v4.0.6: `workflow/util/merge.go` (`allowedUserOverrideFields`,
 `ValidateUserOverrides`) and `workflow/validate/validate.go` (`validateArgumentsValues`: a parameter with an
 `enum` must have a value equal, as a string, to one of it)."""
@@ -14,6 +15,7 @@ import re
 import pytest
 import yaml
 
+from common.errors import UserError
 from infra.argo import RESTRICTION
 
 # The WorkflowSpec fields (as JSON names) a Workflow may set under Strict/Secure (merge.go's allow-list).
@@ -121,3 +123,33 @@ def test_an_injected_parameter_is_refused_and_no_allowed_value_changes_the_manif
         for v in p["enum"]:
             values = submit(template, {**ref, "arguments": {"parameters": [{"name": p["name"], "value": v}]}})
             assert manifest_with(template, values) == meant(template, values), (p["name"], v)
+
+
+def _controller_substitutes(args: list[str], values: dict) -> list[str]:
+    """Argo's substitution into a container's arguments: each placeholder replaced by the whole value."""
+    return [_fill(a, values) for a in args]
+
+
+def test_the_first_step_checks_every_parameter_against_its_enum(stack):
+    """The controller does not check the enum of a Workflow created through the API, so the template's first
+    step runs `check-parameters` with each value and its enum, and every later step waits for it."""
+    from trainer.checkparams import check
+
+    template = stack.one("WorkflowTemplate", "retrain-mnist")
+    spec = template["spec"]
+    (entry,) = [t for t in spec["templates"] if t["name"] == spec["entrypoint"]]
+    assert [[s["template"] for s in group] for group in entry["steps"]][0] == ["check-parameters"]
+    assert len(entry["steps"][0]) == 1  # nothing runs beside it
+    (step,) = [t for t in spec["templates"] if t["name"] == "check-parameters"]
+    args = step["container"]["args"]
+    assert step["container"]["command"] == ["python", "-m", "trainer", "check-parameters"]
+    triples = [tuple(args[i + 1:i + 4]) for i in range(0, len(args), 4)]
+    params = spec["arguments"]["parameters"]
+    assert [(n, c.split(",")) for n, _, c in triples] == [(p["name"], p["enum"]) for p in params]
+    defaults = {p["name"]: p["value"] for p in params}
+    filled = _controller_substitutes(args, defaults)
+    assert check([tuple(filled[i + 1:i + 4]) for i in range(0, len(filled), 4)]) == defaults
+    # The injected value reaches the check whole, and is refused there before the TFJob step exists.
+    filled = _controller_substitutes(args, {**defaults, "epochs": INJECTION})
+    with pytest.raises(UserError, match="parameter epochs is"):
+        check([tuple(filled[i + 1:i + 4]) for i in range(0, len(filled), 4)])

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from infra import capacity, kubeapi
+from tests.helpers.apiserver import NOT_FOUND, StandInAPIServer
 
 from .conftest import make_config
 
@@ -73,52 +76,23 @@ def test_an_unreadable_cluster_is_unknown_and_the_program_skips_the_check(monkey
     assert kubeapi.node_allocatable(None, None) is None
 
 
-class FakeAPIServer:
-    """The two reads the program makes at preview, answered over real HTTP the way the API server does (a
-    NodeList; a CRD or a 404 Status), with a kubeconfig whose context points at it."""
+def stand_in(tmp_path, nodes: list[dict], crds: set[str]) -> tuple[StandInAPIServer, Path]:
+    """The two reads the program makes at preview, answered the way the API server does (a NodeList; a CRD or
+    a 404 Status), and a kubeconfig whose context `kubeflow-e2e-dev` reaches them."""
+    prefix = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
 
-    def __init__(self, tmp_path, nodes: list[dict], crds: set[str]):
-        import json
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    def answer(path: str) -> tuple[int, dict]:
+        if path.startswith("/api/v1/nodes"):
+            return 200, {"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": nodes}
+        if path.startswith(prefix) and path[len(prefix):] in crds:
+            return 200, {"kind": "CustomResourceDefinition", "apiVersion": "apiextensions.k8s.io/v1",
+                         "metadata": {"name": path[len(prefix):]},
+                         "spec": {"group": "g", "names": {"plural": "p", "kind": "K"}, "scope": "Namespaced",
+                                  "versions": []}}
+        return 404, NOT_FOUND
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                prefix = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
-                if self.path.startswith("/api/v1/nodes"):
-                    code, body = 200, {"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": nodes}
-                elif self.path.startswith(prefix) and self.path[len(prefix):] in crds:
-                    code, body = 200, {"kind": "CustomResourceDefinition", "apiVersion": "apiextensions.k8s.io/v1",
-                                       "metadata": {"name": self.path[len(prefix):]},
-                                       "spec": {"group": "g", "names": {"plural": "p", "kind": "K"},
-                                                "scope": "Namespaced", "versions": []}}
-                else:
-                    code, body = 404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
-                                       "reason": "NotFound"}
-                raw = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.kubeconfig = tmp_path / "kubeconfig"
-        self.kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "other",
-            "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{self.httpd.server_port}"}}],
-            "users": [{"name": "u", "user": {"token": "t"}}],
-            "contexts": [{"name": "kubeflow-e2e-dev", "context": {"cluster": "c", "user": "u"}},
-                         {"name": "other", "context": {"cluster": "nowhere", "user": "u"}}],
-        }))
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    server = StandInAPIServer(answer)
+    return server, server.kubeconfig(tmp_path / "kubeconfig", context="kubeflow-e2e-dev")
 
 
 def api_node(name: str, cpu: str, memory: str, unschedulable: bool = False) -> dict:
@@ -129,10 +103,10 @@ def api_node(name: str, cpu: str, memory: str, unschedulable: bool = False) -> d
 
 def test_the_reads_go_to_the_stacks_context_over_http(monkeypatch, tmp_path):
     monkeypatch.delenv(kubeapi.OFFLINE_ENV, raising=False)
-    server = FakeAPIServer(tmp_path, [api_node("a", "1500m", "2Gi"), api_node("cordoned", "64", "256Gi", True)],
-                           {"servicemonitors.monitoring.coreos.com"})
-    try:
-        config = str(server.kubeconfig)
+    server, kubeconfig = stand_in(tmp_path, [api_node("a", "1500m", "2Gi"), api_node("cordoned", "64", "256Gi", True)],
+                                  {"servicemonitors.monitoring.coreos.com"})
+    with server:
+        config = str(kubeconfig)
         nodes = kubeapi.node_allocatable(config, "kubeflow-e2e-dev")
         assert [(n["name"], n["cpu"], n["memory"], n["gpus"]) for n in nodes] == [("a", "1500m", "2Gi", "0")]
         assert nodes[0]["taints"] == [{"key": "k", "value": "v", "effect": "NoSchedule"}]
@@ -141,8 +115,6 @@ def test_the_reads_go_to_the_stacks_context_over_http(monkeypatch, tmp_path):
         # The cordoned node does not count: the workers' 2 CPU fit nowhere.
         cfg = make_config(training__cpu="2", training__cpuLimit="2")
         assert "the largest node (a) has 1.5 CPU" in capacity.problem(capacity.pod_requests(cfg), nodes)
-    finally:
-        server.stop()
 
 
 def test_the_program_fails_before_declaring_anything_when_a_pod_fits_nowhere(monkeypatch, tmp_path):
@@ -151,9 +123,9 @@ def test_the_program_fails_before_declaring_anything_when_a_pod_fits_nowhere(mon
     from infra.preview import check_capacity
 
     monkeypatch.delenv(kubeapi.OFFLINE_ENV, raising=False)
-    server = FakeAPIServer(tmp_path, [api_node("a", "1500m", "2Gi")], set())
-    try:
-        where = {"cluster__kubeconfig": str(server.kubeconfig), "cluster__context": "kubeflow-e2e-dev"}
+    server, kubeconfig = stand_in(tmp_path, [api_node("a", "1500m", "2Gi")], set())
+    with server:
+        where = {"cluster__kubeconfig": str(kubeconfig), "cluster__context": "kubeflow-e2e-dev"}
         check_capacity(make_config(**where))  # dev's requests fit
         try:
             check_capacity(make_config(training__cpu="2", training__cpuLimit="2", **where))
@@ -161,5 +133,3 @@ def test_the_program_fails_before_declaring_anything_when_a_pod_fits_nowhere(mon
             assert str(e).startswith("capacity: the TFJob's chief and workers ask for 2 CPU each")
         else:
             raise AssertionError("no RunError")
-    finally:
-        server.stop()

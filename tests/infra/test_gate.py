@@ -5,15 +5,13 @@ API server, serving a Workflow whose status turns Failed."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from infra import gate
 from infra.gate import StepFailed, verdict, wait
+from tests.helpers.apiserver import NOT_FOUND, StandInAPIServer
 
 WF_FAILED = {
     "status": {
@@ -125,48 +123,23 @@ def test_success_and_timeout():
         wait(statuses({"status": {"phase": "Running"}}), "Workflow", "ns/w", 30, clock=clock, sleep=clock.sleep)
 
 
-class FakeApiServer:
+def failing_workflow(fail_at: int) -> StandInAPIServer:
     """Answers GET for one Workflow; its status turns Failed at the `fail_at`-th request."""
+    asked = []
 
-    def __init__(self, fail_at: int):
-        self.requests: list[str] = []
-        outer = self
+    def answer(path: str) -> tuple[int, dict]:
+        asked.append(path)
+        if path != "/apis/argoproj.io/v1alpha1/namespaces/kubeflow-e2e/workflows/prepare-data":
+            return 404, NOT_FOUND
+        body = WF_FAILED if len(asked) >= fail_at else {"status": {"phase": "Running"}}
+        return 200, {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", **body}
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                outer.requests.append(self.path)
-                if self.path != "/apis/argoproj.io/v1alpha1/namespaces/kubeflow-e2e/workflows/prepare-data":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                body = WF_FAILED if len(outer.requests) >= fail_at else {"status": {"phase": "Running"}}
-                data = json.dumps({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", **body}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+    return StandInAPIServer(answer)
 
 
 def test_gate_create_against_an_api_server(tmp_path, monkeypatch):
-    api = FakeApiServer(fail_at=3)
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        f"""apiVersion: v1
-kind: Config
-clusters: [{{name: c, cluster: {{server: "{api.url}"}}}}]
-users: [{{name: u, user: {{token: t}}}}]
-contexts: [{{name: other, context: {{cluster: nowhere, user: u}}}}, {{name: test, context: {{cluster: c, user: u}}}}]
-current-context: other
-"""
-    )
+    api = failing_workflow(fail_at=3)
+    kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")  # "test" is not its current context
     monkeypatch.setattr(gate, "POLL_S", 0.2)
     props = {
         "kind": "Workflow",
@@ -178,15 +151,14 @@ current-context: other
         "context": "test",  # not the current context
     }
     started = time.monotonic()
-    with pytest.raises(StepFailed) as e:
+    with api, pytest.raises(StepFailed) as e:
         gate._GateProvider().create(props)
     assert time.monotonic() - started < 10
     assert str(e.value).startswith(
         "data prep Workflow kubeflow-e2e/prepare-data failed: step prepare-data(0): Error (exit code 2)"
     )
     assert "already failed" not in str(e.value) and "`pulumi up --replace <URN>`" in str(e.value)
-    assert len(api.requests) == 3
-    api.server.shutdown()
+    assert len(api.paths) == 3
 
 
 def test_the_gate_knows_its_objects_urn(dev):

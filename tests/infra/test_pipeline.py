@@ -96,6 +96,7 @@ TRAINER_VARS = {
     "prepare-data": {"DATA_URL"},
     "evaluate": {"DATA_URL", "MODEL_URL"},
     "sync-model": {"MODEL_URL"},
+    "check-parameters": None,  # reads only its arguments: no environment, no S3 identity
 }
 
 
@@ -109,6 +110,9 @@ def test_trainer_environment_contract(variant):
             continue
         command = cmd[3]
         seen.add(command)
+        if TRAINER_VARS[command] is None:
+            assert "env" not in c and "envFrom" not in c, where
+            continue
         e = env(c)
         assert TRAINER_VARS[command] <= set(e), (where, set(e))
         for var in TRAINER_VARS[command]:
@@ -280,10 +284,10 @@ def test_prod_mounts_the_dataset_read_only(prod):
     assert {"name": "data", "mountPath": "/data/mnist", "readOnly": True} in spec["containers"][0]["volumeMounts"]
 
 
-def test_retraining_runs_prepare_train_evaluate(stack):
+def test_retraining_runs_check_prepare_train_evaluate(stack):
     spec = stack.one("WorkflowTemplate", "retrain-mnist")["spec"]
     entry = {t["name"]: t for t in spec["templates"]}[spec["entrypoint"]]
-    assert [[s["name"] for s in step] for step in entry["steps"]] == [["prepare"], ["train"], ["evaluate"]]
+    assert [[s["name"] for s in step] for step in entry["steps"]] == [["check"], ["prepare"], ["train"], ["evaluate"]]
     train = {t["name"]: t for t in spec["templates"]}["train"]["resource"]
     assert train["action"] == "create" and "Failed" in train["failureCondition"]
     assert {p["name"] for p in spec["arguments"]["parameters"]} == {"epochs", "batch-size", "learning-rate"}

@@ -153,12 +153,10 @@ def test_deployment_and_job_verdicts():
 def test_the_gates_create_reads_pods_and_events_through_the_kubernetes_client(tmp_path, monkeypatch):
     """The real `create` (the `kubernetes` client, a kubeconfig and context) against a stand-in API server
     whose serving Deployment never rolls out because its pod cannot pull its image."""
-    import json
-    import threading
     import time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    paths: list[str] = []
+    from tests.helpers.apiserver import NOT_FOUND, StandInAPIServer
+
     stuck = pod("serving-5d8-x2k", waiting=("ImagePullBackOff", 'Back-off pulling image "tensorflow/serving:nope"'))
     answers = {
         "/apis/apps/v1/namespaces/kubeflow-e2e/deployments/serving": {
@@ -171,43 +169,20 @@ def test_the_gates_create_reads_pods_and_events_through_the_kubernetes_client(tm
              "reason": "Failed", "lastTimestamp": "2026-12-07T01:00:00Z",
              "message": 'Failed to pull image "tensorflow/serving:nope": not found'}]},
     }
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            paths.append(self.path)
-            body = answers.get(self.path.split("?", 1)[0])
-            data = json.dumps(body or {"kind": "Status", "code": 404}).encode()
-            self.send_response(200 if body else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "c", "user": "u"}}]}))
+    server = StandInAPIServer(lambda path: (200, answers[path.split("?")[0]]) if path.split("?")[0] in answers
+                              else (404, NOT_FOUND))
+    kubeconfig = server.kubeconfig(tmp_path / "kubeconfig")
     monkeypatch.setattr(gate, "POLL_S", 0.2)
     props = {"kind": "Deployment", "namespace": "kubeflow-e2e", "name": "serving", "uid": "u1",
              "timeoutSeconds": 600, "kubeconfig": str(kubeconfig), "context": "test",
              "podSelector": "app.kubernetes.io/name=serving"}
     started = time.monotonic()
-    try:
-        with pytest.raises(StepFailed) as e:
-            gate._GateProvider().create(props)
-    finally:
-        server.shutdown()
+    with server, pytest.raises(StepFailed) as e:
+        gate._GateProvider().create(props)
     assert time.monotonic() - started < 10
     assert str(e.value).startswith(
         'Deployment kubeflow-e2e/serving cannot come up: pod serving-5d8-x2k container main: ImagePullBackOff: '
         'Back-off pulling image "tensorflow/serving:nope" (event: Failed to pull image "tensorflow/serving:nope": '
         'not found)')
-    assert any("labelSelector=app.kubernetes.io%2Fname%3Dserving" in p for p in paths)
-    assert any("fieldSelector=involvedObject.name%3Dserving-5d8-x2k" in p for p in paths)
+    assert any("labelSelector=app.kubernetes.io%2Fname%3Dserving" in p for p in server.paths)
+    assert any("fieldSelector=involvedObject.name%3Dserving-5d8-x2k" in p for p in server.paths)
