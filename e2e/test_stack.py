@@ -37,7 +37,7 @@ pytestmark = pytest.mark.timeout(1200)
 ROOT = Path(__file__).resolve().parents[1]
 STACK = "dev"
 EPOCHS = 3
-LONG_EPOCHS = 15  # the lost-pod test's training: a window of some 20 s to act in
+LONG_EPOCHS = 15  # the killed-worker test's training: a window of some 20 s to act in
 OFF = {
     "operator.install": False,
     "argo.install": False,
@@ -81,6 +81,7 @@ OUR_KINDS = {
     "TFJob": "/apis/kubeflow.org/v1/tfjobs",
     "ResourceQuota": "/api/v1/resourcequotas",
     "LimitRange": "/api/v1/limitranges",
+    "PodDisruptionBudget": "/apis/policy/v1/poddisruptionbudgets",
 }
 
 
@@ -504,11 +505,13 @@ def restarts(pod: dict) -> int:
     return sum(c.get("restartCount", 0) for c in pod["status"].get("containerStatuses") or [])
 
 
-def test_a_lost_worker_pod_does_not_fail_the_training(stack, cluster):
-    """A worker's pod deleted mid-training (an eviction, a lost node): the operator recreates it, the survivors
-    lose their peer, exit 2 and restart in place, and all resume from the last checkpoint. The restarts summed
-    over the pods stay under `runPolicy.backoffLimit` (`training.backoffLimit` times the processes), so the
-    TFJob succeeds and `pulumi up` with it. More epochs give the test a window to act in."""
+def test_a_worker_is_not_evicted_and_a_killed_one_does_not_fail_the_training(stack, cluster):
+    """Mid-training (the chief's second epoch; more epochs give the test a window): evicting a worker, as
+    `kubectl drain` does, is refused by the stack's PodDisruptionBudget (the operator would fail the TFJob for a
+    running pod deleted); then the worker's container is killed (SIGKILL, as the OOM killer does). It restarts
+    in place, its peers lose it, exit 2 and restart too, and all resume from the last checkpoint; the restarts
+    summed over the pods stay under `runPolicy.backoffLimit` (`training.backoffLimit` times the processes), so
+    the TFJob and `pulumi up` succeed."""
     old = get(cluster, TFJOB_PATH)["metadata"]["uid"]
     stack.set_config("kubeflow-e2e:training.epochs", auto.ConfigValue(value=str(LONG_EPOCHS)), path=True)
     future, pool = up_in_background(stack)
@@ -519,9 +522,12 @@ def test_a_lost_worker_pod_does_not_fail_the_training(stack, cluster):
         while not re.search(r"epoch 2/", log_so_far(cluster, chief, "tensorflow")):
             assert not future.done() and time.monotonic() < deadline, "training never reached its second epoch"
             time.sleep(1)
-        lost = found["worker-0"]["metadata"]
-        cluster.api(f"/api/v1/namespaces/{NAMESPACE}/pods/{lost['name']}?gracePeriodSeconds=0", "DELETE")
-        print(f"deleted pod {lost['name']} during the chief's second epoch")
+        worker = found["worker-0"]["metadata"]
+        code, said = evict(cluster, worker["name"])
+        print(f"evicting {worker['name']} during the chief's second epoch: {code} {said}")
+        assert code == 429 and "disruption budget" in said, (code, said)
+        cluster.ctr("tasks", "kill", "-s", "SIGKILL", running_container(cluster, worker["name"]))
+        print(f"killed the container of {worker['name']} (SIGKILL)")
         result, _ = future.result(timeout=600)
     finally:
         pool.shutdown(wait=True)
@@ -529,11 +535,22 @@ def test_a_lost_worker_pod_does_not_fail_the_training(stack, cluster):
     job = get(cluster, TFJOB_PATH)
     assert condition(job, "Succeeded")
     now = {p["metadata"]["name"]: p for p in pods(cluster, "training.kubeflow.org/job-name=mnist-baseline")}
-    assert now[lost["name"]]["metadata"]["uid"] != lost["uid"], "the operator did not recreate the lost pod"
-    total = sum(restarts(p) for p in now.values())
-    print(f"restarts summed over the TFJob's pods: {total} (backoffLimit {job['spec']['runPolicy']['backoffLimit']})")
-    assert 1 <= total <= job["spec"]["runPolicy"]["backoffLimit"]
+    assert now[worker["name"]]["metadata"]["uid"] == worker["uid"], "the worker's pod was replaced, not restarted"
+    counts = {name: restarts(p) for name, p in now.items()}
+    limit = job["spec"]["runPolicy"]["backoffLimit"]
+    print(f"restarts by pod: {counts}, {sum(counts.values())} in all (backoffLimit {limit})")
+    assert counts[worker["name"]] >= 1 and sum(counts.values()) < limit
     assert "resumes from" in log_so_far(cluster, chief, "tensorflow", previous=True)
+
+
+def evict(cluster, pod: str) -> tuple[int, str]:
+    """An Eviction of `pod` (what `kubectl drain` sends); returns (HTTP status, the API server's message)."""
+    body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": NAMESPACE}}
+    try:
+        cluster.api(f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}/eviction", "POST", body)
+        return 201, "evicted"
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}").get("message", "")
 
 
 def test_a_failed_training_runs_again_with_the_command_up_prints(stack, cluster, engine):

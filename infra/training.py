@@ -136,6 +136,23 @@ def tfjob_spec(a: TrainingArgs, flags: tuple[str, str, str] | None = None) -> di
     }
 
 
+def disruption_budget_spec(instance: str) -> dict:
+    """The PodDisruptionBudget of every TFJob's pods of the stack (its own and the retrains'): no voluntary
+    eviction of a running one. training-operator v1.9.4 counts a pod that is being deleted while it runs as a
+    failed replica (`updateJobReplicaStatuses` in `pkg/controller.v1/common/pod.go`) and fails the TFJob
+    under every restart policy, so a `kubectl drain` or a cluster autoscaler's scale-down would end a training
+    (measured on `make e2e`'s real node with a deleted pod). With this budget a drain waits until the job is
+    done. `AlwaysAllow`: a pod that is not Ready (crash-looping) can still be evicted, so a broken job never
+    blocks a node's maintenance."""
+    selected = labels(instance, "training")
+    return {
+        "maxUnavailable": 0,
+        "selector": {"matchLabels": {k: selected[k] for k in (
+            "app.kubernetes.io/part-of", "app.kubernetes.io/instance", "app.kubernetes.io/component")}},
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+    }
+
+
 def signing_key_secret(a: TrainingArgs, parent: pulumi.Resource) -> k8s.core.v1.Secret | None:
     """The Secret with `training.signingKey` (None when versions are not signed)."""
     import base64
@@ -159,6 +176,12 @@ class Training(pulumi.ComponentResource):
         annotations = {"pulumi.com/skipAwait": "true"}
         self.name = args.job_name
         self.signing_key = signing_key_secret(args, self)
+        self.disruption_budget = k8s.policy.v1.PodDisruptionBudget(
+            "pdb-training",
+            metadata={"name": "training", "namespace": args.namespace, "labels": labels(args.instance, "training")},
+            spec=disruption_budget_spec(args.instance),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=component.depends_on(opts)),
+        )
         self.tfjob = k8s.apiextensions.CustomResource(
             "tfjob",
             api_version="kubeflow.org/v1",
@@ -174,7 +197,8 @@ class Training(pulumi.ComponentResource):
             # new RUN_URL).
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[*component.depends_on(opts), *([self.signing_key] if self.signing_key else [])],
+                depends_on=[*component.depends_on(opts), self.disruption_budget,
+                            *([self.signing_key] if self.signing_key else [])],
                 replace_on_changes=["spec"],
                 delete_before_replace=True,
             ),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 
 from infra.config import KEY_NAMES
 from infra.configcheck import NS
@@ -335,3 +336,28 @@ def test_services_wait_for_their_pods(stack):
     after = graph(stack)
     for name in ("serving", "tensorboard"):
         assert urn(stack, "apps/v1:Deployment", f"deployment-{name}") in after[urn(stack, "Service", f"service-{name}")]
+
+
+def test_no_voluntary_eviction_of_a_running_training_pod(stack):
+    """The PodDisruptionBudget covers the pods of the stack's TFJob and of every retrain's TFJob, no other pod,
+    and lets none of them be evicted while it runs (the operator fails a TFJob whose running pod is deleted);
+    a pod that is not Ready may still go, so a broken job never holds a node's drain."""
+    (pdb,) = stack.find("PodDisruptionBudget")
+    spec = pdb["spec"]
+    assert spec["maxUnavailable"] == 0 and spec["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    wanted = spec["selector"]["matchLabels"].items()
+
+    def selected(pod_labels: dict) -> bool:
+        return wanted <= pod_labels.items()
+
+    retrain = yaml.safe_load(next(t for t in stack.one("WorkflowTemplate", "retrain-mnist")["spec"]["templates"]
+                                  if t["name"] == "train")["resource"]["manifest"])
+    for job in (stack.one("TFJob"), retrain):
+        for replica in job["spec"]["tfReplicaSpecs"].values():
+            assert selected(replica["template"]["metadata"]["labels"])
+    others = [d["spec"]["template"]["metadata"]["labels"] for d in stack.find("Deployment") + stack.find("Job")]
+    for wt in stack.find("WorkflowTemplate"):
+        pod_level = wt["spec"].get("podMetadata", {}).get("labels", {})
+        others += [{**pod_level, **t.get("metadata", {}).get("labels", {})} for t in wt["spec"]["templates"]
+                   if "container" in t]
+    assert others and not [o for o in others if selected(o)]
