@@ -37,7 +37,7 @@ pytestmark = pytest.mark.timeout(1200)
 ROOT = Path(__file__).resolve().parents[1]
 STACK = "dev"
 EPOCHS = 3
-LONG_EPOCHS = 15  # the killed-worker test's training: a window of some 20 s to act in
+LONG_EPOCHS = 8  # the killed-worker test's training: a window of some 10 s to act in
 OFF = {
     "operator.install": False,
     "argo.install": False,
@@ -560,7 +560,9 @@ def test_a_failed_training_runs_again_with_the_command_up_prints(stack, cluster,
     command that runs it again. A plain `pulumi up` finds it Failed at once (it had failed before); the printed
     `pulumi up --replace '<urn>'` deletes and recreates it, and that training succeeds."""
     old = get(cluster, TFJOB_PATH)["metadata"]["uid"]
-    stack.set_config("kubeflow-e2e:training.backoffLimit", auto.ConfigValue(value="0"), path=True)
+    # Back to the short training too: the job is replaced by this change anyway, and its rerun is then quick.
+    stack.set_all_config({"kubeflow-e2e:training.backoffLimit": auto.ConfigValue(value="0"),
+                          "kubeflow-e2e:training.epochs": auto.ConfigValue(value=str(EPOCHS))}, path=True)
     future, pool = up_in_background(stack)
     try:
         deadline = time.monotonic() + 300
