@@ -622,17 +622,19 @@ def first_line(text: str, needle: str) -> str:
 
 def test_argo_runs_no_injected_parameter_and_no_inline_workflow(stack, cluster):
     """What a `retrain-submitter` can create through the API, judged on the real node. A Workflow of the retrain
-    template with a newline in `epochs` (which, substituted into the TFJob manifest, would add an `image:`):
-    the controller does not check the enum, so the template's first step does, and the Workflow fails there,
-    before any TFJob exists. A Workflow with templates of its own: the controller refuses it
-    (templateReferencing Secure) and runs no pod."""
+    template with a newline in `epochs` (which, pasted into the TFJob manifest, would add an `image:`): the
+    controller does not check the enum, so the template's first step does, and the Workflow fails there,
+    before any TFJob exists. The same Workflow with `entrypoint: train` (allowed) skips that step: the value
+    reaches the manifest only through `asInt`, which fails on it, and no TFJob is made. A Workflow with
+    templates of its own: the controller refuses it (templateReferencing Secure) and runs no pod."""
     base = f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/workflows"
     injected = {"workflowTemplateRef": {"name": "retrain-mnist"},
                 "arguments": {"parameters": [{"name": "epochs", "value": "1\n      image: evil/trainer:latest"}]}}
     inline = {"entrypoint": "main", "templates": [{"name": "main", "container": {
         "image": "kubeflow-e2e/trainer:0.1.0", "command": ["true"]}}]}
+    skipping = {**injected, "entrypoint": "train"}  # starts at the TFJob step, past check-parameters
     names = {}
-    for case, spec in (("injected", injected), ("inline", inline)):
+    for case, spec in (("injected", injected), ("inline", inline), ("entrypoint", skipping)):
         body = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
                 "metadata": {"generateName": f"e2e-{case}-", "namespace": NAMESPACE}, "spec": spec}
         names[case] = cluster.api(base, "POST", body)["metadata"]["name"]
@@ -643,7 +645,9 @@ def test_argo_runs_no_injected_parameter_and_no_inline_workflow(stack, cluster):
             assert time.monotonic() < deadline, (case, wf.get("status"))
             time.sleep(2)
         ended[case] = wf
-        print(f"the {case} Workflow: {wf['status']['phase']}: {wf['status'].get('message', '')}")
+        nodes = [f"{n.get('templateName')} {n['phase']}: {n.get('message', '')}"
+                 for n in (wf["status"].get("nodes") or {}).values() if n.get("type") != "Steps"]
+        print(f"the {case} Workflow: {wf['status']['phase']}: {wf['status'].get('message', '')}; nodes: {nodes}")
     ran = {n["templateName"]: n for n in ended["injected"]["status"]["nodes"].values() if n["type"] == "Pod"}
     assert set(ran) == {"check-parameters"} and ran["check-parameters"]["phase"] == "Failed", ran
     [pod] = pods(cluster, f"workflows.argoproj.io/workflow={names['injected']}")
@@ -652,6 +656,8 @@ def test_argo_runs_no_injected_parameter_and_no_inline_workflow(stack, cluster):
     assert "error: parameter epochs is '1\\n      image: evil/trainer:latest'" in said, said
     assert not [n for n in (ended["inline"]["status"].get("nodes") or {}).values() if n["type"] == "Pod"]
     assert "workflowTemplateRef" in ended["inline"]["status"].get("message", ""), ended["inline"]["status"]
+    # Started at the train step, the value reaches the manifest only through `asInt`, which fails on it.
+    assert "asInt" in json.dumps(ended["entrypoint"]["status"]), ended["entrypoint"]["status"]
     tfjobs = get(cluster, f"/apis/kubeflow.org/v1/namespaces/{NAMESPACE}/tfjobs")["items"]
     assert [j["metadata"]["name"] for j in tfjobs] == ["mnist-baseline"]
     assert not [j for j in tfjobs if "evil" in json.dumps(j)], "an injected image reached a TFJob"

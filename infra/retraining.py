@@ -42,6 +42,12 @@ CHOICES = {
     "batch-size": tuple(2**i for i in range(3, 14)),  # 8 ... 8192
     "learning-rate": ("0.0001", "0.0003", "0.001", "0.003", "0.01", "0.03", "0.1"),
 }
+# How each parameter reaches the TFJob manifest: through an Argo expression that converts it to a number
+# (`{{=asInt(workflow.parameters["epochs"])}}`), never as text. A Workflow may set its own `entrypoint` and so
+# start at the `train` step, past `check-parameters`; a value that is not a number then fails the expression
+# (argo-workflows v4.0.7: `asInt` is expr's `int`, strconv.Atoi; `asFloat` its `float`; the result is written
+# JSON-marshalled), so whatever reaches the manifest is digits, a dot or an exponent: it cannot add a field.
+NUMBER = {"epochs": "asInt", "batch-size": "asInt", "learning-rate": "asFloat"}
 # How long a finished retrain (its pods where podGC keeps them, and its TFJob) stays for `argo logs`.
 TTL = {"secondsAfterSuccess": 86400, "secondsAfterFailure": 7 * 86400}
 CONDITION_TYPES = 6
@@ -87,7 +93,7 @@ def tfjob_manifest(training: TrainingArgs, data_url: str, bucket: str, model_url
                 job_name=RUN,
                 ttl_seconds=TTL["secondsAfterFailure"],
             ),
-            flags=tuple(f"{{{{workflow.parameters.{p}}}}}" for p in PARAMS),
+            flags=tuple(f"{{{{={NUMBER[p]}(workflow.parameters[\"{p}\"])}}}}" for p in PARAMS),
         ),
     }
     return yaml.dump(job, Dumper=_PlainDumper, sort_keys=False)

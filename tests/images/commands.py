@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.helpers import argo
 from tests.images import venvs
 from tests.infra.pods import pod_specs
 
@@ -136,12 +137,10 @@ def _fill_argo(m: dict) -> dict:
     params = {p["name"]: str(p["value"]) for p in m["spec"].get("arguments", {}).get("parameters", [])}
     values = {f"workflow.parameters.{k}": v for k, v in params.items()} | {"workflow.name": WORKFLOW_NAME}
 
-    def sub(match: re.Match) -> str:
-        if match.group(1) not in values:
-            raise ValueError(f"{m['kind']}/{m['metadata']['name']}: no value for {{{{{match.group(1)}}}}}")
-        return values[match.group(1)]
-
-    return json.loads(_PLACEHOLDER.sub(sub, json.dumps(m)))
+    try:
+        return json.loads(argo.substitute(json.dumps(m), values))
+    except KeyError as e:
+        raise ValueError(f"{m['kind']}/{m['metadata']['name']}: no value for {{{{{e.args[0]}}}}}") from None
 
 
 def collect(rendered) -> list[PodCommand]:

@@ -17,6 +17,7 @@ import yaml
 
 from common.errors import UserError
 from infra.argo import RESTRICTION
+from tests.helpers import argo
 
 # The WorkflowSpec fields (as JSON names) a Workflow may set under Strict/Secure (merge.go's allow-list).
 ALLOWED_OVERRIDES = {
@@ -54,18 +55,17 @@ def _train_manifest(template: dict) -> str:
 
 
 def _fill(text: str, values: dict) -> str:
-    for name, value in values.items():
-        text = text.replace(f"{{{{workflow.parameters.{name}}}}}", value)
-    return text
+    """Argo's substitution of the workflow's parameters (simple and expression tags, tests/helpers/argo.py)."""
+    return argo.substitute(text, {f"workflow.parameters.{k}": v for k, v in values.items()} | {"workflow.name": "w"})
 
 
 def manifest_with(template: dict, values: dict) -> dict:
-    """The train step's TFJob after Argo's text substitution of `{{workflow.parameters.*}}`."""
+    """The train step's TFJob after Argo's substitution of the parameters; ExpressionError where it fails."""
     return yaml.safe_load(_fill(_train_manifest(template), values))
 
 
 def meant(template: dict, values: dict) -> dict:
-    """The TFJob with each value put in as one whole string where its placeholder stands: what a value means."""
+    """The TFJob with each value put in as one whole string where its tag stands: what a value means."""
 
     def walk(obj):
         if isinstance(obj, dict):
@@ -75,6 +75,12 @@ def meant(template: dict, values: dict) -> dict:
         return _fill(obj, values) if isinstance(obj, str) else obj
 
     return walk(yaml.safe_load(_train_manifest(template)))
+
+
+def as_text(manifest: str) -> str:
+    """The manifest as it would be with simple tags, each value pasted in as text (what the template avoids)."""
+    return re.sub(r'\{\{=as(?:Int|Float)\(workflow\.parameters\["([\w-]+)"\]\)\}\}', r"{{workflow.parameters.\1}}",
+                  manifest)
 
 
 def test_the_controller_runs_only_unchanged_templates(renders):
@@ -108,11 +114,14 @@ def test_an_injected_parameter_is_refused_and_no_allowed_value_changes_the_manif
     # `argo submit --from workflowtemplate/retrain-mnist -p epochs=$'1\n        image: ...'`
     with pytest.raises(Refused, match="epochs.value should be present"):
         submit(template, {**ref, "arguments": {"parameters": [{"name": "epochs", "value": INJECTION}]}})
-    # Without the enum, the same value would have replaced the TFJob's image: what the enum stops.
+    # Pasted in as text, the same value would have replaced the TFJob's image; the template converts each value
+    # to a number instead, so the step fails there.
     injected = {"epochs": INJECTION, "batch-size": "64", "learning-rate": "0.003"}
-    assert manifest_with(template, injected) != meant(template, injected)
-    chief = manifest_with(template, injected)["spec"]["tfReplicaSpecs"]["Chief"]["template"]["spec"]
+    pasted = yaml.safe_load(_fill(as_text(_train_manifest(template)), injected))
+    chief = pasted["spec"]["tfReplicaSpecs"]["Chief"]["template"]["spec"]
     assert chief["containers"][0]["image"] == "attacker.example/evil:latest"
+    with pytest.raises(argo.ExpressionError, match="asInt"):
+        manifest_with(template, injected)
     # Picking the account or a volume in the Workflow itself is refused too.
     with pytest.raises(Refused, match="serviceAccountName"):
         submit(template, {**ref, "serviceAccountName": "serving"})
@@ -153,3 +162,23 @@ def test_the_first_step_checks_every_parameter_against_its_enum(stack):
     filled = _controller_substitutes(args, {**defaults, "epochs": INJECTION})
     with pytest.raises(UserError, match="parameter epochs is"):
         check([tuple(filled[i + 1:i + 4]) for i in range(0, len(filled), 4)])
+
+
+def test_a_workflow_that_starts_at_the_train_step_cannot_inject_either(stack):
+    """A Workflow may set its own `entrypoint` (it is on Argo's allow-list), so it can start at `train` and skip
+    `check-parameters`: every value still reaches the manifest only as the number an expression makes of it,
+    and nothing else does (no simple tag of a parameter is left in the manifest)."""
+    template = stack.one("WorkflowTemplate", "retrain-mnist")
+    ref = {"workflowTemplateRef": {"name": "retrain-mnist"}, "entrypoint": "train"}
+    manifest = _train_manifest(template)
+    assert "{{workflow.parameters." not in manifest
+    assert re.findall(r"\{\{=(\w+)\(workflow\.parameters\[\"([\w-]+)\"\]\)\}\}", manifest)[:3] == [
+        ("asInt", "epochs"), ("asInt", "batch-size"), ("asFloat", "learning-rate")]
+    for name in ("epochs", "batch-size", "learning-rate"):
+        for bad in (INJECTION, "1\nimage: x", "1 ", "0x10", "NaN", "1e400", ""):
+            values = {p["name"]: p["value"] for p in template["spec"]["arguments"]["parameters"]} | {name: bad}
+            with pytest.raises(argo.ExpressionError):
+                manifest_with(template, values)
+    # The submission itself passes Argo's checks but for the enum, which only `argo submit` applies.
+    with pytest.raises(Refused):
+        submit(template, {**ref, "arguments": {"parameters": [{"name": "epochs", "value": INJECTION}]}})
