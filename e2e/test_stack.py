@@ -317,14 +317,22 @@ def test_data_prep_ran_in_a_pod_with_argos_executor(stack, cluster):
 
 
 def test_training_ran_in_the_operators_pods_with_tf_config(stack, cluster):
+    """The operator's TF_CONFIG reached each process. A worker still running when the chief succeeded is deleted
+    by the operator (`cleanPodPolicy: Running`); then the kubelet's events show that its container ran."""
     found = {p["metadata"]["labels"]["training.kubeflow.org/replica-type"]: p
              for p in pods(cluster, "training.kubeflow.org/job-name=mnist-baseline")}
-    assert set(found) == {"chief", "worker"}, sorted(found)
+    assert "chief" in found and set(found) <= {"chief", "worker"}, sorted(found)
     for kind, pod in found.items():
         env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0].get("env", [])}
         tf_config = json.loads(env["TF_CONFIG"])
         assert tf_config["task"]["type"] == kind and set(tf_config["cluster"]) == {"chief", "worker"}
         assert pod["status"]["phase"] == "Succeeded"
+    if "worker" not in found:
+        worker = "mnist-baseline-worker-0"
+        text = "\n".join(f"{e['involvedObject'].get('fieldPath', 'pod')} {e['reason']}: {e['message']}"
+                         for e in events_of(cluster, worker))
+        print(f"{worker} was deleted when the chief succeeded; the kubelet's events:\n  {text}")
+        assert re.search(r"\{tensorflow\} Started:", text), text
     chief = found["chief"]["metadata"]["name"]
     lines = [ln for ln in log(cluster, chief, "tensorflow").splitlines() if re.search(r"\bepoch\b", ln, re.I)]
     print("chief's epoch lines (pod log through the API):\n  " + "\n  ".join(lines))
@@ -528,6 +536,11 @@ def test_a_worker_is_not_evicted_and_a_killed_one_does_not_fail_the_training(sta
         assert code == 429 and "disruption budget" in said, (code, said)
         cluster.ctr("tasks", "kill", "-s", "SIGKILL", running_container(cluster, worker["name"]))
         print(f"killed the container of {worker['name']} (SIGKILL)")
+        # Seen while training goes on: the operator deletes a worker still running when the chief succeeds.
+        while restarts(pod := get(cluster, f"/api/v1/namespaces/{NAMESPACE}/pods/{worker['name']}")) < 1:
+            assert not future.done() and time.monotonic() < deadline + 120, "the killed worker never restarted"
+            time.sleep(1)
+        assert pod["metadata"]["uid"] == worker["uid"], "the worker's pod was replaced, not restarted"
         result, _ = future.result(timeout=600)
     finally:
         pool.shutdown(wait=True)
@@ -535,8 +548,7 @@ def test_a_worker_is_not_evicted_and_a_killed_one_does_not_fail_the_training(sta
     job = get(cluster, TFJOB_PATH)
     assert condition(job, "Succeeded")
     now = {p["metadata"]["name"]: p for p in pods(cluster, "training.kubeflow.org/job-name=mnist-baseline")}
-    assert now[worker["name"]]["metadata"]["uid"] == worker["uid"], "the worker's pod was replaced, not restarted"
-    counts = {name: restarts(p) for name, p in now.items()}
+    counts = {worker["name"]: restarts(pod)} | {name: restarts(p) for name, p in now.items()}
     limit = job["spec"]["runPolicy"]["backoffLimit"]
     print(f"restarts by pod: {counts}, {sum(counts.values())} in all (backoffLimit {limit})")
     assert counts[worker["name"]] >= 1 and sum(counts.values()) < limit
@@ -625,8 +637,9 @@ def test_argo_runs_no_injected_parameter_and_no_inline_workflow(stack, cluster):
     template with a newline in `epochs` (which, pasted into the TFJob manifest, would add an `image:`): the
     controller does not check the enum, so the template's first step does, and the Workflow fails there,
     before any TFJob exists. The same Workflow with `entrypoint: train` (allowed) skips that step: the value
-    reaches the manifest only through `asInt`, which fails on it, and no TFJob is made. A Workflow with
-    templates of its own: the controller refuses it (templateReferencing Secure) and runs no pod."""
+    reaches the manifest only through `asInt`, which fails on it, and no TFJob is made; with the template's own
+    values it makes its TFJob, each flag a number. A Workflow with templates of its own: the controller
+    refuses it (templateReferencing Secure) and runs no pod."""
     base = f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/workflows"
     injected = {"workflowTemplateRef": {"name": "retrain-mnist"},
                 "arguments": {"parameters": [{"name": "epochs", "value": "1\n      image: evil/trainer:latest"}]}}
@@ -663,6 +676,31 @@ def test_argo_runs_no_injected_parameter_and_no_inline_workflow(stack, cluster):
     assert not [j for j in tfjobs if "evil" in json.dumps(j)], "an injected image reached a TFJob"
     for name in names.values():
         cluster.api(f"{base}/{name}", "DELETE")
+    # The same route with the template's own values: the expressions make numbers of them and the TFJob is made.
+    body = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+            "metadata": {"generateName": "e2e-valid-", "namespace": NAMESPACE},
+            "spec": {"workflowTemplateRef": {"name": "retrain-mnist"}, "entrypoint": "train"}}
+    name = cluster.api(base, "POST", body)["metadata"]["name"]
+    jobs = f"/apis/kubeflow.org/v1/namespaces/{NAMESPACE}/tfjobs"
+    deadline = time.monotonic() + 120
+    try:
+        while not (made := [j for j in get(cluster, jobs)["items"] if j["metadata"]["name"] == name]):
+            wf = get(cluster, f"{base}/{name}")
+            assert wf.get("status", {}).get("phase") not in ("Failed", "Error"), wf["status"]
+            assert time.monotonic() < deadline, f"no TFJob from {name} within 120 s: {wf.get('status')}"
+            time.sleep(2)
+    finally:
+        cluster.api(f"{base}/{name}", "DELETE")
+    template = get(cluster, f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/workflowtemplates/retrain-mnist")
+    defaults = {p["name"]: p["value"] for p in template["spec"]["arguments"]["parameters"]}
+    command = made[0]["spec"]["tfReplicaSpecs"]["Chief"]["template"]["spec"]["containers"][0]["command"]
+    print(f"the valid Workflow {name} made its TFJob; the chief's command: {command}")
+    flags = {f"--{p}": v for p, v in defaults.items()}
+    assert all(command[command.index(flag) + 1] in (v, str(float(v))) for flag, v in flags.items()), command
+    try:  # the Workflow's owner reference deletes it too; this does not wait for the garbage collector
+        cluster.api(f"{jobs}/{name}", "DELETE")
+    except urllib.error.HTTPError as e:
+        assert e.code == 404, e
 
 
 def test_a_pod_bigger_than_the_node_fails_the_preview_in_one_line(stack, cluster):
