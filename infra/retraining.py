@@ -135,22 +135,19 @@ def workflow_template_spec(a: RetrainingArgs, data_url: str, bucket: str, model_
     """The template's spec, once the URLs and the bucket are known (they may be Outputs in `a`)."""
     training, prep, access = a.training, a.prep, a.prep.access
     params = parameters(training)
-    check = container(
-        "main",
-        prep.image,
-        prep.pull_policy,
-        prep.resources,
-        command=trainer_command("check-parameters"),
+
+    def step(subcommand: str, **kw) -> dict:  # a step in the trainer image, run like the prepare step
+        return container("main", prep.image, prep.pull_policy, prep.resources,
+                         command=trainer_command(subcommand), **kw)
+
+    check = step(
+        "check-parameters",
         # Argo substitutes each value into one argument, as it would into the manifest: the step sees it whole.
         args=[arg for p in params
               for arg in ("--param", p["name"], f"{{{{workflow.parameters.{p['name']}}}}}", ",".join(p["enum"]))],
     )
-    evaluate = container(
-        "main",
-        prep.image,
-        prep.pull_policy,
-        prep.resources,
-        command=trainer_command("evaluate"),
+    evaluate = step(
+        "evaluate",
         env=access.pod_env(DATA_URL=data_url, RUN_URL=f"s3://{bucket}/runs/{RUN}", MODEL_URL=model_url),
     )
     return {
