@@ -670,7 +670,8 @@ def test_argo_runs_no_injected_parameter_and_no_inline_workflow(stack, cluster):
     assert not [n for n in (ended["inline"]["status"].get("nodes") or {}).values() if n["type"] == "Pod"]
     assert "workflowTemplateRef" in ended["inline"]["status"].get("message", ""), ended["inline"]["status"]
     # Started at the train step, the value reaches the manifest only through `asInt`, which fails on it.
-    assert "asInt" in json.dumps(ended["entrypoint"]["status"]), ended["entrypoint"]["status"]
+    said = json.dumps(ended["entrypoint"]["status"])
+    assert "asInt" in said and "strconv.Atoi" in said, ended["entrypoint"]["status"]
     tfjobs = get(cluster, f"/apis/kubeflow.org/v1/namespaces/{NAMESPACE}/tfjobs")["items"]
     assert [j["metadata"]["name"] for j in tfjobs] == ["mnist-baseline"]
     assert not [j for j in tfjobs if "evil" in json.dumps(j)], "an injected image reached a TFJob"
@@ -701,6 +702,10 @@ def test_argo_runs_no_injected_parameter_and_no_inline_workflow(stack, cluster):
         cluster.api(f"{jobs}/{name}", "DELETE")
     except urllib.error.HTTPError as e:
         assert e.code == 404, e
+    deadline = time.monotonic() + 120  # the next tests compare the namespace's objects before and after
+    while left := [n for names in ours(cluster).values() for n in names if name in n]:
+        assert time.monotonic() < deadline, f"still there 120 s after deleting {name}: {left}"
+        time.sleep(2)
 
 
 def test_a_pod_bigger_than_the_node_fails_the_preview_in_one_line(stack, cluster):

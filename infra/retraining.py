@@ -43,10 +43,13 @@ CHOICES = {
     "learning-rate": ("0.0001", "0.0003", "0.001", "0.003", "0.01", "0.03", "0.1"),
 }
 # How each parameter reaches the TFJob manifest: through an Argo expression that converts it to a number
-# (`{{=asInt(workflow.parameters['epochs'])}}`), never as text. A Workflow may set its own `entrypoint` and so
+# (``{{=asInt(workflow.parameters[`epochs`])}}``), never as text. A Workflow may set its own `entrypoint` and so
 # start at the `train` step, past `check-parameters`; a value that is not a number then fails the expression
 # (argo-workflows v4.0.7: `asInt` is expr's `int`, strconv.Atoi; `asFloat` its `float`; the result is written
 # JSON-marshalled), so whatever reaches the manifest is digits, a dot or an exponent: it cannot add a field.
+# The names are expr's raw strings (backticks): with `setOwnerReference` the controller re-marshals the
+# manifest as YAML (`executeResource`), and an expression it evaluates after that sees any quote in it escaped
+# or doubled (seen on the real node), which only backticks survive.
 NUMBER = {"epochs": "asInt", "batch-size": "asInt", "learning-rate": "asFloat"}
 # How long a finished retrain (its pods where podGC keeps them, and its TFJob) stays for `argo logs`.
 TTL = {"secondsAfterSuccess": 86400, "secondsAfterFailure": 7 * 86400}
@@ -75,16 +78,6 @@ class _PlainDumper(yaml.SafeDumper):
         return True
 
 
-def _expression_in_double_quotes(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    # An expression's string literals take single quotes: the controller reads a double quote in a resource
-    # manifest still escaped (`\"`, "unrecognized character", seen on the real node). YAML's single-quoted
-    # style would double them, so such a value is written double-quoted.
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"' if "{{=" in value else None)
-
-
-_PlainDumper.add_representer(str, _expression_in_double_quotes)
-
-
 def tfjob_manifest(training: TrainingArgs, data_url: str, bucket: str, model_url: str) -> str:
     """The TFJob the `train` step creates, as the YAML string Argo's resource template takes. It reads
     DATA_URL from S3 even with `data.source: volume`: the prepare step has just rewritten the data there, and
@@ -103,7 +96,7 @@ def tfjob_manifest(training: TrainingArgs, data_url: str, bucket: str, model_url
                 job_name=RUN,
                 ttl_seconds=TTL["secondsAfterFailure"],
             ),
-            flags=tuple(f"{{{{={NUMBER[p]}(workflow.parameters['{p}'])}}}}" for p in PARAMS),
+            flags=tuple(f"{{{{={NUMBER[p]}(workflow.parameters[`{p}`])}}}}" for p in PARAMS),
         ),
     }
     return yaml.dump(job, Dumper=_PlainDumper, sort_keys=False)

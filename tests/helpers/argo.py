@@ -1,10 +1,11 @@
 """What Argo makes of a template's text before it runs it, for the two tag forms the stack's templates use
 (argo-workflows v4.0.7 `util/template`): a simple tag, `{{workflow.parameters.NAME}}`, becomes the value as it
-is; an expression tag, `{{=asInt(workflow.parameters['NAME'])}}` (or `asFloat`, or `.NAME`), becomes the number
+is; an expression tag, ``{{=asInt(workflow.parameters[`NAME`])}}`` (or `asFloat`, or `.NAME`), becomes the number
 the value converts to, JSON-marshalled, and a value that does not convert fails the step (`asInt` is expr's
 `int`, Go's strconv.Atoi; `asFloat` its `float`, strconv.ParseFloat, whose NaN and Inf JSON cannot write).
-A double-quoted name is refused as the controller refuses it in a resource manifest, where it reads the quote
-still escaped (seen on the real node: "unrecognized character: U+005C"); Argo's docs write single quotes."""
+A name in quotes is refused: in a resource manifest with `setOwnerReference` the controller re-marshals the YAML
+and reads a quote escaped or doubled (seen on the real node), so the template names it in backticks (expr's
+raw string)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import math
 import re
 
 TAG = re.compile(r"\{\{(=?)\s*(.+?)\s*\}\}")
-EXPRESSION = re.compile(r"(asInt|asFloat)\(workflow\.parameters(?:\.(\w+)|\['([\w-]+)'\])\)")
+EXPRESSION = re.compile(r"(asInt|asFloat)\(workflow\.parameters(?:\.(\w+)|\[`([\w-]+)`\])\)")
 GO_INT = re.compile(r"[+-]?[0-9]+")
 GO_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE)
 

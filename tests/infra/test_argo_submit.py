@@ -78,10 +78,9 @@ def meant(template: dict, values: dict) -> dict:
 
 
 def as_text(manifest: str) -> str:
-    """The manifest as it would be with simple tags, each value pasted in as text (what the template avoids):
-    each expression, written double-quoted, becomes the single-quoted simple tag YAML would write instead."""
-    return re.sub(r"\"\{\{=as(?:Int|Float)\(workflow\.parameters\['([\w-]+)'\]\)\}\}\"",
-                  r"'{{workflow.parameters.\1}}'", manifest)
+    """The manifest as it would be with simple tags, each value pasted in as text (what the template avoids)."""
+    return re.sub(r"\{\{=as(?:Int|Float)\(workflow\.parameters\[`([\w-]+)`\]\)\}\}", r"{{workflow.parameters.\1}}",
+                  manifest)
 
 
 def test_the_controller_runs_only_unchanged_templates(renders):
@@ -173,7 +172,7 @@ def test_a_workflow_that_starts_at_the_train_step_cannot_inject_either(stack):
     ref = {"workflowTemplateRef": {"name": "retrain-mnist"}, "entrypoint": "train"}
     manifest = _train_manifest(template)
     assert "{{workflow.parameters." not in manifest
-    assert re.findall(r"\{\{=(\w+)\(workflow\.parameters\['([\w-]+)'\]\)\}\}", manifest)[:3] == [
+    assert re.findall(r"\{\{=(\w+)\(workflow\.parameters\[`([\w-]+)`\]\)\}\}", manifest)[:3] == [
         ("asInt", "epochs"), ("asInt", "batch-size"), ("asFloat", "learning-rate")]
     for name in ("epochs", "batch-size", "learning-rate"):
         for bad in (INJECTION, "1\nimage: x", "1 ", "0x10", "NaN", "1e400", ""):
