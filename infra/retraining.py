@@ -46,11 +46,13 @@ CHOICES = {
 # (``{{=asInt(workflow.parameters[`epochs`])}}``), never as text. A Workflow may set its own `entrypoint` and so
 # start at the `train` step, past `check-parameters`; a value that is not a number then fails the expression
 # (argo-workflows v4.0.7: `asInt` is expr's `int`, strconv.Atoi; `asFloat` its `float`; the result is written
-# JSON-marshalled), so whatever reaches the manifest is digits, a dot or an exponent: it cannot add a field.
+# JSON-marshalled), so what reaches the manifest is digits, a dot or an exponent, or the expression's own text
+# (see `tfjob_manifest`): never the value, so it cannot add a field.
 # The names are expr's raw strings (backticks): with `setOwnerReference` the controller re-marshals the
 # manifest as YAML (`executeResource`), and an expression it evaluates after that sees any quote in it escaped
 # or doubled (seen on the real node), which only backticks survive.
 NUMBER = {"epochs": "asInt", "batch-size": "asInt", "learning-rate": "asFloat"}
+PARAM_LABEL = "kubeflow-e2e/"  # a retrain TFJob's labels: kubeflow-e2e/epochs=10 and so on
 # How long a finished retrain (its pods where podGC keeps them, and its TFJob) stays for `argo logs`.
 TTL = {"secondsAfterSuccess": 86400, "secondsAfterFailure": 7 * 86400}
 CONDITION_TYPES = 6
@@ -82,10 +84,15 @@ def tfjob_manifest(training: TrainingArgs, data_url: str, bucket: str, model_url
     """The TFJob the `train` step creates, as the YAML string Argo's resource template takes. It reads
     DATA_URL from S3 even with `data.source: volume`: the prepare step has just rewritten the data there, and
     the Fluid cache holds what was preloaded at `pulumi up`."""
+    flags = tuple(f"{{{{={NUMBER[p]}(workflow.parameters[`{p}`])}}}}" for p in PARAMS)
+    # The same expressions label the job. One that fails is left as its own text (Argo substitutes with
+    # unresolved tags allowed), which no label value may hold: the API server refuses the TFJob and the step
+    # fails at once, where the flag alone would reach `train` and crash its pods up to the backoff limit.
+    params = {f"{PARAM_LABEL}{p}": f for p, f in zip(PARAMS, flags, strict=True)}
     job = {
         "apiVersion": "kubeflow.org/v1",
         "kind": "TFJob",
-        "metadata": {"name": RUN, "labels": labels(training.instance, "training")},
+        "metadata": {"name": RUN, "labels": {**labels(training.instance, "training"), **params}},
         "spec": tfjob_spec(
             replace(
                 training,
@@ -96,7 +103,7 @@ def tfjob_manifest(training: TrainingArgs, data_url: str, bucket: str, model_url
                 job_name=RUN,
                 ttl_seconds=TTL["secondsAfterFailure"],
             ),
-            flags=tuple(f"{{{{={NUMBER[p]}(workflow.parameters[`{p}`])}}}}" for p in PARAMS),
+            flags=flags,
         ),
     }
     return yaml.dump(job, Dumper=_PlainDumper, sort_keys=False)
