@@ -85,9 +85,10 @@ def tfjob_manifest(training: TrainingArgs, data_url: str, bucket: str, model_url
     DATA_URL from S3 even with `data.source: volume`: the prepare step has just rewritten the data there, and
     the Fluid cache holds what was preloaded at `pulumi up`."""
     flags = tuple(f"{{{{={NUMBER[p]}(workflow.parameters[`{p}`])}}}}" for p in PARAMS)
-    # The same expressions label the job. One that fails is left as its own text (Argo substitutes with
-    # unresolved tags allowed), which no label value may hold: the API server refuses the TFJob and the step
-    # fails at once, where the flag alone would reach `train` and crash its pods up to the backoff limit.
+    # The same expressions label the job. One that fails on a value that is no number is left as its own text
+    # (Argo substitutes with unresolved tags allowed), which no label value may hold: the API server refuses
+    # the TFJob and the step fails at once, where the flag alone would reach `train` and crash its pods up to
+    # the backoff limit. (A number outside the enum is `train`'s to refuse, on this route.)
     params = {f"{PARAM_LABEL}{p}": f for p, f in zip(PARAMS, flags, strict=True)}
     job = {
         "apiVersion": "kubeflow.org/v1",
