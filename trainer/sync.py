@@ -116,11 +116,15 @@ class Gate:
         """Logs the version's rejection in one line and marks it `_REJECTED` so no one reconsiders it."""
         self.rejected[v] = reason
         self.passed.pop(v, None)
-        log.info("rejected version %d: %s", v, reason)
+        # The mark goes first, so whoever reads the line finds it written.
         try:
             versions.reject(store, v, reason, "sync-model")
+            unwritten = None
         except StoreError as e:  # read-only credentials: the decision stands for this process
-            log.info("version %d: cannot write its _REJECTED mark (%s); rejected in this process", v, e.what)
+            unwritten = e.what
+        log.info("rejected version %d: %s", v, reason)
+        if unwritten:
+            log.info("version %d: cannot write its _REJECTED mark (%s); rejected in this process", v, unwritten)
 
 
 def local_versions(dest: Path) -> list[int]:
