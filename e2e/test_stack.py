@@ -639,8 +639,8 @@ def test_argo_runs_no_injected_parameter_and_no_inline_workflow(stack, cluster):
     before any TFJob exists. The same Workflow with `entrypoint: train` (allowed) skips that step: the value
     reaches the manifest only through `asInt`, which fails on it and leaves its own text there, which the API
     server refuses as a label value, so no TFJob is made; with the template's own values it makes its TFJob,
-    each flag a number. A Workflow with templates of its own: the controller
-    refuses it (templateReferencing Secure) and runs no pod."""
+    each flag a number. A Workflow with templates of its own: the controller refuses it (templateReferencing
+    Secure) and runs no pod."""
     base = f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/workflows"
     injected = {"workflowTemplateRef": {"name": "retrain-mnist"},
                 "arguments": {"parameters": [{"name": "epochs", "value": "1\n      image: evil/trainer:latest"}]}}

@@ -18,6 +18,7 @@ import yaml
 
 from common.errors import UserError
 from infra.argo import RESTRICTION
+from infra.retraining import PARAM_LABEL
 from tests.helpers import argo
 
 # The WorkflowSpec fields (as JSON names) a Workflow may set under Strict/Secure (merge.go's allow-list).
@@ -91,7 +92,7 @@ def meant(template: dict, values: dict) -> dict:
 def as_text(manifest: str) -> str:
     """The manifest as it would be with simple tags, each value pasted in as text into the `train` flags (what
     the template avoids; the parameters' labels came with the expressions)."""
-    manifest = re.sub(r"(?m)^ *kubeflow-e2e/[\w-]+: .*\n", "", manifest)
+    manifest = re.sub(rf"(?m)^ *{re.escape(PARAM_LABEL)}[\w-]+: .*\n", "", manifest)
     return re.sub(r"\{\{=as(?:Int|Float)\(workflow\.parameters\[`([\w-]+)`\]\)\}\}", r"{{workflow.parameters.\1}}",
                   manifest)
 
@@ -135,7 +136,7 @@ def test_an_injected_parameter_is_refused_and_no_allowed_value_changes_the_manif
     assert chief["containers"][0]["image"] == "attacker.example/evil:latest"
     made = manifest_with(template, injected)
     assert "attacker" not in json.dumps(made)
-    assert refused_labels(made) == ["kubeflow-e2e/epochs={{=asInt(workflow.parameters[`epochs`])}}"]
+    assert refused_labels(made) == [f"{PARAM_LABEL}epochs={{{{=asInt(workflow.parameters[`epochs`])}}}}"]
     # Picking the account or a volume in the Workflow itself is refused too.
     with pytest.raises(Refused, match="serviceAccountName"):
         submit(template, {**ref, "serviceAccountName": "serving"})
@@ -193,7 +194,7 @@ def test_a_workflow_that_starts_at_the_train_step_cannot_inject_either(stack):
         for bad in (INJECTION, "1\nimage: x", "1 ", "0x10", "NaN", "1e400", ""):
             values = {p["name"]: p["value"] for p in template["spec"]["arguments"]["parameters"]} | {name: bad}
             made = manifest_with(template, values)
-            assert [r.partition("=")[0] for r in refused_labels(made)] == [f"kubeflow-e2e/{name}"], (name, bad)
+            assert [r.partition("=")[0] for r in refused_labels(made)] == [f"{PARAM_LABEL}{name}"], (name, bad)
             assert bad not in json.dumps(made) or bad in ("1 ", ""), (name, bad)
     # The submission itself passes Argo's checks but for the enum, which only `argo submit` applies.
     with pytest.raises(Refused):
